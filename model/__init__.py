@@ -1,0 +1,1 @@
+"""Builds the how-to's TF1 MNIST DNN and writes it in the registered-model layout."""

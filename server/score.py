@@ -1,0 +1,76 @@
+"""Azure ML entry script: the how-to's TF1 MNIST model, hardened.
+
+Served by azureml-inference-server-http (azmlinfsrv) unchanged:
+
+    azmlinfsrv --entry_script server/score.py --model_dir models/tf-dnn-mnist
+
+init() runs once per gunicorn worker process; run() is called for every
+POST /score, concurrently when GUNICORN_CMD_ARGS="--threads N" is set.
+"""
+
+import logging
+import os
+import sys
+import uuid
+
+# azmlinfsrv loads this file by path and does not put its folder on sys.path.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # keep TensorFlow's warnings, drop its info chatter
+
+import flask  # noqa: E402
+from azureml_inference_server_http.api.aml_request import rawhttp  # noqa: E402
+
+from tfscoring import log, responses  # noqa: E402
+from tfscoring.body import read_body  # noqa: E402
+from tfscoring.config import Settings  # noqa: E402
+from tfscoring.decode import decode_rows  # noqa: E402
+from tfscoring.errors import ScoringError, StartupError  # noqa: E402
+from tfscoring.model import GraphModel  # noqa: E402
+
+settings: Settings
+model: GraphModel
+
+
+def init():
+    global settings, model
+    try:
+        settings = Settings.from_env()
+        model = GraphModel.load(settings)
+        model.warm_up()
+    except StartupError as err:
+        _stop_startup(err)
+
+
+@rawhttp
+def run(request):
+    if request.method == "OPTIONS":
+        return responses.options()
+    try:
+        body = read_body(request, settings.max_request_bytes)  # 405, 413
+        rows = decode_rows(body, model.input_width, settings.max_request_rows)  # parse + validate: 400, 413
+        class_ids = model.predict(rows)  # infer, in chunks of MAX_BATCH_ROWS
+        return responses.classes(class_ids)  # encode
+    except ScoringError as err:
+        return responses.error(err)
+    except Exception:
+        request_id = _request_id()
+        log.exception("request %s failed", request_id)
+        return responses.internal_error(request_id)
+
+
+def _request_id() -> str:
+    # azmlinfsrv sets g.request_id from x-request-id (or a new uuid) and echoes it in the response headers.
+    return getattr(flask.g, "request_id", "") or str(uuid.uuid4())
+
+
+def _stop_startup(err: StartupError) -> None:
+    """Exit the worker with gunicorn's boot-error code after one log line that names the problem.
+
+    Exit code 3 makes the gunicorn master stop instead of restarting the worker
+    in a loop.  Exiting here, rather than raising, keeps the server's traceback
+    of this script out of the log: the line below says everything.
+    """
+    log.critical("start-up failed: %s", err)
+    for handler in logging.getLogger("azmlinfsrv").handlers:
+        handler.flush()
+    os._exit(3)

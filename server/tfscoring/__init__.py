@@ -1,0 +1,6 @@
+"""The hardened scoring path behind server/score.py: parse, validate, infer, encode."""
+
+import logging
+
+# azmlinfsrv configures handlers on its "azmlinfsrv" logger only; children inherit them.
+log = logging.getLogger("azmlinfsrv.tfscoring")

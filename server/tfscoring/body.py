@@ -1,0 +1,25 @@
+"""Read the raw request body, whatever its Content-Type.
+
+curl -d and urllib send application/x-www-form-urlencoded; Flask would parse
+such a body as a form and hand back nothing, so the body is read from the
+stream before anything else touches it.
+"""
+
+from __future__ import annotations
+
+import flask
+
+from tfscoring.errors import MethodNotAllowed, PayloadTooLarge
+
+
+def read_body(request: flask.Request, max_bytes: int) -> bytes:
+    if request.method != "POST":
+        raise MethodNotAllowed(f"{request.method} is not supported on /score; POST a JSON body", {"Allow": "POST"})
+    declared = request.content_length
+    if declared is not None and declared > max_bytes:
+        # Refused from the header alone: a huge body is never read into memory.
+        raise PayloadTooLarge(f"body is {declared} bytes; the limit is {max_bytes} bytes (MAX_REQUEST_BYTES)")
+    body = request.stream.read(max_bytes + 1)
+    if len(body) > max_bytes:
+        raise PayloadTooLarge(f"body is over the limit of {max_bytes} bytes (MAX_REQUEST_BYTES)")
+    return body

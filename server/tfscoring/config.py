@@ -1,0 +1,49 @@
+"""Every setting of the scoring script, read once from the environment.
+
+Defaults match the Azure ML how-to: the registered model is mounted at
+AZUREML_MODEL_DIR and holds `model/mnist-tf.model.*`, scored through the
+tensors `network/X:0` and `network/output/MatMul:0`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydantic
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tfscoring.errors import StartupError
+
+MiB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    # Field names are the environment variables, upper-cased (pydantic-settings matches case-insensitively).
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    azureml_model_dir: Path = pydantic.Field(description="registered model directory (set by Azure ML / --model_dir)")
+    model_folder: str = pydantic.Field("model", description="folder inside AZUREML_MODEL_DIR holding the checkpoint")
+    model_file_prefix: str = pydantic.Field("mnist-tf.model", description="checkpoint prefix (.meta, .index, .data-*)")
+    input_tensor: str = pydantic.Field("network/X:0", description="placeholder fed with the rows")
+    output_tensor: str = pydantic.Field("network/output/MatMul:0", description="logits; argmax is the class id")
+    max_batch_rows: pydantic.PositiveInt = pydantic.Field(256, description="most rows in one session call")
+    max_request_rows: pydantic.PositiveInt = pydantic.Field(4096, description="most rows in one request (413 above)")
+    max_request_bytes: pydantic.PositiveInt = pydantic.Field(64 * MiB, description="largest body (413 above)")
+    require_gpu: bool = pydantic.Field(False, description="fail start-up when no GPU is visible")
+
+    @property
+    def checkpoint_prefix(self) -> Path:
+        return self.azureml_model_dir / self.model_folder / self.model_file_prefix
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Read the environment; a missing or invalid variable is a StartupError naming it."""
+        try:
+            return cls()
+        except pydantic.ValidationError as err:
+            problems = "; ".join(
+                f"{str(e['loc'][0]).upper()}"
+                + (" is not set" if e["type"] == "missing" else f"={e['input']!r}: {e['msg']}")
+                for e in err.errors()
+            )
+            raise StartupError(f"invalid configuration: {problems}") from None

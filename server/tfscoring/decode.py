@@ -1,0 +1,99 @@
+"""Turn a request body into a validated float32 batch of shape (N, width).
+
+The accepted body is the how-to's: `{"data": [[v0, ..., v783], ...]}`.  Every
+way it can be wrong gets a BadRequest (or PayloadTooLarge) whose message says
+what is wrong and where, so a client can fix its request without reading logs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+
+from tfscoring.errors import BadRequest, PayloadTooLarge
+
+_NUMBERS = frozenset((int, float))  # bool is a subclass of int but its own type, so it is not in here
+_NON_FINITE_LITERALS = (b"NaN", b"Infinity", b"-Infinity")
+
+
+def expected_shape(width: int) -> str:
+    return f'{{"data": [[{width} numbers], ...]}}'
+
+
+def decode_rows(body: bytes, width: int, max_rows: int) -> np.ndarray:
+    document = _parse_json(body, width)
+    if not isinstance(document, dict):
+        raise BadRequest(f"body must be a JSON object like {expected_shape(width)}, got {_json_type(document)}")
+    if "data" not in document:
+        raise BadRequest(f'body has no "data" field; expected {expected_shape(width)}')
+    return _to_batch(document["data"], width, max_rows)
+
+
+def _parse_json(body: bytes, width: int) -> object:
+    if not body.strip():
+        raise BadRequest(f"body is empty; expected {expected_shape(width)}")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as err:
+        raise BadRequest(_describe_json_error(body, err)) from None
+
+
+def _describe_json_error(body: bytes, err: orjson.JSONDecodeError) -> str:
+    if "UTF-8" in err.msg:
+        return "body is not valid UTF-8; send JSON encoded as UTF-8"
+    if "infinity" in err.msg or body[err.pos : err.pos + 9].startswith(_NON_FINITE_LITERALS):
+        return (
+            f"body has a non-finite number at line {err.lineno} column {err.colno}; "
+            "NaN, Infinity and numbers beyond float range are not allowed"
+        )
+    return f"body is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}"
+
+
+def _to_batch(data: object, width: int, max_rows: int) -> np.ndarray:
+    if not isinstance(data, list):
+        raise BadRequest(f'"data" must be a list of rows like {expected_shape(width)}, got {_json_type(data)}')
+    if not data:
+        raise BadRequest(f'"data" has no rows; expected {expected_shape(width)}')
+    if len(data) > max_rows:
+        raise PayloadTooLarge(f'"data" has {len(data)} rows; the limit is {max_rows} rows per request')
+    for i, row in enumerate(data):
+        _check_row(i, row, width)
+    batch = np.array(data, dtype=np.float32)
+    _check_finite(batch)
+    return batch
+
+
+def _check_row(i: int, row: object, width: int) -> None:
+    if not isinstance(row, list):
+        hint = f"; wrap a single image as [[...]]" if isinstance(row, (int, float)) else ""
+        raise BadRequest(
+            f"row {i} of \"data\" is {_json_type(row)}, not a list of {width} numbers{hint}; "
+            f"expected shape (N, {width})"
+        )
+    if len(row) != width:
+        raise BadRequest(f'row {i} of "data" has {len(row)} values; expected shape (N, {width})')
+    if not _NUMBERS.issuperset(map(type, row)):  # one C-speed pass over the row's element types
+        j, value = next((j, v) for j, v in enumerate(row) if type(v) not in _NUMBERS)
+        raise BadRequest(f'row {i}, column {j} of "data" is {_json_type(value)}; every value must be a number')
+
+
+def _check_finite(batch: np.ndarray) -> None:
+    finite = np.isfinite(batch)
+    if not finite.all():
+        i, j = np.argwhere(~finite)[0]
+        raise BadRequest(f'row {i}, column {j} of "data" is outside the float32 range; values must be finite')
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"a boolean ({'true' if value else 'false'})"
+    if isinstance(value, (int, float)):
+        return f"a number ({value!r})"
+    if isinstance(value, str):
+        shown = value if len(value) <= 20 else value[:20] + "..."
+        return f"a string ({shown!r})"
+    if isinstance(value, list):
+        return f"a list of {len(value)} items"
+    return "an object"

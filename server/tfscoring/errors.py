@@ -1,0 +1,36 @@
+"""The few error types of the service, each carrying the HTTP status it maps to.
+
+Client mistakes are `ScoringError`s and become a 4xx JSON body
+`{"error": "..."}` in responses.error(); anything else that escapes run() is a
+bug and becomes a 500 with a request id (see score.py).  `StartupError` is
+raised by init() and stops the server with one log line.
+"""
+
+from __future__ import annotations
+
+
+class ScoringError(Exception):
+    """A request the service refuses; the message is shown to the client."""
+
+    status_code = 400
+
+    def __init__(self, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+
+class BadRequest(ScoringError):
+    status_code = 400
+
+
+class MethodNotAllowed(ScoringError):
+    status_code = 405
+
+
+class PayloadTooLarge(ScoringError):
+    status_code = 413
+
+
+class StartupError(Exception):
+    """The service cannot start: configuration, model files or devices are wrong."""

@@ -1,0 +1,115 @@
+"""The TF1 meta-graph model behind one function that scores a batch.
+
+Loaded once per worker process: import the meta-graph, restore the
+checkpoint, pin the session to one device, warm up.  `predict` is safe to call
+from many threads at once (Session.run is thread-safe) and cuts batches larger
+than MAX_BATCH_ROWS into session calls of at most that many rows.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import tensorflow.compat.v1 as tf
+
+from tfscoring import devices, log
+from tfscoring.config import Settings
+from tfscoring.errors import StartupError
+
+
+class GraphModel:
+    def __init__(self, session: tf.Session, x: tf.Tensor, y: tf.Tensor, max_batch_rows: int, device: str):
+        self._session = session
+        self._x = x
+        self._y = y
+        self.max_batch_rows = max_batch_rows
+        self.input_width = int(x.shape[1])
+        self.device = device
+
+    @classmethod
+    def load(cls, settings: Settings) -> GraphModel:
+        prefix = settings.checkpoint_prefix
+        meta = prefix.with_name(prefix.name + ".meta")
+        _require(settings.azureml_model_dir.is_dir(), f"model directory not found: {settings.azureml_model_dir}")
+        _require(meta.is_file(), f"meta-graph not found: {meta} (check MODEL_FOLDER and MODEL_FILE_PREFIX)")
+        index = prefix.with_name(prefix.name + ".index")
+        _require(index.is_file(), f"checkpoint not found: {index} (check MODEL_FOLDER and MODEL_FILE_PREFIX)")
+
+        tf.disable_eager_execution()
+        placement = devices.place(settings.require_gpu)
+        graph = tf.Graph()
+        with graph.as_default():
+            try:
+                # clear_devices: run where this worker is pinned, not where the model was trained.
+                saver = tf.train.import_meta_graph(str(meta), clear_devices=True)
+            except Exception as err:  # protobuf and TF raise many types for a corrupt file
+                raise StartupError(f"cannot import meta-graph {meta}: {_first_line(err)}") from None
+            x = _tensor(graph, settings.input_tensor, "INPUT_TENSOR", meta)
+            y = _tensor(graph, settings.output_tensor, "OUTPUT_TENSOR", meta)
+        _require(
+            x.shape.rank == 2 and x.shape[1] is not None,
+            f"INPUT_TENSOR {x.name} has shape {x.shape}; expected (None, width)",
+        )
+        _require(y.shape.rank == 2, f"OUTPUT_TENSOR {y.name} has shape {y.shape}; expected (None, classes)")
+
+        session = tf.Session(graph=graph, config=placement.session_config())
+        try:
+            saver.restore(session, str(prefix))
+        except (tf.errors.OpError, ValueError) as err:
+            session.close()
+            raise StartupError(f"cannot restore checkpoint {prefix}: {_first_line(err)}") from None
+        return cls(session, x, y, settings.max_batch_rows, placement.description)
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        """Class ids (argmax of the output) for a float32 batch of shape (N, input_width)."""
+        class_ids = np.empty(len(rows), dtype=np.int64)
+        for start in range(0, len(rows), self.max_batch_rows):
+            chunk = rows[start : start + self.max_batch_rows]
+            logits = self._session.run(self._y, {self._x: chunk})
+            class_ids[start : start + len(chunk)] = logits.argmax(axis=1)
+        return class_ids
+
+    def warm_up(self) -> str:
+        """Run the largest and the smallest batch once; return the device the output op ran on."""
+        started = time.perf_counter()
+        self.predict(np.zeros((self.max_batch_rows, self.input_width), np.float32))
+        options = tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE)
+        metadata = tf.RunMetadata()
+        self._session.run(
+            self._y, {self._x: np.zeros((1, self.input_width), np.float32)}, options=options, run_metadata=metadata
+        )
+        ran_on = next(
+            (d.device for d in metadata.step_stats.dev_stats for n in d.node_stats if n.node_name == self._y.op.name),
+            "unknown",
+        )
+        log.info(
+            "model ready on %s: %s %s -> %s, max %d rows per session call, output op ran on %s, warm-up %.0f ms",
+            self.device,
+            self._x.name,
+            self._x.shape,
+            self._y.name,
+            self.max_batch_rows,
+            ran_on,
+            (time.perf_counter() - started) * 1e3,
+        )
+        return ran_on
+
+    def close(self) -> None:
+        self._session.close()
+
+
+def _tensor(graph: tf.Graph, name: str, variable: str, meta: object) -> tf.Tensor:
+    try:
+        return graph.get_tensor_by_name(name)
+    except (KeyError, ValueError):
+        raise StartupError(f"tensor {name!r} ({variable}) is not in the graph of {meta}") from None
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise StartupError(message)
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -1,0 +1,29 @@
+"""Encode answers and errors as the HTTP responses run() returns to azmlinfsrv."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+from azureml_inference_server_http.api.aml_response import AMLResponse
+
+from tfscoring.errors import ScoringError
+
+_JSON = {"Content-Type": "application/json"}
+
+
+def classes(class_ids: np.ndarray) -> AMLResponse:
+    """The how-to's answer: a JSON list of class ids, one per row."""
+    return AMLResponse(orjson.dumps(class_ids, option=orjson.OPT_SERIALIZE_NUMPY), 200, _JSON)
+
+
+def error(err: ScoringError) -> AMLResponse:
+    return AMLResponse(orjson.dumps({"error": err.message}), err.status_code, {**_JSON, **err.headers})
+
+
+def internal_error(request_id: str) -> AMLResponse:
+    body = {"error": "internal error while scoring; the server log has the details", "request_id": request_id}
+    return AMLResponse(orjson.dumps(body), 500, _JSON)
+
+
+def options() -> AMLResponse:
+    return AMLResponse("", 200, {"Allow": "POST, OPTIONS"})
