@@ -21,11 +21,11 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-import tensorflow  # noqa: E402
-import tensorflow.compat.v1 as tf  # noqa: E402
+import numpy as np
+import tensorflow
+import tensorflow.compat.v1 as tf
 
-from model import idx, network  # noqa: E402
+from model import idx, network
 
 MODEL_FOLDER = "model"
 CHECKPOINT_PREFIX = "mnist-tf.model"
@@ -80,8 +80,7 @@ def train(args: argparse.Namespace) -> dict:
                     sess.run(train_op, {net.x: x_train[batch], labels: y_train[batch]})
                 accuracy = _accuracy(sess, net, x_test, y_test)
                 print(
-                    f"epoch {epoch}/{args.epochs}: t10k accuracy {accuracy:.4f} "
-                    f"({time.perf_counter() - started:.1f}s)",
+                    f"epoch {epoch}/{args.epochs}: t10k accuracy {accuracy:.4f} ({time.perf_counter() - started:.1f}s)",
                     flush=True,
                 )
             folder = args.out / MODEL_FOLDER

@@ -17,15 +17,15 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # keep TensorFlow's warnings, drop its info chatter
 
-import flask  # noqa: E402
-from azureml_inference_server_http.api.aml_request import rawhttp  # noqa: E402
+import flask
+from azureml_inference_server_http.api.aml_request import rawhttp
 
-from tfscoring import log, responses  # noqa: E402
-from tfscoring.body import read_body  # noqa: E402
-from tfscoring.config import Settings  # noqa: E402
-from tfscoring.decode import decode_rows  # noqa: E402
-from tfscoring.errors import ScoringError, StartupError  # noqa: E402
-from tfscoring.model import GraphModel  # noqa: E402
+from tfscoring import log, responses
+from tfscoring.body import read_body
+from tfscoring.config import Settings
+from tfscoring.decode import decode_rows
+from tfscoring.errors import ScoringError, StartupError
+from tfscoring.model import GraphModel
 
 settings: Settings
 model: GraphModel

@@ -54,21 +54,22 @@ def _to_batch(data: object, width: int, max_rows: int) -> np.ndarray:
         raise BadRequest(f'"data" must be a list of rows like {expected_shape(width)}, got {_json_type(data)}')
     if not data:
         raise BadRequest(f'"data" has no rows; expected {expected_shape(width)}')
+    _check_row(0, data[0], width)  # a lone flat image gets its own hint before any count
     if len(data) > max_rows:
         raise PayloadTooLarge(f'"data" has {len(data)} rows; the limit is {max_rows} rows per request')
     for i, row in enumerate(data):
         _check_row(i, row, width)
-    batch = np.array(data, dtype=np.float32)
+    with np.errstate(over="ignore"):  # values beyond float32 become inf, reported just below
+        batch = np.array(data, dtype=np.float32)
     _check_finite(batch)
     return batch
 
 
 def _check_row(i: int, row: object, width: int) -> None:
     if not isinstance(row, list):
-        hint = f"; wrap a single image as [[...]]" if isinstance(row, (int, float)) else ""
+        hint = "; wrap a single image as [[...]]" if isinstance(row, (int, float)) else ""
         raise BadRequest(
-            f"row {i} of \"data\" is {_json_type(row)}, not a list of {width} numbers{hint}; "
-            f"expected shape (N, {width})"
+            f'row {i} of "data" is {_json_type(row)}, not a list of {width} numbers{hint}; expected shape (N, {width})'
         )
     if len(row) != width:
         raise BadRequest(f'row {i} of "data" has {len(row)} values; expected shape (N, {width})')

@@ -1,0 +1,59 @@
+"""Session fixtures: the built model, the t10k data, and real servers started once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model import idx
+from tests.support import HOWTO_SCORE_PY, REPO, SCORE_PY, MiB, ServerProcess
+
+# The scoring server under test: two workers with eight threads each, and limits small
+# enough that the tests reach them (chunks of 64 rows, 2000 rows, 20 MiB per request).
+SERVER_ENV = {
+    "WORKER_COUNT": "2",
+    "GUNICORN_CMD_ARGS": "--threads 8",
+    "MAX_BATCH_ROWS": "64",
+    "MAX_REQUEST_ROWS": "2000",
+    "MAX_REQUEST_BYTES": str(20 * MiB),
+}
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Path:
+    path = REPO / os.environ.get("MODEL_DIR", "models/tf-dnn-mnist/1")
+    if not (path / "model" / "mnist-tf.model.index").is_file():
+        pytest.fail(f"no model at {path}: run `make model` (make test does it)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return Path(os.environ.get("DATA_DIR", idx.DEFAULT_DATA_DIR))
+
+
+@pytest.fixture(scope="session")
+def t10k(data_dir) -> tuple[np.ndarray, np.ndarray]:
+    return idx.load_split(data_dir, "t10k")
+
+
+@pytest.fixture(scope="session")
+def server(model_dir):
+    process = ServerProcess(SCORE_PY, model_dir, SERVER_ENV)
+    try:
+        yield process.wait_healthy()
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="session")
+def howto_server(model_dir):
+    """The how-to's own score.py on the same azmlinfsrv and model: the reference."""
+    process = ServerProcess(HOWTO_SCORE_PY, model_dir)
+    try:
+        yield process.wait_healthy()
+    finally:
+        process.stop()

@@ -1,0 +1,100 @@
+"""Start the real azmlinfsrv as a subprocess on a free loopback port and talk to it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+SCORE_PY = REPO / "server" / "score.py"
+HOWTO_SCORE_PY = REPO / "bench" / "howto_score.py"
+AZMLINFSRV = Path(sys.executable).with_name("azmlinfsrv")
+MiB = 1024 * 1024
+
+# Settings of the scoring script and the server that must not leak in from the caller's shell.
+_ISOLATED = (
+    "AZUREML_MODEL_DIR",
+    "MODEL_FOLDER",
+    "MODEL_FILE_PREFIX",
+    "INPUT_TENSOR",
+    "OUTPUT_TENSOR",
+    "MAX_BATCH_ROWS",
+    "MAX_REQUEST_ROWS",
+    "MAX_REQUEST_BYTES",
+    "REQUIRE_GPU",
+    "WORKER_COUNT",
+    "GUNICORN_CMD_ARGS",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    def __init__(self, entry_script: Path, model_dir: Path, env: dict[str, str] | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.score_url = f"{self.url}/score"
+        self._log = tempfile.NamedTemporaryFile(prefix="azmlinfsrv-", suffix=".log", delete=False)  # noqa: SIM115
+        base = {k: v for k, v in os.environ.items() if k not in _ISOLATED}
+        base.update({"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"})
+        base.update(env or {})
+        argv = [str(AZMLINFSRV), "--entry_script", str(entry_script), "--model_dir", str(model_dir)]
+        self.process = subprocess.Popen(
+            [*argv, "--port", str(self.port)],
+            cwd=REPO,
+            env=base,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stop() ends gunicorn and every worker
+        )
+
+    def log(self) -> str:
+        return Path(self._log.name).read_text(errors="replace")
+
+    def wait_healthy(self, timeout: float = 180) -> ServerProcess:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()[-5000:]}")
+            try:
+                if requests.get(self.url + "/", timeout=2).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"server not healthy after {timeout}s:\n{self.log()[-5000:]}")
+
+    def wait_exit(self, timeout: float = 120) -> int:
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self._log.close()
+
+
+def post(url: str, body: bytes, content_type: str | None = "application/json", **kwargs) -> requests.Response:
+    headers = {"Content-Type": content_type} if content_type else {}
+    headers.update(kwargs.pop("headers", {}))
+    return requests.post(url, data=body, headers=headers, timeout=kwargs.pop("timeout", 60), **kwargs)

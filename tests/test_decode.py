@@ -1,0 +1,102 @@
+"""The request body contract: {"data": [[784 numbers], ...]} becomes a float32 batch; anything else is refused."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tfscoring.decode import decode_rows
+from tfscoring.errors import BadRequest, PayloadTooLarge
+
+WIDTH = 784
+
+
+def body(data: object) -> bytes:
+    return json.dumps({"data": data}).encode()
+
+
+def row(value: object = 0.5, at: int | None = None) -> list:
+    values: list = [0.25] * WIDTH
+    if at is not None:
+        values[at] = value
+    return values
+
+
+def test_rows_become_a_float32_batch_in_order():
+    rows = [[float(i)] * WIDTH for i in range(3)]
+    batch = decode_rows(body(rows), WIDTH, max_rows=10)
+    assert batch.dtype == np.float32
+    assert batch.shape == (3, WIDTH)
+    assert batch[:, 0].tolist() == [0.0, 1.0, 2.0]
+
+
+def test_integers_and_floats_mix():
+    batch = decode_rows(body([[0, 1] * (WIDTH // 2)]), WIDTH, max_rows=1)
+    assert batch[0, :2].tolist() == [0.0, 1.0]
+
+
+def test_other_fields_are_ignored():
+    assert decode_rows(b'{"id": 7, "data": [' + json.dumps(row()).encode() + b"]}", WIDTH, 1).shape == (1, WIDTH)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"", "body is empty"),
+        (b"   \n", "body is empty"),
+        (b"hello", "body is not valid JSON"),
+        (b'{"data": [[1, 2', "body is not valid JSON: unexpected end of data"),
+        (b'{"data": []} trailing', "body is not valid JSON"),
+        (b'{"data": "\xff"}', "not valid UTF-8"),
+        (b"[[1, 2]]", "body must be a JSON object"),
+        (b'"data"', "body must be a JSON object"),
+        (b'{"inputs": [[1]]}', 'body has no "data" field'),
+        (b'{"data": "abc"}', '"data" must be a list of rows'),
+        (b'{"data": {"a": 1}}', '"data" must be a list of rows'),
+        (b'{"data": null}', '"data" must be a list of rows like {"data": [[784 numbers], ...]}, got null'),
+        (b'{"data": []}', '"data" has no rows'),
+        (b'{"data": [NaN]}', "non-finite number at line 1 column 11"),
+        (b'{"data": [[Infinity]]}', "non-finite number"),
+        (b'{"data": [[-Infinity]]}', "non-finite number"),
+        (b'{"data": [[1e400]]}', "non-finite number"),
+    ],
+)
+def test_malformed_documents_are_refused_with_what_is_wrong(raw, message):
+    with pytest.raises(BadRequest) as caught:
+        decode_rows(raw, WIDTH, max_rows=10)
+    assert message in caught.value.message
+    assert caught.value.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (row(), 'row 0 of "data" is a number (0.25), not a list of 784 numbers; wrap a single image as [[...]]'),
+        ([row(), "x"], "row 1 of \"data\" is a string ('x')"),
+        ([row()[:783]], 'row 0 of "data" has 783 values; expected shape (N, 784)'),
+        ([row(), [*row(), 1.0]], 'row 1 of "data" has 785 values; expected shape (N, 784)'),
+        ([row("0.5", at=5)], "row 0, column 5 of \"data\" is a string ('0.5'); every value must be a number"),
+        ([row(None, at=0)], 'row 0, column 0 of "data" is null'),
+        ([row(True, at=783)], 'row 0, column 783 of "data" is a boolean (true)'),
+        ([row([1.0], at=2)], 'row 0, column 2 of "data" is a list of 1 items'),
+        ([row({"v": 1}, at=3)], 'row 0, column 3 of "data" is an object'),
+        ([row(), row(1e39, at=9)], 'row 1, column 9 of "data" is outside the float32 range'),
+    ],
+)
+def test_malformed_rows_are_refused_naming_row_and_column(data, message):
+    with pytest.raises(BadRequest) as caught:
+        decode_rows(body(data), WIDTH, max_rows=10)
+    assert message in caught.value.message
+
+
+def test_too_many_rows_is_payload_too_large():
+    with pytest.raises(PayloadTooLarge) as caught:
+        decode_rows(body([row()] * 3), WIDTH, max_rows=2)
+    assert caught.value.status_code == 413
+    assert '"data" has 3 rows; the limit is 2 rows per request' in caught.value.message
+
+
+def test_width_comes_from_the_model():
+    assert decode_rows(body([[1, 2, 3]]), 3, max_rows=1).shape == (1, 3)

@@ -1,0 +1,85 @@
+"""The model behind one batch function, in-process: loading, chunking, devices, worker slots."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tfscoring.config import Settings
+from tfscoring.devices import claim_worker_slot
+from tfscoring.errors import StartupError
+from tfscoring.model import GraphModel
+
+
+@pytest.fixture(scope="module")
+def settings(model_dir) -> Settings:
+    return Settings(azureml_model_dir=model_dir)
+
+
+@pytest.fixture(scope="module")
+def graph_model(settings):
+    model = GraphModel.load(settings)
+    yield model
+    model.close()
+
+
+def test_loads_the_howto_layout_and_reads_width_from_the_graph(graph_model):
+    assert graph_model.input_width == 784
+    assert graph_model.device == "CPU" or graph_model.device.startswith("GPU")
+
+
+def test_warm_up_reports_the_device_the_output_op_ran_on(graph_model):
+    ran_on = graph_model.warm_up()
+    expected = "CPU:0" if graph_model.device == "CPU" else "GPU:0"
+    assert ran_on.endswith(expected)
+
+
+@pytest.mark.parametrize("max_batch_rows", [1, 7, 64, 5000])
+def test_predictions_do_not_depend_on_the_chunk_size(settings, graph_model, t10k, max_batch_rows):
+    images, _ = t10k
+    rows = images[:700]
+    chunked = GraphModel.load(settings.model_copy(update={"max_batch_rows": max_batch_rows}))
+    try:
+        assert chunked.predict(rows).tolist() == graph_model.predict(rows).tolist()
+    finally:
+        chunked.close()
+
+
+def test_predict_returns_one_int64_class_id_per_row(graph_model, t10k):
+    images, labels = t10k
+    predicted = graph_model.predict(images[:1000])
+    assert predicted.dtype == np.int64 and predicted.shape == (1000,)
+    assert (predicted == labels[:1000]).mean() > 0.85
+
+
+def test_a_missing_tensor_is_named(settings):
+    with pytest.raises(StartupError, match=r"tensor 'network/nope:0' \(INPUT_TENSOR\) is not in the graph of"):
+        GraphModel.load(settings.model_copy(update={"input_tensor": "network/nope:0"}))
+
+
+def test_a_non_matrix_input_tensor_is_refused(settings):
+    with pytest.raises(StartupError, match="INPUT_TENSOR network/h1/kernel:0 has shape"):
+        GraphModel.load(settings.model_copy(update={"input_tensor": "network/h1/kernel:0"}))
+
+
+def test_worker_slots_are_distinct_per_live_process_and_reused_after_exit(tmp_path):
+    claim = (
+        "import sys, time; sys.path.insert(0, 'server');"
+        "from pathlib import Path; from tfscoring.devices import claim_worker_slot;"
+        f"print(claim_worker_slot(Path({str(tmp_path)!r})), flush=True); time.sleep(30)"
+    )
+    workers = [subprocess.Popen([sys.executable, "-c", claim], stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    try:
+        slots = [int(w.stdout.readline()) for w in workers]
+        assert sorted(slots) == [0, 1, 2]
+        holder_of_1 = workers[slots.index(1)]
+        holder_of_1.kill()
+        holder_of_1.wait()
+        assert claim_worker_slot(tmp_path) == 1  # freed with its process; 0 and 2 are still held
+    finally:
+        for w in workers:
+            w.kill()
+            w.wait()
