@@ -74,7 +74,7 @@ class GraphModel:
         """Run the largest and the smallest batch once; return the device the output op ran on."""
         started = time.perf_counter()
         self.predict(np.zeros((self.max_batch_rows, self.input_width), np.float32))
-        options = tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE)
+        options = tf.RunOptions(trace_level=tf.RunOptions.SOFTWARE_TRACE)  # records where each op ran
         metadata = tf.RunMetadata()
         self._session.run(
             self._y, {self._x: np.zeros((1, self.input_width), np.float32)}, options=options, run_metadata=metadata

@@ -1,0 +1,34 @@
+"""score.run() in-process: a failure nobody expected is a 500 with a request id, its traceback in the log only."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import flask
+import numpy as np
+
+import score
+from tfscoring.config import Settings
+from tfscoring.model import GraphModel
+
+
+def test_unexpected_failure_is_500_with_request_id_and_traceback_only_in_the_log(model_dir, monkeypatch, caplog):
+    settings = Settings(azureml_model_dir=model_dir)
+    broken = GraphModel.load(settings)
+    broken.close()  # a real fault: every session call now raises
+    monkeypatch.setattr(score, "settings", settings, raising=False)
+    monkeypatch.setattr(score, "model", broken, raising=False)
+    body = json.dumps({"data": np.zeros((2, 784)).tolist()})
+
+    with flask.Flask(__name__).test_request_context("/score", method="POST", data=body), caplog.at_level(logging.ERROR):
+        flask.g.request_id = "req-42"
+        response = score.run(flask.request)
+
+    assert response.status_code == 500
+    assert json.loads(response.get_data()) == {
+        "error": "internal error while scoring; the server log has the details",
+        "request_id": "req-42",
+    }
+    assert "request req-42 failed" in caplog.text
+    assert "Traceback" in caplog.text and "closed Session" in caplog.text
