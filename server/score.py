@@ -2,7 +2,7 @@
 
 Served by azureml-inference-server-http (azmlinfsrv) unchanged:
 
-    azmlinfsrv --entry_script server/score.py --model_dir models/tf-dnn-mnist
+    azmlinfsrv --entry_script server/score.py --model_dir models/tf-dnn-mnist/1
 
 init() runs once per gunicorn worker process; run() is called for every
 POST /score, concurrently when GUNICORN_CMD_ARGS="--threads N" is set.
