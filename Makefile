@@ -13,7 +13,8 @@ DATA_DIR ?= /usr/share/datasets/fashion-mnist
 # GPU TensorFlow where an NVIDIA driver is present, CPU TensorFlow of the same version elsewhere.
 TF_FLAVOR ?= $(if $(shell command -v nvidia-smi 2>/dev/null),gpu,cpu)
 SYSTEM_PACKAGES := python3-venv dataset-fashion-mnist curl
-SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+# apt-get needs root: as root run it directly, else through sudo (env: sudo resets the environment).
+SUDO := $(if $(filter 0,$(shell id -u)),env,sudo env)
 PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check -c requirements/constraints.txt
 
 .PHONY: help serve test lint model system-packages clean
@@ -26,8 +27,10 @@ system-packages:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  command -v apt-get >/dev/null || { echo "install these packages first: $$missing" >&2; exit 1; }; \
+	  [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null || \
+	    { echo "as root, run: apt-get install $$missing" >&2; exit 1; }; \
 	  echo "installing Debian packages: $$missing"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
 $(BIN)/python: | system-packages

@@ -52,6 +52,8 @@ def run(request):
         return responses.classes(class_ids)  # encode
     except ScoringError as err:
         return responses.error(err)
+    except TimeoutError:
+        raise  # the server's SCORING_TIMEOUT_MS alarm: azmlinfsrv answers it with its own timeout message
     except Exception:
         request_id = _request_id()
         log.exception("request %s failed", request_id)

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from model import idx
-from tests.support import HOWTO_SCORE_PY, REPO, SCORE_PY, MiB, ServerProcess
+from tests.support import GPU_SHARING, HOWTO_SCORE_PY, REPO, SCORE_PY, MiB, ServerProcess
+
+os.environ.update(GPU_SHARING)  # for the sessions the tests open in-process
 
 # The scoring server under test: two workers with eight threads each, and limits small
 # enough that the tests reach them (chunks of 64 rows, 2000 rows, 20 MiB per request).
@@ -41,8 +43,8 @@ def t10k(data_dir) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.fixture(scope="session")
-def server(model_dir):
-    process = ServerProcess(SCORE_PY, model_dir, SERVER_ENV)
+def server(model_dir, tmp_path_factory):
+    process = ServerProcess(SCORE_PY, model_dir, tmp_path_factory.mktemp("server"), SERVER_ENV)
     try:
         yield process.wait_healthy()
     finally:
@@ -50,9 +52,9 @@ def server(model_dir):
 
 
 @pytest.fixture(scope="session")
-def howto_server(model_dir):
+def howto_server(model_dir, tmp_path_factory):
     """The how-to's own score.py on the same azmlinfsrv and model: the reference."""
-    process = ServerProcess(HOWTO_SCORE_PY, model_dir)
+    process = ServerProcess(HOWTO_SCORE_PY, model_dir, tmp_path_factory.mktemp("howto-server"))
     try:
         yield process.wait_healthy()
     finally:

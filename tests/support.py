@@ -7,11 +7,12 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import requests
+
+from tfscoring.config import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 SCORE_PY = REPO / "server" / "score.py"
@@ -20,19 +21,9 @@ AZMLINFSRV = Path(sys.executable).with_name("azmlinfsrv")
 MiB = 1024 * 1024
 
 # Settings of the scoring script and the server that must not leak in from the caller's shell.
-_ISOLATED = (
-    "AZUREML_MODEL_DIR",
-    "MODEL_FOLDER",
-    "MODEL_FILE_PREFIX",
-    "INPUT_TENSOR",
-    "OUTPUT_TENSOR",
-    "MAX_BATCH_ROWS",
-    "MAX_REQUEST_ROWS",
-    "MAX_REQUEST_BYTES",
-    "REQUIRE_GPU",
-    "WORKER_COUNT",
-    "GUNICORN_CMD_ARGS",
-)
+_ISOLATED = {name.upper() for name in Settings.model_fields} | {"WORKER_COUNT", "GUNICORN_CMD_ARGS", "WORKER_PRELOAD"}
+# On a GPU machine the how-to's script would otherwise take all GPU memory from the other servers.
+GPU_SHARING = {"TF_FORCE_GPU_ALLOW_GROWTH": "true"}
 
 
 def free_port() -> int:
@@ -42,13 +33,13 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, entry_script: Path, model_dir: Path, env: dict[str, str] | None = None):
+    def __init__(self, entry_script: Path, model_dir: Path, log_dir: Path, env: dict[str, str] | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.score_url = f"{self.url}/score"
-        self._log = tempfile.NamedTemporaryFile(prefix="azmlinfsrv-", suffix=".log", delete=False)  # noqa: SIM115
+        self._log = open(log_dir / f"azmlinfsrv-{self.port}.log", "wb")  # noqa: SIM115 - closed in stop()
         base = {k: v for k, v in os.environ.items() if k not in _ISOLATED}
-        base.update({"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"})
+        base.update({"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2", **GPU_SHARING})
         base.update(env or {})
         argv = [str(AZMLINFSRV), "--entry_script", str(entry_script), "--model_dir", str(model_dir)]
         self.process = subprocess.Popen(

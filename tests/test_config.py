@@ -45,7 +45,8 @@ def test_missing_model_dir_is_named(env):
 
 
 @pytest.mark.parametrize(
-    ("name", "value"), [("MAX_BATCH_ROWS", "0"), ("MAX_REQUEST_ROWS", "many"), ("REQUIRE_GPU", "perhaps")]
+    ("name", "value"),
+    [("MAX_BATCH_ROWS", "0"), ("MAX_BATCH_ROWS", "100000"), ("MAX_REQUEST_ROWS", "many"), ("REQUIRE_GPU", "perhaps")],
 )
 def test_invalid_values_are_named_with_their_value(env, name, value):
     env.setenv(name, value)

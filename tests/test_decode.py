@@ -98,5 +98,24 @@ def test_too_many_rows_is_payload_too_large():
     assert '"data" has 3 rows; the limit is 2 rows per request' in caught.value.message
 
 
+def test_a_utf8_byte_order_mark_is_ignored():
+    assert decode_rows(b"\xef\xbb\xbf" + body([row()]), WIDTH, max_rows=1).shape == (1, WIDTH)
+
+
+def test_non_finite_literal_is_named_after_non_ascii_text():
+    raw = '{"note": "\u00e9\u00e9\u00e9", "data": [[1, NaN]]}'.encode()
+    with pytest.raises(BadRequest, match="non-finite number at line 1 column 30"):
+        decode_rows(raw, WIDTH, max_rows=1)
+
+
+def test_a_body_with_more_values_than_the_row_limit_allows_is_refused_before_parsing():
+    raw = b'{"data": [[' + b"0," * (4 * WIDTH + 1) + b"0]]}"
+    with pytest.raises(
+        PayloadTooLarge, match="body holds more than 3136 values; a request takes at most 2 rows of 784"
+    ):
+        decode_rows(raw, WIDTH, max_rows=2)
+    assert decode_rows(body([row(), row()]), WIDTH, max_rows=2).shape == (2, WIDTH)  # a full request still fits
+
+
 def test_width_comes_from_the_model():
     assert decode_rows(body([[1, 2, 3]]), 3, max_rows=1).shape == (1, 3)

@@ -55,6 +55,14 @@ def test_predict_returns_one_int64_class_id_per_row(graph_model, t10k):
     assert (predicted == labels[:1000]).mean() > 0.85
 
 
+def test_no_session_call_is_larger_than_a_whole_request(settings):
+    model = GraphModel.load(settings.model_copy(update={"max_batch_rows": 5000, "max_request_rows": 100}))
+    try:
+        assert model.max_batch_rows == 100  # so warm-up allocates 100 rows, not 5000
+    finally:
+        model.close()
+
+
 def test_a_missing_tensor_is_named(settings):
     with pytest.raises(StartupError, match=r"tensor 'network/nope:0' \(INPUT_TENSOR\) is not in the graph of"):
         GraphModel.load(settings.model_copy(update={"input_tensor": "network/nope:0"}))
@@ -79,6 +87,7 @@ def test_worker_slots_are_distinct_per_live_process_and_reused_after_exit(tmp_pa
         holder_of_1.kill()
         holder_of_1.wait()
         assert claim_worker_slot(tmp_path) == 1  # freed with its process; 0 and 2 are still held
+        assert claim_worker_slot(tmp_path) == 1  # a process keeps its slot: every session on one GPU
     finally:
         for w in workers:
             w.kill()

@@ -60,7 +60,7 @@ def test_broken_start_up_stops_the_server_with_one_line(case, model_dir, tmp_pat
     if case.startswith("GPU") and tf.config.list_physical_devices("GPU"):
         pytest.skip("this machine has a GPU")
     served_dir, env = make(model_dir, tmp_path)
-    server = ServerProcess(SCORE_PY, served_dir, env)
+    server = ServerProcess(SCORE_PY, served_dir, tmp_path, env)
     exit_code = server.wait_exit(timeout=120)
     log = server.log()
     assert exit_code == 3, log[-3000:]  # gunicorn's boot error: the master stops, no restart loop

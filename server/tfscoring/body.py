@@ -8,18 +8,31 @@ stream before anything else touches it.
 from __future__ import annotations
 
 import flask
+from gunicorn.http.errors import NoMoreData, ParseException
+from werkzeug.exceptions import ClientDisconnected
 
-from tfscoring.errors import MethodNotAllowed, PayloadTooLarge
+from tfscoring.errors import BadRequest, MethodNotAllowed, PayloadTooLarge
+
+ALLOWED_METHODS = "POST, OPTIONS"
+# A broken chunked encoding or a body cut short: the client's doing, so a 400, not a 500.
+_UNREADABLE = (ParseException, NoMoreData, ClientDisconnected)
 
 
 def read_body(request: flask.Request, max_bytes: int) -> bytes:
     if request.method != "POST":
-        raise MethodNotAllowed(f"{request.method} is not supported on /score; POST a JSON body", {"Allow": "POST"})
+        raise MethodNotAllowed(
+            f"{request.method} is not supported on /score; POST a JSON body", {"Allow": ALLOWED_METHODS}
+        )
     declared = request.content_length
     if declared is not None and declared > max_bytes:
         # Refused from the header alone: a huge body is never read into memory.
         raise PayloadTooLarge(f"body is {declared} bytes; the limit is {max_bytes} bytes (MAX_REQUEST_BYTES)")
-    body = request.stream.read(max_bytes + 1)
+    try:
+        body = request.stream.read(max_bytes + 1)
+    except _UNREADABLE as err:
+        raise BadRequest(
+            f"body could not be read: {type(err).__name__} (broken chunked encoding or body cut short)"
+        ) from None
     if len(body) > max_bytes:
         raise PayloadTooLarge(f"body is over the limit of {max_bytes} bytes (MAX_REQUEST_BYTES)")
     return body

@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     model_file_prefix: str = pydantic.Field("mnist-tf.model", description="checkpoint prefix (.meta, .index, .data-*)")
     input_tensor: str = pydantic.Field("network/X:0", description="placeholder fed with the rows")
     output_tensor: str = pydantic.Field("network/output/MatMul:0", description="logits; argmax is the class id")
-    max_batch_rows: pydantic.PositiveInt = pydantic.Field(256, description="most rows in one session call")
+    max_batch_rows: int = pydantic.Field(256, gt=0, le=65536, description="most rows in one session call")
     max_request_rows: pydantic.PositiveInt = pydantic.Field(4096, description="most rows in one request (413 above)")
     max_request_bytes: pydantic.PositiveInt = pydantic.Field(64 * MiB, description="largest body (413 above)")
     require_gpu: bool = pydantic.Field(False, description="fail start-up when no GPU is visible")

@@ -7,13 +7,15 @@ what is wrong and where, so a client can fix its request without reading logs.
 
 from __future__ import annotations
 
+import codecs
+
 import numpy as np
 import orjson
 
 from tfscoring.errors import BadRequest, PayloadTooLarge
 
 _NUMBERS = frozenset((int, float))  # bool is a subclass of int but its own type, so it is not in here
-_NON_FINITE_LITERALS = (b"NaN", b"Infinity", b"-Infinity")
+_NON_FINITE_LITERALS = ("NaN", "Infinity", "-Infinity")
 
 
 def expected_shape(width: int) -> str:
@@ -21,6 +23,7 @@ def expected_shape(width: int) -> str:
 
 
 def decode_rows(body: bytes, width: int, max_rows: int) -> np.ndarray:
+    _check_value_count(body, width, max_rows)
     document = _parse_json(body, width)
     if not isinstance(document, dict):
         raise BadRequest(f"body must be a JSON object like {expected_shape(width)}, got {_json_type(document)}")
@@ -29,19 +32,38 @@ def decode_rows(body: bytes, width: int, max_rows: int) -> np.ndarray:
     return _to_batch(document["data"], width, max_rows)
 
 
+def _check_value_count(body: bytes, width: int, max_rows: int) -> None:
+    """Refuse, before parsing, a body holding far more numbers than a request may.
+
+    Parsing builds one Python object per value (about 50 bytes each), so a body of
+    short values like `0,0,0,...` would take gigabytes before validation could
+    refuse it.  Counting commas is one pass in C.  The bound is twice a full
+    request: memory stays bounded, and a body just over the limit is parsed and
+    gets the precise message (too many rows, or which row is wrong).
+    """
+    if body.count(b",") > 2 * max_rows * width:
+        raise PayloadTooLarge(
+            f"body holds more than {2 * max_rows * width} values; a request takes at most "
+            f"{max_rows} rows of {width} (MAX_REQUEST_ROWS)"
+        )
+
+
 def _parse_json(body: bytes, width: int) -> object:
+    if body.startswith(codecs.BOM_UTF8):  # RFC 8259 lets a parser ignore it; orjson refuses it
+        body = body[len(codecs.BOM_UTF8) :]
     if not body.strip():
         raise BadRequest(f"body is empty; expected {expected_shape(width)}")
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as err:
-        raise BadRequest(_describe_json_error(body, err)) from None
+        raise BadRequest(_describe_json_error(err)) from None
 
 
-def _describe_json_error(body: bytes, err: orjson.JSONDecodeError) -> str:
+def _describe_json_error(err: orjson.JSONDecodeError) -> str:
     if "UTF-8" in err.msg:
         return "body is not valid UTF-8; send JSON encoded as UTF-8"
-    if "infinity" in err.msg or body[err.pos : err.pos + 9].startswith(_NON_FINITE_LITERALS):
+    # err.pos counts characters of err.doc, the decoded text, not bytes of the body.
+    if "infinity" in err.msg or err.doc[err.pos : err.pos + 9].startswith(_NON_FINITE_LITERALS):
         return (
             f"body has a non-finite number at line {err.lineno} column {err.colno}; "
             "NaN, Infinity and numbers beyond float range are not allowed"

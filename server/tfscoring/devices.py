@@ -22,7 +22,7 @@ import tensorflow as tf
 from tfscoring import log
 from tfscoring.errors import StartupError
 
-_held_slot: IO[bytes] | None = None  # kept open for the life of the worker
+_held: tuple[Path, int, IO[bytes]] | None = None  # (directory, slot, lock file) kept open for the worker's life
 
 
 @dataclass(frozen=True)
@@ -55,9 +55,15 @@ def place(require_gpu: bool) -> Placement:
 
 
 def claim_worker_slot(directory: Path | None = None) -> int:
-    """Lock the lowest free slot number among this server's workers and return it."""
-    global _held_slot
+    """Lock the lowest free slot number among this server's workers and return it.
+
+    A process keeps one slot: asking again returns the slot it holds, so every
+    session it opens is pinned to the same GPU.
+    """
+    global _held
     directory = directory or Path(tempfile.gettempdir()) / f"tfscoring-slots-{os.getppid()}"
+    if _held is not None and _held[0] == directory:
+        return _held[1]
     directory.mkdir(parents=True, exist_ok=True)
     slot = 0
     while True:
@@ -68,7 +74,7 @@ def claim_worker_slot(directory: Path | None = None) -> int:
             handle.close()
             slot += 1
             continue
-        if _held_slot is not None:
-            _held_slot.close()
-        _held_slot = handle
+        if _held is not None:
+            _held[2].close()
+        _held = (directory, slot, handle)
         return slot

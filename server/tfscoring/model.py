@@ -59,7 +59,9 @@ class GraphModel:
         except (tf.errors.OpError, ValueError) as err:
             session.close()
             raise StartupError(f"cannot restore checkpoint {prefix}: {_first_line(err)}") from None
-        return cls(session, x, y, settings.max_batch_rows, placement.description)
+        # No session call is ever larger than a whole request, and warm-up runs the largest one.
+        max_batch_rows = min(settings.max_batch_rows, settings.max_request_rows)
+        return cls(session, x, y, max_batch_rows, placement.description)
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
         """Class ids (argmax of the output) for a float32 batch of shape (N, input_width)."""

@@ -6,6 +6,7 @@ import numpy as np
 import orjson
 from azureml_inference_server_http.api.aml_response import AMLResponse
 
+from tfscoring.body import ALLOWED_METHODS
 from tfscoring.errors import ScoringError
 
 _JSON = {"Content-Type": "application/json"}
@@ -26,4 +27,4 @@ def internal_error(request_id: str) -> AMLResponse:
 
 
 def options() -> AMLResponse:
-    return AMLResponse("", 200, {"Allow": "POST, OPTIONS"})
+    return AMLResponse("", 200, {"Allow": ALLOWED_METHODS})
