@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import urllib.request
 
 import numpy as np
@@ -153,13 +152,15 @@ def test_too_many_bytes_without_content_length_gets_413(server):
 
 
 def test_a_broken_chunked_body_gets_400(server):
-    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as connection:
-        connection.sendall(
-            b"POST /score HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n"
-        )
-        answer = connection.recv(65536).decode()
-    assert answer.startswith("HTTP/1.1 400"), answer
-    assert "body could not be read: InvalidChunkSize" in answer
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    connection.putrequest("POST", "/score")
+    connection.putheader("Transfer-Encoding", "chunked")
+    connection.endheaders()
+    connection.send(b"zz\r\n{}\r\n0\r\n\r\n")  # "zz" is no chunk size
+    response = connection.getresponse()
+    assert response.status == 400
+    assert "body could not be read: InvalidChunkSize" in json.loads(response.read())["error"]
+    connection.close()
 
 
 def test_get_gets_405_and_options_lists_post(server):
