@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import requests
 
 from tfscoring.config import Settings
@@ -83,6 +85,11 @@ class ServerProcess:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         self._log.close()
+
+
+def data_body(rows: np.ndarray | list) -> bytes:
+    """The how-to's request body, {"data": rows}, as JSON bytes."""
+    return json.dumps({"data": rows.tolist() if isinstance(rows, np.ndarray) else rows}).encode()
 
 
 def post(url: str, body: bytes, content_type: str | None = "application/json", **kwargs) -> requests.Response:

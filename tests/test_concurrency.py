@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from tests.support import post
+from tests.support import data_body, post
 
 CALLERS = 32
 REQUESTS_EACH = 6
@@ -17,10 +16,7 @@ def test_concurrent_callers_get_their_own_answers_in_order(server, howto_server,
     images, _ = t10k
     rows = images[:2000]
     expected = np.concatenate(
-        [
-            post(howto_server.score_url, json.dumps({"data": rows[i : i + 500].tolist()}).encode()).json()
-            for i in range(0, len(rows), 500)
-        ]
+        [post(howto_server.score_url, data_body(rows[i : i + 500])).json() for i in range(0, len(rows), 500)]
     )
     rng = np.random.default_rng(7)
     jobs = [
@@ -28,7 +24,7 @@ def test_concurrent_callers_get_their_own_answers_in_order(server, howto_server,
     ]
 
     def call(picked: np.ndarray) -> tuple[np.ndarray, list[int], int]:
-        response = post(server.score_url, json.dumps({"data": rows[picked].tolist()}).encode())
+        response = post(server.score_url, data_body(rows[picked]))
         return picked, response.json(), response.status_code
 
     with ThreadPoolExecutor(CALLERS) as pool:

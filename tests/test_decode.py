@@ -7,14 +7,11 @@ import json
 import numpy as np
 import pytest
 
+from tests.support import data_body
 from tfscoring.decode import decode_rows
 from tfscoring.errors import BadRequest, PayloadTooLarge
 
 WIDTH = 784
-
-
-def body(data: object) -> bytes:
-    return json.dumps({"data": data}).encode()
 
 
 def row(value: object = 0.5, at: int | None = None) -> list:
@@ -26,14 +23,14 @@ def row(value: object = 0.5, at: int | None = None) -> list:
 
 def test_rows_become_a_float32_batch_in_order():
     rows = [[float(i)] * WIDTH for i in range(3)]
-    batch = decode_rows(body(rows), WIDTH, max_rows=10)
+    batch = decode_rows(data_body(rows), WIDTH, max_rows=10)
     assert batch.dtype == np.float32
     assert batch.shape == (3, WIDTH)
     assert batch[:, 0].tolist() == [0.0, 1.0, 2.0]
 
 
 def test_integers_and_floats_mix():
-    batch = decode_rows(body([[0, 1] * (WIDTH // 2)]), WIDTH, max_rows=1)
+    batch = decode_rows(data_body([[0, 1] * (WIDTH // 2)]), WIDTH, max_rows=1)
     assert batch[0, :2].tolist() == [0.0, 1.0]
 
 
@@ -87,19 +84,19 @@ def test_malformed_documents_are_refused_with_what_is_wrong(raw, message):
 )
 def test_malformed_rows_are_refused_naming_row_and_column(data, message):
     with pytest.raises(BadRequest) as caught:
-        decode_rows(body(data), WIDTH, max_rows=10)
+        decode_rows(data_body(data), WIDTH, max_rows=10)
     assert message in caught.value.message
 
 
 def test_too_many_rows_is_payload_too_large():
     with pytest.raises(PayloadTooLarge) as caught:
-        decode_rows(body([row()] * 3), WIDTH, max_rows=2)
+        decode_rows(data_body([row()] * 3), WIDTH, max_rows=2)
     assert caught.value.status_code == 413
     assert '"data" has 3 rows; the limit is 2 rows per request' in caught.value.message
 
 
 def test_a_utf8_byte_order_mark_is_ignored():
-    assert decode_rows(b"\xef\xbb\xbf" + body([row()]), WIDTH, max_rows=1).shape == (1, WIDTH)
+    assert decode_rows(b"\xef\xbb\xbf" + data_body([row()]), WIDTH, max_rows=1).shape == (1, WIDTH)
 
 
 def test_non_finite_literal_is_named_after_non_ascii_text():
@@ -114,8 +111,8 @@ def test_a_body_with_more_values_than_the_row_limit_allows_is_refused_before_par
         PayloadTooLarge, match="body holds more than 3136 values; a request takes at most 2 rows of 784"
     ):
         decode_rows(raw, WIDTH, max_rows=2)
-    assert decode_rows(body([row(), row()]), WIDTH, max_rows=2).shape == (2, WIDTH)  # a full request still fits
+    assert decode_rows(data_body([row(), row()]), WIDTH, max_rows=2).shape == (2, WIDTH)  # a full request still fits
 
 
 def test_width_comes_from_the_model():
-    assert decode_rows(body([[1, 2, 3]]), 3, max_rows=1).shape == (1, 3)
+    assert decode_rows(data_body([[1, 2, 3]]), 3, max_rows=1).shape == (1, 3)

@@ -9,6 +9,7 @@ import flask
 import numpy as np
 
 import score
+from tests.support import data_body
 from tfscoring.config import Settings
 from tfscoring.model import GraphModel
 
@@ -19,7 +20,7 @@ def test_unexpected_failure_is_500_with_request_id_and_traceback_only_in_the_log
     broken.close()  # a real fault: every session call now raises
     monkeypatch.setattr(score, "settings", settings, raising=False)
     monkeypatch.setattr(score, "model", broken, raising=False)
-    body = json.dumps({"data": np.zeros((2, 784)).tolist()})
+    body = data_body(np.zeros((2, 784)))
 
     with flask.Flask(__name__).test_request_context("/score", method="POST", data=body), caplog.at_level(logging.ERROR):
         flask.g.request_id = "req-42"

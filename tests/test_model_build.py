@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from model import idx
-from tests.support import REPO
+from tests.support import REPO, data_body
 
 
 def _build(out: Path, data_dir: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -61,7 +61,7 @@ def test_howto_score_py_loads_the_model_unchanged(model_dir, t10k, monkeypatch):
     howto = importlib.import_module("bench.howto_score")
     howto.init()
     images, labels = t10k
-    predictions = howto.run(json.dumps({"data": images[:500].tolist()}))
+    predictions = howto.run(data_body(images[:500]))
     assert (np.array(predictions) == labels[:500]).mean() > 0.85
 
 

@@ -10,20 +10,16 @@ import numpy as np
 import pytest
 import requests
 
-from tests.support import post
+from tests.support import data_body, post
 
 WIDTH = 784
-
-
-def as_body(rows: np.ndarray) -> bytes:
-    return json.dumps({"data": rows.tolist()}).encode()
 
 
 @pytest.fixture(scope="session")
 def reference(howto_server, t10k) -> np.ndarray:
     """The how-to's score.py answers for the first 1000 t10k rows, in one session call."""
     images, _ = t10k
-    response = post(howto_server.score_url, as_body(images[:1000]))
+    response = post(howto_server.score_url, data_body(images[:1000]))
     assert response.status_code == 200, response.text
     return np.array(response.json())
 
@@ -34,7 +30,7 @@ def test_health_probe(server):
 
 def test_howto_request_gets_a_json_list_of_class_ids(server, t10k):
     images, _ = t10k
-    response = post(server.score_url, as_body(images[:3]))
+    response = post(server.score_url, data_body(images[:3]))
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/json"
     answer = response.json()
@@ -45,7 +41,7 @@ def test_howto_request_gets_a_json_list_of_class_ids(server, t10k):
 @pytest.mark.parametrize("content_type", ["application/json", None, "text/plain"])
 def test_body_is_read_whatever_the_content_type(server, t10k, reference, content_type):
     images, _ = t10k
-    response = post(server.score_url, as_body(images[:5]), content_type=content_type)
+    response = post(server.score_url, data_body(images[:5]), content_type=content_type)
     assert response.status_code == 200, response.text
     assert response.json() == reference[:5].tolist()
 
@@ -53,7 +49,7 @@ def test_body_is_read_whatever_the_content_type(server, t10k, reference, content
 def test_curl_default_form_content_type_is_read_as_json(server, t10k, reference):
     images, _ = t10k
     # urllib, like curl -d, sends application/x-www-form-urlencoded.
-    request = urllib.request.Request(server.score_url, data=as_body(images[:4]))
+    request = urllib.request.Request(server.score_url, data=data_body(images[:4]))
     with urllib.request.urlopen(request, timeout=30) as response:
         assert json.loads(response.read()) == reference[:4].tolist()
 
@@ -61,7 +57,7 @@ def test_curl_default_form_content_type_is_read_as_json(server, t10k, reference)
 def test_accuracy_over_t10k_sent_as_json(server, t10k, model_dir):
     images, labels = t10k
     predictions = np.concatenate(
-        [post(server.score_url, as_body(images[i : i + 1000])).json() for i in range(0, len(images), 1000)]
+        [post(server.score_url, data_body(images[i : i + 1000])).json() for i in range(0, len(images), 1000)]
     )
     accuracy = float((predictions == labels).mean())
     built = json.loads((model_dir / "model" / "model-info.json").read_text())["test_accuracy"]
@@ -72,17 +68,17 @@ def test_accuracy_over_t10k_sent_as_json(server, t10k, model_dir):
 def test_answers_do_not_depend_on_chunking(server, t10k, reference):
     """The server cuts rows into session calls of MAX_BATCH_ROWS=64; the how-to ran all 1000 in one."""
     images, _ = t10k
-    whole = post(server.score_url, as_body(images[:1000])).json()
+    whole = post(server.score_url, data_body(images[:1000])).json()
     assert whole == reference.tolist()
     pieces: list[int] = []
     for start, size in ((0, 1), (1, 63), (64, 64), (128, 65), (193, 807)):
-        pieces += post(server.score_url, as_body(images[start : start + size])).json()
+        pieces += post(server.score_url, data_body(images[start : start + size])).json()
     assert pieces == reference.tolist()
 
 
 def test_request_id_is_echoed(server, t10k):
     images, _ = t10k
-    response = post(server.score_url, as_body(images[:1]), headers={"x-request-id": "trace-123"})
+    response = post(server.score_url, data_body(images[:1]), headers={"x-request-id": "trace-123"})
     assert response.headers["x-request-id"] == "trace-123"
 
 
@@ -101,17 +97,17 @@ MALFORMED = {
     "no data field": (b'{"inputs": [[0.1]]}', 'no "data" field'),
     "data not a list": (b'{"data": "pixels"}', '"data" must be a list of rows'),
     "no rows": (b'{"data": []}', '"data" has no rows'),
-    "flat single image": (json.dumps({"data": [0.1] * WIDTH}).encode(), "wrap a single image as [[...]]"),
-    "short row": (json.dumps({"data": [[0.1] * 783]}).encode(), "783 values; expected shape (N, 784)"),
-    "ragged rows": (json.dumps({"data": [[0.1] * WIDTH, [0.1] * 785]}).encode(), 'row 1 of "data" has 785'),
-    "string value": (json.dumps({"data": [_row("0.5", 7)]}).encode(), 'row 0, column 7 of "data" is a string'),
-    "null value": (json.dumps({"data": [_row(None, 8)]}).encode(), 'column 8 of "data" is null'),
-    "boolean value": (json.dumps({"data": [_row(True, 9)]}).encode(), "is a boolean"),
-    "nested value": (json.dumps({"data": [_row([0.1], 10)]}).encode(), "is a list of 1 items"),
+    "flat single image": (data_body([0.1] * WIDTH), "wrap a single image as [[...]]"),
+    "short row": (data_body([[0.1] * 783]), "783 values; expected shape (N, 784)"),
+    "ragged rows": (data_body([[0.1] * WIDTH, [0.1] * 785]), 'row 1 of "data" has 785'),
+    "string value": (data_body([_row("0.5", 7)]), 'row 0, column 7 of "data" is a string'),
+    "null value": (data_body([_row(None, 8)]), 'column 8 of "data" is null'),
+    "boolean value": (data_body([_row(True, 9)]), "is a boolean"),
+    "nested value": (data_body([_row([0.1], 10)]), "is a list of 1 items"),
     "NaN": (b'{"data": [[NaN]]}', "non-finite number"),
-    "Infinity": (json.dumps({"data": [_row(float("inf"))]}).encode(), "non-finite number"),
+    "Infinity": (data_body([_row(float("inf"))]), "non-finite number"),
     "1e400": (b'{"data": [[1e400]]}', "non-finite number"),
-    "beyond float32": (json.dumps({"data": [_row(1e39, 3)]}).encode(), "outside the float32 range"),
+    "beyond float32": (data_body([_row(1e39, 3)]), "outside the float32 range"),
 }
 
 
@@ -127,7 +123,7 @@ def test_malformed_request_gets_400_json_saying_what_is_wrong(server, case):
 
 
 def test_too_many_rows_gets_413(server):
-    response = post(server.score_url, json.dumps({"data": [[0] * WIDTH] * 2001}).encode())
+    response = post(server.score_url, data_body([[0] * WIDTH] * 2001))
     assert response.status_code == 413
     assert response.json()["error"] == '"data" has 2001 rows; the limit is 2000 rows per request'
 
@@ -178,5 +174,5 @@ def test_server_keeps_answering_after_every_malformed_request(server, t10k, refe
     for body, _ in MALFORMED.values():
         post(server.score_url, body)
     assert requests.get(server.url + "/", timeout=10).status_code == 200
-    assert post(server.score_url, as_body(images[:2])).json() == reference[:2].tolist()
+    assert post(server.score_url, data_body(images[:2])).json() == reference[:2].tolist()
     assert "Traceback" not in server.log()
