@@ -5,7 +5,8 @@ Served by azureml-inference-server-http (azmlinfsrv) unchanged:
     azmlinfsrv --entry_script server/score.py --model_dir models/tf-dnn-mnist/1
 
 init() runs once per gunicorn worker process; run() is called for every
-POST /score, concurrently when GUNICORN_CMD_ARGS="--threads N" is set.
+POST /score, concurrently when GUNICORN_CMD_ARGS="--threads N" is set, and the
+rows of concurrent calls are scored together by the worker's batcher.
 """
 
 import logging
@@ -20,25 +21,38 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # keep TensorFlow's warnings
 import flask
 from azureml_inference_server_http.api.aml_request import rawhttp
 
-from tfscoring import log, responses
+from tfscoring import binary, log, responses
+from tfscoring.batching import Batcher
 from tfscoring.body import read_body
 from tfscoring.config import Settings
 from tfscoring.decode import decode_rows
 from tfscoring.errors import ScoringError, StartupError
 from tfscoring.model import GraphModel
 
+# Content types with a decoder of their own; every other body is read as the how-to's JSON.
+DECODERS = {binary.RAW: binary.decode_raw, binary.NPY: binary.decode_npy}
+
 settings: Settings
 model: GraphModel
+batcher: Batcher
 
 
 def init():
-    global settings, model
+    global settings, model, batcher
     try:
         settings = Settings.from_env()
         model = GraphModel.load(settings)
         model.warm_up()
     except StartupError as err:
         _stop_startup(err)
+    batcher = Batcher(
+        model.infer,
+        model.input_width,
+        max_batch_rows=model.max_batch_rows,
+        max_delay_s=settings.max_batch_delay_ms / 1e3,
+        max_queue_rows=settings.queue_rows,
+        max_wait_s=settings.max_queue_wait_ms / 1e3,
+    )
 
 
 @rawhttp
@@ -46,9 +60,11 @@ def run(request):
     if request.method == "OPTIONS":
         return responses.options()
     try:
-        body = read_body(request, settings.max_request_bytes)  # 405, 413
-        rows = decode_rows(body, model.input_width, settings.max_request_rows)  # parse + validate: 400, 413
-        class_ids = model.predict(rows)  # infer, in chunks of MAX_BATCH_ROWS
+        with batcher.incoming():  # a batch being formed may wait for this request's rows
+            body = read_body(request, settings.max_request_bytes)  # 405, 413
+            decode = DECODERS.get(request.mimetype, decode_rows)
+            rows = decode(body, model.input_width, settings.max_request_rows)  # parse + validate: 400, 413
+        class_ids = batcher.predict(rows)  # batch with concurrent requests, infer: 503 when overloaded
         return responses.classes(class_ids)  # encode
     except ScoringError as err:
         return responses.error(err)

@@ -29,7 +29,18 @@ class Settings(BaseSettings):
     max_batch_rows: int = pydantic.Field(256, gt=0, le=65536, description="most rows in one session call")
     max_request_rows: pydantic.PositiveInt = pydantic.Field(4096, description="most rows in one request (413 above)")
     max_request_bytes: pydantic.PositiveInt = pydantic.Field(64 * MiB, description="largest body (413 above)")
+    max_batch_delay_ms: float = pydantic.Field(
+        2.0, ge=0, le=1000, description="longest a batch waits for requests still being read (0: never)"
+    )
+    max_queue_rows: pydantic.PositiveInt | None = pydantic.Field(
+        None, description="most rows waiting per worker (503 above); default 2 x MAX_REQUEST_ROWS"
+    )
+    max_queue_wait_ms: pydantic.PositiveInt = pydantic.Field(5000, description="longest wait in the queue (503 after)")
     require_gpu: bool = pydantic.Field(False, description="fail start-up when no GPU is visible")
+
+    @property
+    def queue_rows(self) -> int:
+        return self.max_queue_rows or 2 * self.max_request_rows
 
     @property
     def checkpoint_prefix(self) -> Path:

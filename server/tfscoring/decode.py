@@ -1,16 +1,26 @@
-"""Turn a request body into a validated float32 batch of shape (N, width).
+"""Turn a JSON request body into a validated float32 batch of shape (N, width).
 
 The accepted body is the how-to's: `{"data": [[v0, ..., v783], ...]}`.  Every
 way it can be wrong gets a BadRequest (or PayloadTooLarge) whose message says
 what is wrong and where, so a client can fix its request without reading logs.
+
+Two paths, one contract.  The fast path parses with simdjson and copies the
+numbers straight into a numpy buffer, building no Python object per value
+(about 30 us per 784-value row against 70 us for orjson + np.array).  It takes
+only bodies it can prove well-formed: exactly N+1 brackets in the whole body,
+N rows of `width` values each, every value a number.  Anything else, valid or
+not, goes down the careful path (orjson + checks), which is the single source
+of every error message.
 """
 
 from __future__ import annotations
 
 import codecs
+import threading
 
 import numpy as np
 import orjson
+import simdjson
 
 from tfscoring.errors import BadRequest, PayloadTooLarge
 
@@ -24,6 +34,12 @@ def expected_shape(width: int) -> str:
 
 def decode_rows(body: bytes, width: int, max_rows: int) -> np.ndarray:
     _check_value_count(body, width, max_rows)
+    if body.startswith(codecs.BOM_UTF8):  # RFC 8259 lets a parser ignore it; orjson and simdjson refuse it
+        body = body[len(codecs.BOM_UTF8) :]
+    batch = _fast_batch(body, width, max_rows)
+    if batch is not None:
+        _check_finite(batch)
+        return batch
     document = _parse_json(body, width)
     if not isinstance(document, dict):
         raise BadRequest(f"body must be a JSON object like {expected_shape(width)}, got {_json_type(document)}")
@@ -48,9 +64,40 @@ def _check_value_count(body: bytes, width: int, max_rows: int) -> None:
         )
 
 
+# One parser per worker, used under a lock: a simdjson parser keeps the memory of the largest document it
+# has read, so one per thread would multiply that, and the parse holds the GIL anyway.
+_parser = simdjson.Parser()
+_parser_lock = threading.Lock()
+
+
+def _fast_batch(body: bytes, width: int, max_rows: int) -> np.ndarray | None:
+    """The batch of a plainly well-formed body, or None to let the careful path decide."""
+    with _parser_lock:
+        try:
+            document = _parser.parse(body)
+        except (ValueError, RuntimeError):  # invalid JSON, UTF-8 or number: the careful path words the error
+            return None
+        try:
+            data = document.get("data") if isinstance(document, simdjson.Object) else None
+            if not isinstance(data, simdjson.Array) or not 0 < len(data) <= max_rows:
+                return None
+            rows = len(data)
+            # With as many brackets as rows + 1 in the whole body, no row holds a nested list; with one "data",
+            # no duplicate key that the careful path (last one wins) would read differently.
+            if body.count(b"[") != rows + 1 or body.count(b'"data"') != 1:
+                return None
+            if any(len(data[i]) != width for i in range(rows)):
+                return None
+            values = data.as_buffer(of_type="d")  # every value a number, copied out in C
+        except (TypeError, ValueError):  # a row that is not a list, a value that is not a number
+            return None
+        finally:
+            data = document = None  # the parser may be reused only once its proxies are gone
+    with np.errstate(over="ignore"):  # values beyond float32 become inf, reported by _check_finite
+        return np.frombuffer(values, np.float64).astype(np.float32).reshape(rows, width)
+
+
 def _parse_json(body: bytes, width: int) -> object:
-    if body.startswith(codecs.BOM_UTF8):  # RFC 8259 lets a parser ignore it; orjson refuses it
-        body = body[len(codecs.BOM_UTF8) :]
     if not body.strip():
         raise BadRequest(f"body is empty; expected {expected_shape(width)}")
     try:

@@ -19,7 +19,7 @@ from typing import IO
 
 import tensorflow as tf
 
-from tfscoring import log
+from tfscoring import log, sizing
 from tfscoring.errors import StartupError
 
 _held: tuple[Path, int, IO[bytes]] | None = None  # (directory, slot, lock file) kept open for the worker's life
@@ -31,10 +31,22 @@ class Placement:
     description: str
 
     def session_config(self) -> tf.compat.v1.ConfigProto:
+        # TensorFlow's own TF_NUM_INTRAOP_THREADS wins; else each worker's session gets its share of the cores.
+        threads = 0 if "TF_NUM_INTRAOP_THREADS" in os.environ else sizing.intra_op_threads(*_cpus_and_workers())
         if self.gpu_index is None:
-            return tf.compat.v1.ConfigProto(device_count={"GPU": 0})
+            return tf.compat.v1.ConfigProto(device_count={"GPU": 0}, intra_op_parallelism_threads=threads)
         gpu_options = tf.compat.v1.GPUOptions(visible_device_list=str(self.gpu_index), allow_growth=True)
-        return tf.compat.v1.ConfigProto(gpu_options=gpu_options, allow_soft_placement=True)
+        return tf.compat.v1.ConfigProto(
+            gpu_options=gpu_options, allow_soft_placement=True, intra_op_parallelism_threads=threads
+        )
+
+
+def _cpus_and_workers() -> tuple[int, int]:
+    try:
+        workers = int(os.environ.get("WORKER_COUNT", "1"))
+    except ValueError:
+        workers = 1  # azmlinfsrv refuses such a value itself
+    return sizing.usable_cpus(), workers
 
 
 def place(require_gpu: bool) -> Placement:

@@ -1,7 +1,7 @@
 """The few error types of the service, each carrying the HTTP status it maps to.
 
-Client mistakes are `ScoringError`s and become a 4xx JSON body
-`{"error": "..."}` in responses.error(); anything else that escapes run() is a
+Client mistakes and overload are `ScoringError`s and become a 4xx or 503 JSON
+body `{"error": "..."}` in responses.error(); anything else that escapes run() is a
 bug and becomes a 500 with a request id (see score.py).  `StartupError` is
 raised by init() and stops the server with one log line.
 """
@@ -30,6 +30,16 @@ class MethodNotAllowed(ScoringError):
 
 class PayloadTooLarge(ScoringError):
     status_code = 413
+
+
+class UnsupportedMediaType(ScoringError):
+    status_code = 415
+
+
+class ServiceUnavailable(ScoringError):
+    """Overloaded: the batch queue is full, or a request waited in it past its deadline."""
+
+    status_code = 503
 
 
 class StartupError(Exception):

@@ -63,13 +63,16 @@ class GraphModel:
         max_batch_rows = min(settings.max_batch_rows, settings.max_request_rows)
         return cls(session, x, y, max_batch_rows, placement.description)
 
+    def infer(self, rows: np.ndarray) -> np.ndarray:
+        """Class ids (argmax of the output) for at most max_batch_rows float32 rows, in one session call."""
+        return self._session.run(self._y, {self._x: rows}).argmax(axis=1)
+
     def predict(self, rows: np.ndarray) -> np.ndarray:
-        """Class ids (argmax of the output) for a float32 batch of shape (N, input_width)."""
+        """Class ids for a float32 batch of shape (N, input_width), in session calls of max_batch_rows."""
         class_ids = np.empty(len(rows), dtype=np.int64)
         for start in range(0, len(rows), self.max_batch_rows):
             chunk = rows[start : start + self.max_batch_rows]
-            logits = self._session.run(self._y, {self._x: chunk})
-            class_ids[start : start + len(chunk)] = logits.argmax(axis=1)
+            class_ids[start : start + len(chunk)] = self.infer(chunk)
         return class_ids
 
     def warm_up(self) -> str:

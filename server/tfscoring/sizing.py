@@ -1,0 +1,75 @@
+"""Worker, thread and TensorFlow thread counts that fit the machine, each overridable.
+
+The reasoning, measured on a 2-core machine and kept for GPUs:
+
+- One worker process per GPU, each owning one session pinned to its GPU
+  (devices.py).  More processes per GPU only multiply CUDA contexts and
+  memory; the batcher already keeps the GPU busy.  Without a GPU: one worker
+  per two cores; a worker's Python (HTTP, decoding) is bound by the GIL, so a
+  second process helps once there are cores for it.
+- THREADS gunicorn threads per worker feed its batcher: while one batch is
+  scored (TensorFlow releases the GIL), the others read and decode the next
+  requests.  16 keeps a GPU or a few cores fed with 1-row requests.
+- TensorFlow's own thread pool (intra-op threads) gets the worker's share of
+  the cores, so that WORKER_COUNT sessions do not each spread over every core.
+
+Containers: the cores counted are those the process may use (affinity and the
+cgroup CPU quota of a Kubernetes limit), not the node's.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+THREADS_PER_WORKER = 16
+
+
+@dataclass(frozen=True)
+class ServerSize:
+    workers: int
+    threads: int
+
+    def describe(self) -> str:
+        return f"{self.workers} worker(s) x {self.threads} threads"
+
+
+def default_size(cpus: int, gpus: int) -> ServerSize:
+    workers = gpus if gpus else max(1, cpus // 2)
+    return ServerSize(workers, THREADS_PER_WORKER)
+
+
+def intra_op_threads(cpus: int, workers: int) -> int:
+    return max(1, cpus // max(1, workers))
+
+
+def usable_cpus() -> int:
+    """Cores this process may run on, lowered to a cgroup CPU quota when one is set."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    return max(1, min(cpus, math.ceil(quota))) if quota else cpus
+
+
+def visible_gpus() -> int:
+    """NVIDIA GPUs this process can use, found without starting CUDA (the workers fork after this)."""
+    masked = os.environ.get("CUDA_VISIBLE_DEVICES")
+    devices = [p for p in Path("/dev").glob("nvidia*") if re.fullmatch(r"nvidia\d+", p.name)]
+    if masked is not None:
+        wanted = [d for d in masked.split(",") if d.strip() and d.strip() != "-1"]
+        return min(len(wanted), len(devices)) if devices else 0
+    return len(devices)
+
+
+def _cgroup_cpu_quota() -> float | None:
+    v2 = Path("/sys/fs/cgroup/cpu.max")  # "max 100000" or "150000 100000"
+    if v2.is_file():
+        quota, _, period = v2.read_text().partition(" ")
+        return int(quota) / int(period) if quota != "max" else None
+    v1_quota, v1_period = Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"), Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+    if v1_quota.is_file() and v1_period.is_file():
+        quota_us = int(v1_quota.read_text())
+        return quota_us / int(v1_period.read_text()) if quota_us > 0 else None
+    return None
