@@ -32,6 +32,7 @@ from tfscoring.model import GraphModel
 # Content types with a decoder of their own; every other body is read as the how-to's JSON.
 DECODERS = {binary.RAW: binary.decode_raw, binary.NPY: binary.decode_npy}
 
+
 settings: Settings
 model: GraphModel
 batcher: Batcher

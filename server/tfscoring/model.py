@@ -23,6 +23,8 @@ class GraphModel:
         self._session = session
         self._x = x
         self._y = y
+        # A callable skips session.run's per-call parsing of fetches and feeds: ~100 us less Python per call.
+        self._run = session.make_callable(y, feed_list=[x])
         self.max_batch_rows = max_batch_rows
         self.input_width = int(x.shape[1])
         self.device = device
@@ -65,7 +67,7 @@ class GraphModel:
 
     def infer(self, rows: np.ndarray) -> np.ndarray:
         """Class ids (argmax of the output) for at most max_batch_rows float32 rows, in one session call."""
-        return self._session.run(self._y, {self._x: rows}).argmax(axis=1)
+        return self._run(rows).argmax(axis=1)
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
         """Class ids for a float32 batch of shape (N, input_width), in session calls of max_batch_rows."""

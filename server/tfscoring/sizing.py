@@ -5,8 +5,8 @@ The reasoning, measured on a 2-core machine and kept for GPUs:
 - One worker process per GPU, each owning one session pinned to its GPU
   (devices.py).  More processes per GPU only multiply CUDA contexts and
   memory; the batcher already keeps the GPU busy.  Without a GPU: one worker
-  per two cores; a worker's Python (HTTP, decoding) is bound by the GIL, so a
-  second process helps once there are cores for it.
+  per core.  A worker's Python (the HTTP server, decoding) is bound by the GIL:
+  on 2 cores, 2 workers served twice the 1-row requests of one.
 - THREADS gunicorn threads per worker feed its batcher: while one batch is
   scored (TensorFlow releases the GIL), the others read and decode the next
   requests.  16 keeps a GPU or a few cores fed with 1-row requests.
@@ -38,7 +38,7 @@ class ServerSize:
 
 
 def default_size(cpus: int, gpus: int) -> ServerSize:
-    workers = gpus if gpus else max(1, cpus // 2)
+    workers = gpus if gpus else cpus
     return ServerSize(workers, THREADS_PER_WORKER)
 
 

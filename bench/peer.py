@@ -1,0 +1,81 @@
+"""Seldon MLServer, the peer, started in its own venv with adaptive batching on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import requests
+
+from tests.support import free_port
+
+RUNTIME = Path(__file__).resolve().parent / "mlserver" / "tf1_runtime.py"
+MODEL_NAME = "tf-dnn-mnist"
+# Adaptive batching as MLServer documents it: up to this many requests per call, waiting at most this long.
+MAX_BATCH_SIZE = 64
+MAX_BATCH_TIME_S = 0.002
+
+
+class MLServerProcess:
+    def __init__(self, mlserver: Path, model_dir: Path, work: Path, workers: int):
+        repository = work / MODEL_NAME  # MLServer expects the folder named after the model
+        repository.mkdir(exist_ok=True)
+        shutil.copy(RUNTIME, repository / RUNTIME.name)
+        settings = {
+            "name": MODEL_NAME,
+            "implementation": "tf1_runtime.TF1GraphRuntime",
+            "max_batch_size": MAX_BATCH_SIZE,
+            "max_batch_time": MAX_BATCH_TIME_S,
+            "parameters": {"uri": str(model_dir.resolve())},
+        }
+        (repository / "model-settings.json").write_text(json.dumps(settings))
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.score_url = f"{self.url}/v2/models/{MODEL_NAME}/infer"
+        env = {
+            **os.environ,
+            "MLSERVER_HOST": "127.0.0.1",
+            "MLSERVER_HTTP_PORT": str(self.port),
+            "MLSERVER_GRPC_PORT": str(free_port()),
+            "MLSERVER_METRICS_PORT": str(free_port()),
+            "MLSERVER_PARALLEL_WORKERS": str(workers),  # as many inference processes as our workers
+            "MLSERVER_DEBUG": "false",
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "TF_NUM_INTRAOP_THREADS": str(max(1, (os.cpu_count() or 1) // workers)),
+        }
+        self._log = open(work / f"mlserver-{self.port}.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [str(mlserver), "start", str(repository)],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_healthy(self, timeout: float = 240) -> MLServerProcess:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"mlserver exited with {self.process.returncode}: see {self._log.name}")
+            try:
+                if requests.get(f"{self.url}/v2/models/{MODEL_NAME}/ready", timeout=2).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(f"mlserver not ready after {timeout}s: see {self._log.name}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self._log.close()
