@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tests.support import data_body
+from tfscoring import decode
 from tfscoring.decode import decode_rows
 from tfscoring.errors import BadRequest, PayloadTooLarge
 
@@ -116,3 +117,34 @@ def test_a_body_with_more_values_than_the_row_limit_allows_is_refused_before_par
 
 def test_width_comes_from_the_model():
     assert decode_rows(data_body([[1, 2, 3]]), 3, max_rows=1).shape == (1, 3)
+
+
+def test_plain_bodies_take_the_fast_path_and_match_the_careful_one():
+    rows = [[i / 7 + j for j in range(WIDTH)] for i in range(5)]
+    body = data_body(rows)
+    fast = decode._fast_batch(body, WIDTH, max_rows=10)
+    assert fast is not None
+    careful = decode._to_batch(json.loads(body)["data"], WIDTH, max_rows=10)
+    assert fast.dtype == careful.dtype == np.float32
+    assert np.array_equal(fast, careful)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        # as many values in all as N full rows, but not N rows of 784: flattening alone would accept them
+        ([row()[:783], [*row(), 1.0]], 'row 0 of "data" has 783 values'),
+        ([[[0.5, 0.5], *row()[:783]], [[], *row()[:783]]], 'row 0, column 0 of "data" is a list of 2 items'),
+        ([0.5, [row()[:783], *row()[:784]]], 'row 0 of "data" is a number'),
+    ],
+)
+def test_rows_that_only_add_up_to_full_rows_are_refused(data, message):
+    with pytest.raises(BadRequest) as caught:
+        decode_rows(data_body(data), WIDTH, max_rows=10)
+    assert message in caught.value.message
+
+
+def test_a_duplicate_data_key_is_read_as_the_careful_path_reads_it():
+    body = b'{"data": [' + json.dumps(row()).encode() + b'], "data": "x"}'
+    with pytest.raises(BadRequest, match='"data" must be a list of rows'):
+        decode_rows(body, WIDTH, max_rows=1)

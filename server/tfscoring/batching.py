@@ -2,14 +2,19 @@
 
 Gunicorn threads call run() concurrently.  Each call decodes its body, then
 hands its rows to the worker's one `Batcher` and waits for their class ids.
-A single scoring thread takes rows from the queue in arrival order, at most
-MAX_BATCH_ROWS per session call, splitting a large request over several calls
-and filling a call with the rows of several small ones.
+Batches take rows in arrival order, at most MAX_BATCH_ROWS per session call,
+splitting a large request over several calls and filling a call with the rows
+of several small ones.
+
+Who scores: one caller at a time, the leader, runs the session calls in its
+own thread (there is no scoring thread to hand work to).  A request that finds
+the model idle leads at once, so a lone request goes straight through with no
+thread switch.  A leader scores until its own rows are done, then hands the
+lead to the request at the head of the queue, waking that one thread only.
 
 When to run: at once if no other request is on its way; while other requests
-are still being read or decoded (`incoming()`), the thread waits for them up to
-MAX_BATCH_DELAY_MS, or until the batch is full.  A lone request therefore never
-waits, and under load the session calls grow without a blind timer.
+are still being read or decoded (`incoming()`), the leader waits for them up
+to MAX_BATCH_DELAY_MS, or until the batch is full.
 
 Bounds, so that no caller waits without limit (gunicorn's scoring timeout is a
 SIGALRM that reaches only the main thread): the queue holds at most
@@ -36,18 +41,23 @@ Infer = Callable[[np.ndarray], np.ndarray]  # float32 (n, width) -> int64 (n,) c
 
 
 class _Job:
-    """One request's rows, its answers as they come, and the event its caller waits on."""
+    """One request's rows, its answers as they come, and the event that wakes its caller."""
 
-    __slots__ = ("done", "error", "next_row", "rows", "scored", "started", "unscored")
+    __slots__ = ("error", "finished", "lead", "next_row", "rows", "scored", "unscored", "wake")
 
     def __init__(self, rows: np.ndarray):
         self.rows = rows
         self.scored = np.empty(len(rows), np.int64)
         self.next_row = 0  # first row not yet taken into a batch
-        self.unscored = len(rows)  # rows taken or not whose answers are not in yet
-        self.started = False
+        self.unscored = len(rows)  # rows whose answers are not in yet
         self.error: BaseException | None = None
-        self.done = threading.Event()
+        self.finished = False
+        self.lead = False  # this job's caller is to score the next batches
+        self.wake = threading.Event()  # set when finished or given the lead
+
+    @property
+    def started(self) -> bool:
+        return self.next_row > 0
 
 
 class Batcher:
@@ -65,14 +75,13 @@ class Batcher:
         self._max_delay_s = max_delay_s
         self._max_queue_rows = max_queue_rows
         self._max_wait_s = max_wait_s
-        self._batch = np.empty((max_batch_rows, width), np.float32)  # reused: filled, scored, filled again
+        self._batch = np.empty((max_batch_rows, width), np.float32)  # only the leader fills it
         self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
+        self._arrived = threading.Condition(self._lock)  # a gathering leader waits on it
         self._queue: deque[_Job] = deque()
         self._queued_rows = 0  # rows in the queue not yet taken into a batch
-        self._incoming = 0  # requests inside incoming(): read or being decoded, not yet queued
-        self._thread = threading.Thread(target=self._score_forever, name="tfscoring-batcher", daemon=True)
-        self._thread.start()
+        self._incoming = 0  # requests inside incoming(): being read or decoded, not yet queued
+        self._led = False  # some caller is the leader
 
     @contextmanager
     def incoming(self) -> Iterator[None]:
@@ -84,81 +93,114 @@ class Batcher:
         finally:
             with self._lock:
                 self._incoming -= 1
-                self._changed.notify()
+                self._arrived.notify()
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
         """Class ids for `rows`, scored together with other callers' rows; 503 on overload."""
         job = _Job(rows)
         self._enqueue(job)
         try:
-            # Not started within MAX_QUEUE_WAIT_MS: withdrawn with a 503.  Started: its session calls end
-            # soon, but the wait stays bounded all the same.
-            if not job.done.wait(self._max_wait_s) and not self._withdraw(job) and not job.done.wait(self._max_wait_s):
-                raise ServiceUnavailable(
-                    f"request was not scored within {2 * self._max_wait_s * 1e3:.0f} ms; retry later",
-                    {"Retry-After": "1"},
-                )
+            self._wait_for(job)
         except BaseException:
-            self._withdraw(job)  # also when the server's timeout (SIGALRM) interrupts the wait
+            with self._lock:  # gone before its answers: no batch waits for it, the lead is passed on
+                self._drop(job)
             raise
         if job.error is not None:
             raise job.error
         return job.scored
 
+    def _wait_for(self, job: _Job) -> None:
+        waited_long = False
+        while not job.finished:
+            if job.lead:
+                with self._lock:
+                    job.lead = False  # the lead is now this thread's until _lead passes it on
+                self._lead(job)
+                return
+            if job.wake.wait(self._max_wait_s):
+                continue  # finished, or given the lead
+            with self._lock:
+                if job.lead or job.finished:
+                    continue
+                if not job.started:
+                    raise ServiceUnavailable(
+                        f"request waited {self._max_wait_s * 1e3:.0f} ms in the queue without being scored "
+                        "(MAX_QUEUE_WAIT_MS); the server is overloaded, retry later",
+                        {"Retry-After": "1"},
+                    )
+            if waited_long:  # started, but its session calls outlast a second wait: never wait unbounded
+                raise ServiceUnavailable(
+                    f"request was not scored within {2 * self._max_wait_s * 1e3:.0f} ms; retry later",
+                    {"Retry-After": "1"},
+                )
+            waited_long = True
+
     def _enqueue(self, job: _Job) -> None:
         with self._lock:
             if self._queued_rows and self._queued_rows + len(job.rows) > self._max_queue_rows:
                 # An empty queue takes any request, so a request at MAX_REQUEST_ROWS always gets in eventually.
-                wait_s = max(1, math.ceil(self._queued_rows / self._max_queue_rows * self._max_wait_s))
                 raise ServiceUnavailable(
                     f"server is busy: {self._queued_rows} rows are waiting to be scored and this request's "
                     f"{len(job.rows)} would pass the queue limit of {self._max_queue_rows} rows (MAX_QUEUE_ROWS); "
                     "retry later",
-                    {"Retry-After": str(wait_s)},
+                    {"Retry-After": str(max(1, math.ceil(self._max_wait_s)))},
                 )
             self._queue.append(job)
             self._queued_rows += len(job.rows)
-            self._changed.notify()
-
-    def _withdraw(self, job: _Job) -> bool:
-        """Take a job that no batch has started out of the queue; False if it has started."""
-        with self._lock:
-            if job.started or job.done.is_set():
-                return False
-            self._queue.remove(job)
-            self._queued_rows -= len(job.rows)
-            job.error = ServiceUnavailable(
-                f"request waited {self._max_wait_s * 1e3:.0f} ms in the queue without being scored "
-                "(MAX_QUEUE_WAIT_MS); the server is overloaded, retry later",
-                {"Retry-After": "1"},
-            )
-            job.done.set()
-            return True
-
-    def _score_forever(self) -> None:
-        while True:
-            parts = self._next_batch()
-            rows = sum(count for _, _, count in parts)
-            try:
-                class_ids = self._infer(self._batch[:rows])
-            except Exception as err:  # each caller turns it into a 500 with its request id
-                log.error("scoring a batch of %d rows from %d requests failed: %s", rows, len(parts), err)
-                self._finish(parts, None, err)
+            if not self._led:
+                self._led = job.lead = True
             else:
-                self._finish(parts, class_ids, None)
+                self._arrived.notify()
+
+    def _drop(self, job: _Job) -> None:
+        """Finish a job now: its rows not yet taken leave the queue, and a lead it holds goes on (lock held)."""
+        if job in self._queue:
+            self._queue.remove(job)
+            self._queued_rows -= len(job.rows) - job.next_row
+            job.next_row = len(job.rows)
+        job.finished = True
+        job.wake.set()
+        if job.lead:
+            job.lead = False
+            self._pass_lead()
+
+    def _pass_lead(self) -> None:
+        """Wake the caller at the head of the queue to score next, or mark the model idle (lock held)."""
+        if self._queue:
+            successor = self._queue[0]
+            successor.lead = True
+            successor.wake.set()
+        else:
+            self._led = False
+
+    def _lead(self, job: _Job) -> None:
+        """Score batches until this job is finished, then hand the lead on."""
+        try:
+            while not job.finished:
+                parts = self._next_batch()
+                rows = sum(count for _, _, count in parts)
+                try:
+                    class_ids = self._infer(self._batch[:rows])
+                except Exception as err:  # each caller turns it into a 500 with its request id
+                    log.error("scoring a batch of %d rows from %d requests failed: %s", rows, len(parts), err)
+                    self._finish(parts, None, err)
+                else:
+                    self._finish(parts, class_ids, None)
+        finally:  # also when the server's timeout (SIGALRM) interrupts a sync worker mid-call
+            with self._lock:
+                job.lead = False
+                self._pass_lead()
 
     def _next_batch(self) -> list[tuple[_Job, int, int]]:
-        """Wait for rows, let a short-lived crowd gather, and copy up to MAX_BATCH_ROWS into the batch."""
+        """Let a short-lived crowd gather, then copy up to MAX_BATCH_ROWS queued rows into the batch."""
         with self._lock:
-            while not self._queue:
-                self._changed.wait()
-            if self._incoming and self._queued_rows < self._max_batch_rows:
+            if self._incoming and self._queued_rows < self._max_batch_rows and self._max_delay_s:
                 gather_until = time.monotonic() + self._max_delay_s
                 while self._incoming and self._queued_rows < self._max_batch_rows:
                     left = gather_until - time.monotonic()
                     if left <= 0:
                         break
-                    self._changed.wait(left)
+                    self._arrived.wait(left)
             parts: list[tuple[_Job, int, int]] = []  # (job, first row, count)
             filled = 0
             while self._queue and filled < self._max_batch_rows:
@@ -166,7 +208,6 @@ class Batcher:
                 count = min(self._max_batch_rows - filled, len(job.rows) - job.next_row)
                 parts.append((job, job.next_row, count))
                 self._batch[filled : filled + count] = job.rows[job.next_row : job.next_row + count]
-                job.started = True
                 job.next_row += count
                 filled += count
                 self._queued_rows -= count
@@ -183,10 +224,6 @@ class Batcher:
                     job.scored[first : first + count] = class_ids[offset : offset + count]
                     offset += count
                 else:
-                    job.error = err
-                    if job.next_row < len(job.rows):  # the rest of a failed request is not scored either
-                        self._queue.remove(job)
-                        self._queued_rows -= len(job.rows) - job.next_row
-                        job.next_row = len(job.rows)
+                    job.error = err  # the rest of a failed request is not scored either
                 if job.unscored == 0 or err is not None:
-                    job.done.set()
+                    self._drop(job)

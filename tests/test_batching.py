@@ -1,0 +1,147 @@
+"""The batcher, in-process on the real model: rows of concurrent callers share session calls, each
+caller gets its own answers in order, large requests are split, and overload is a 503, never a hang."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from tfscoring.batching import Batcher
+from tfscoring.config import Settings
+from tfscoring.errors import ServiceUnavailable
+from tfscoring.model import GraphModel
+
+
+class RecordedModel:
+    """The real model's infer, recording each session call's size and thread, optionally held at a gate."""
+
+    def __init__(self, model: GraphModel):
+        self.model = model
+        self.calls: list[tuple[int, str]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+
+    def infer(self, rows: np.ndarray) -> np.ndarray:
+        self.calls.append((len(rows), threading.current_thread().name))
+        self.entered.set()
+        assert self.gate.wait(30), "test gate never opened"
+        return self.model.infer(rows)
+
+
+@pytest.fixture(scope="module")
+def model(model_dir):
+    loaded = GraphModel.load(Settings(azureml_model_dir=model_dir))
+    yield loaded
+    loaded.close()
+
+
+@pytest.fixture
+def recorded(model) -> RecordedModel:
+    return RecordedModel(model)
+
+
+def batcher(recorded: RecordedModel, **overrides) -> Batcher:
+    options = {"max_batch_rows": 32, "max_delay_s": 0.002, "max_queue_rows": 10_000, "max_wait_s": 30.0}
+    return Batcher(recorded.infer, 784, **{**options, **overrides})
+
+
+def test_concurrent_callers_share_session_calls_and_get_their_own_rows_in_order(recorded, model, t10k):
+    images, _ = t10k
+    expected = model.predict(images[:3000])
+    scoring = batcher(recorded)
+    rng = np.random.default_rng(3)
+    jobs = [rng.choice(3000, size=int(rng.integers(1, 20)), replace=False) for _ in range(400)]
+
+    def call(picked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with scoring.incoming():
+            rows = images[picked]
+        return picked, scoring.predict(rows)
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(call, jobs))
+
+    for picked, answer in results:
+        assert answer.tolist() == expected[picked].tolist()
+    sizes = [size for size, _ in recorded.calls]
+    assert sum(sizes) == sum(len(j) for j in jobs)
+    assert max(sizes) <= 32
+    assert len(sizes) < len(jobs), "no session call held rows of more than one request"
+
+
+def test_a_lone_request_is_scored_at_once_in_its_own_thread(recorded, model, t10k):
+    images, _ = t10k
+    scoring = batcher(recorded, max_delay_s=60.0)  # a request that waited for company would hang here
+    assert scoring.predict(images[:5]).tolist() == model.predict(images[:5]).tolist()
+    assert recorded.calls == [(5, threading.current_thread().name)]
+
+
+def test_a_large_request_is_split_into_session_calls_of_at_most_max_batch_rows(recorded, model, t10k):
+    images, _ = t10k
+    answer = batcher(recorded).predict(images[:100])
+    assert answer.tolist() == model.predict(images[:100]).tolist()
+    assert [size for size, _ in recorded.calls] == [32, 32, 32, 4]
+
+
+def start_blocked_leader(scoring: Batcher, recorded: RecordedModel, rows: np.ndarray) -> ThreadPoolExecutor:
+    """One request in a session call held at the gate: the model is busy, the queue fills behind it."""
+    recorded.gate.clear()
+    pool = ThreadPoolExecutor(8)
+    pool.leader = pool.submit(scoring.predict, rows)
+    assert recorded.entered.wait(30)
+    return pool
+
+
+def test_a_full_queue_refuses_at_once_with_503_and_retry_after(recorded, model, t10k):
+    images, _ = t10k
+    scoring = batcher(recorded, max_queue_rows=20)
+    pool = start_blocked_leader(scoring, recorded, images[:1])
+    queued = [pool.submit(scoring.predict, images[i : i + 10]) for i in (10, 20)]  # 20 rows: the queue is full
+    while scoring._queued_rows < 20:
+        threading.Event().wait(0.01)
+
+    with pytest.raises(ServiceUnavailable) as refused:
+        scoring.predict(images[30:31])
+    assert refused.value.status_code == 503
+    assert "queue limit of 20 rows (MAX_QUEUE_ROWS)" in refused.value.message
+    assert int(refused.value.headers["Retry-After"]) >= 1
+
+    recorded.gate.set()  # nothing accepted is lost: the queued requests are answered
+    assert pool.leader.result(30).tolist() == model.predict(images[:1]).tolist()
+    assert queued[0].result(30).tolist() == model.predict(images[10:20]).tolist()
+    assert queued[1].result(30).tolist() == model.predict(images[20:30]).tolist()
+    pool.shutdown()
+
+
+def test_a_request_not_started_within_max_queue_wait_gets_503_and_the_batcher_goes_on(recorded, model, t10k):
+    images, _ = t10k
+    scoring = batcher(recorded, max_wait_s=0.3)
+    pool = start_blocked_leader(scoring, recorded, images[:1])
+
+    with pytest.raises(ServiceUnavailable, match=r"waited 300 ms in the queue without being scored"):
+        scoring.predict(images[1:3])
+
+    recorded.gate.set()
+    assert pool.leader.result(30).tolist() == model.predict(images[:1]).tolist()
+    assert scoring.predict(images[3:6]).tolist() == model.predict(images[3:6]).tolist()
+    assert sum(size for size, _ in recorded.calls) == 4, "the withdrawn rows were scored all the same"
+    pool.shutdown()
+
+
+def test_a_failing_session_call_fails_its_requests_only(model, t10k):
+    images, _ = t10k
+    failures = iter([RuntimeError("device lost")])
+
+    def flaky_infer(rows: np.ndarray) -> np.ndarray:
+        error = next(failures, None)
+        if error:
+            raise error
+        return model.infer(rows)
+
+    scoring = Batcher(flaky_infer, 784, max_batch_rows=32, max_delay_s=0, max_queue_rows=100, max_wait_s=30)
+    with pytest.raises(RuntimeError, match="device lost"):
+        scoring.predict(images[:2])
+    assert scoring.predict(images[:2]).tolist() == model.predict(images[:2]).tolist()

@@ -1,0 +1,57 @@
+"""Worker and thread defaults sized to the machine, and server/serve.py, which applies them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import requests
+
+from tests.support import REPO, free_port
+from tfscoring.sizing import THREADS_PER_WORKER, ServerSize, default_size, intra_op_threads, usable_cpus, visible_gpus
+
+
+def test_one_worker_per_gpu_else_one_per_core():
+    assert default_size(cpus=16, gpus=4) == ServerSize(workers=4, threads=THREADS_PER_WORKER)
+    assert default_size(cpus=2, gpus=0) == ServerSize(workers=2, threads=THREADS_PER_WORKER)
+    assert default_size(cpus=1, gpus=0).workers == 1
+
+
+def test_each_worker_gets_its_share_of_the_cores_for_tensorflow():
+    assert intra_op_threads(cpus=8, workers=2) == 4
+    assert intra_op_threads(cpus=2, workers=4) == 1
+
+
+def test_cuda_visible_devices_hides_gpus(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert visible_gpus() == 0
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
+    assert visible_gpus() == 0
+
+
+def test_usable_cpus_is_at_least_one_and_at_most_the_machine():
+    assert 1 <= usable_cpus() <= (os.cpu_count() or 1)
+
+
+def test_serve_py_starts_the_server_sized_to_the_machine(model_dir, tmp_path):
+    port = free_port()
+    log = tmp_path / "serve.log"
+    env = {"PATH": os.environ["PATH"], "TF_CPP_MIN_LOG_LEVEL": "2"}  # no WORKER_COUNT, no GUNICORN_CMD_ARGS
+    argv = [sys.executable, str(REPO / "server" / "serve.py"), "--model_dir", str(model_dir), "--port", str(port)]
+    with log.open("wb") as out:
+        process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    size = default_size(usable_cpus(), visible_gpus())
+    try:
+        deadline = time.monotonic() + 180
+        while log.read_text().count("model ready on") < size.workers:
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.5)
+        assert f"WORKER_COUNT={size.workers} GUNICORN_CMD_ARGS='--threads {size.threads}'" in log.read_text()
+        assert requests.get(f"http://127.0.0.1:{port}/", timeout=10).status_code == 200
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)
