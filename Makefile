@@ -13,18 +13,22 @@ DATA_DIR ?= /usr/share/datasets/fashion-mnist
 # GPU TensorFlow where an NVIDIA driver is present, CPU TensorFlow of the same version elsewhere.
 TF_FLAVOR ?= $(if $(shell command -v nvidia-smi 2>/dev/null),gpu,cpu)
 SYSTEM_PACKAGES := python3-venv dataset-fashion-mnist curl
+BENCH_PACKAGES := wrk
+MLSERVER_VENV := .venv-mlserver
 # apt-get needs root: as root run it directly, else through sudo (env: sudo resets the environment).
 SUDO := $(if $(filter 0,$(shell id -u)),env,sudo env)
 PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check -c requirements/constraints.txt
 
-.PHONY: help serve test lint model system-packages clean
+.PHONY: help serve test bench lint model system-packages bench-packages clean
 
 help:
 	@echo "make serve   install everything, build the model if missing, serve on http://127.0.0.1:$(PORT)/score"
 	@echo "make test    install everything, build the model if missing, run lint and every test"
+	@echo "make bench   throughput and latency against the how-to, the server's ceiling and MLServer (bench/results)"
 
-system-packages:
-	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+# Install the Debian packages in $(1) that are missing.
+define apt_install
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  command -v apt-get >/dev/null || { echo "install these packages first: $$missing" >&2; exit 1; }; \
 	  [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null || \
@@ -32,6 +36,13 @@ system-packages:
 	  echo "installing Debian packages: $$missing"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
+endef
+
+system-packages:
+	$(call apt_install,$(SYSTEM_PACKAGES))
+
+bench-packages:
+	$(call apt_install,$(BENCH_PACKAGES))
 
 $(BIN)/python: | system-packages
 	@$(PYTHON) -c 'import sys; sys.exit(not (3, 10) <= sys.version_info[:2] <= (3, 13))' || \
@@ -51,8 +62,22 @@ $(MODEL_DIR)/model/mnist-tf.model.index: | $(VENV)/.server-installed system-pack
 
 model: $(MODEL_DIR)/model/mnist-tf.model.index
 
+$(VENV)/.bench-installed: $(VENV)/.server-installed requirements/bench.txt
+	$(PIP_INSTALL) -r requirements/bench.txt
+	@touch $@
+
+$(MLSERVER_VENV)/.installed: requirements/mlserver.txt requirements/mlserver-constraints.txt requirements/tensorflow-$(TF_FLAVOR).txt | system-packages
+	$(PYTHON) -m venv $(MLSERVER_VENV)
+	$(MLSERVER_VENV)/bin/pip install --quiet --disable-pip-version-check -c requirements/mlserver-constraints.txt \
+	  -r requirements/mlserver.txt -r requirements/tensorflow-$(TF_FLAVOR).txt
+	@touch $@
+
+# serve.py sizes WORKER_COUNT and the gunicorn threads to the machine unless they are set.
 serve: $(VENV)/.server-installed model
-	AZUREML_MODEL_DIR=$(MODEL_DIR) $(BIN)/azmlinfsrv --entry_script server/score.py --port $(PORT)
+	$(BIN)/python server/serve.py --model_dir $(MODEL_DIR) --port $(PORT)
+
+bench: $(VENV)/.bench-installed $(MLSERVER_VENV)/.installed model bench-packages
+	$(BIN)/python -m bench.run --mlserver $(MLSERVER_VENV)/bin/mlserver --model-dir $(MODEL_DIR) --data-dir $(DATA_DIR)
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
@@ -62,4 +87,4 @@ test: $(VENV)/.dev-installed model lint
 	MODEL_DIR=$(MODEL_DIR) DATA_DIR=$(DATA_DIR) $(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) models .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(MLSERVER_VENV) models .pytest_cache .ruff_cache

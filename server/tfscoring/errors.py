@@ -32,10 +32,6 @@ class PayloadTooLarge(ScoringError):
     status_code = 413
 
 
-class UnsupportedMediaType(ScoringError):
-    status_code = 415
-
-
 class ServiceUnavailable(ScoringError):
     """Overloaded: the batch queue is full, or a request waited in it past its deadline."""
 
