@@ -5,11 +5,12 @@
 Servers, all with the same model and venv:
   baseline  the how-to's score.py on azmlinfsrv with its defaults (1 sync worker)
   ours      server/score.py with the defaults of server/serve.py (workers and threads sized to the machine)
-  ceiling   bench/empty_score.py (reads the body, answers at once) with the same server settings as ours
+  ceiling   bench/empty_score.py (reads the body, answers at once) with the same server settings as ours,
+            sent the same JSON and raw float32 bodies
   mlserver  Seldon MLServer with adaptive batching, the same graph through bench/mlserver/tf1_runtime.py
 
 Cells: concurrency 1, 16, 64 x bodies of 1 and 64 Fashion-MNIST t10k rows, as JSON for
-every server (V2 protocol for MLServer) and as raw float32 for ours.  wrk drives each
+every server (V2 protocol for MLServer) and as raw float32 for ours and the ceiling.  wrk drives each
 cell; rounds alternate the servers so that drift on the machine hits them all alike,
 and the median over rounds is reported.  Output: results.md, results.json and
 results.png in --out.
@@ -103,6 +104,7 @@ def main() -> None:
             Target("ours", servers["ours"].score_url, "json"),
             Target("ours", servers["ours"].score_url, "binary"),
             Target("ceiling", servers["ceiling"].score_url, "json"),
+            Target("ceiling", servers["ceiling"].score_url, "binary"),
         ]
         if "mlserver" in servers:
             targets.append(Target("mlserver", servers["mlserver"].score_url, "v2"))
@@ -235,21 +237,23 @@ def describe_machine(cpus: int, gpus: int, size: str) -> str:
 
 def markdown(cells: list[Cell], machine: str, args: argparse.Namespace) -> str:
     baseline = {(c.rows, c.concurrency): c for c in cells if c.target == "baseline"}
+    ceiling = {(c.body, c.rows, c.concurrency): c for c in cells if c.target == "ceiling"}
     lines = [
         f"Machine: {machine}. Median of {args.rounds} alternating rounds of {args.seconds} s per cell, "
         f"wrk on 127.0.0.1, {time.strftime('%Y-%m-%d')}.",
         "",
         "| server | body | rows | conc. | req/s | rows/s | p50 ms | p99 ms | errors | rows/s vs baseline "
-        "| p50 vs baseline |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| p50 vs baseline | req/s vs ceiling |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     order = {"baseline": 0, "ours": 1, "ceiling": 2, "mlserver": 3}
     for c in sorted(cells, key=lambda c: (c.rows, c.concurrency, order[c.target], c.body)):
         base = baseline[c.rows, c.concurrency]
+        top = ceiling.get((c.body, c.rows, c.concurrency))  # the same body, sent to the empty run()
         lines.append(
             f"| {c.target} | {c.body} | {c.rows} | {c.concurrency} | {c.rps:.0f} | {c.rows_per_s:.0f} | "
             f"{c.p50_ms:.1f} | {c.p99_ms:.1f} | {c.errors} | {c.rows_per_s / base.rows_per_s:.2f}x | "
-            f"{c.p50_ms / base.p50_ms:.2f}x |"
+            f"{c.p50_ms / base.p50_ms:.2f}x | {f'{c.rps / top.rps:.2f}x' if top else '-'} |"
         )
     return "\n".join(lines) + "\n"
 
