@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 import requests
 
-from tests.support import free_port
+from tests.support import free_port, stop_group
 
 RUNTIME = Path(__file__).resolve().parent / "mlserver" / "tf1_runtime.py"
 MODEL_NAME = "tf-dnn-mnist"
@@ -71,11 +70,5 @@ class MLServerProcess:
         raise RuntimeError(f"mlserver not ready after {timeout}s: see {self._log.name}")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_group(self.process)
         self._log.close()

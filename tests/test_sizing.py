@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
 
 import requests
 
-from tests.support import REPO, free_port
+from tests.support import REPO, free_port, stop_group
 from tfscoring.sizing import THREADS_PER_WORKER, ServerSize, default_size, intra_op_threads, usable_cpus, visible_gpus
 
 
@@ -53,5 +52,4 @@ def test_serve_py_starts_the_server_sized_to_the_machine(model_dir, tmp_path):
         assert f"WORKER_COUNT={size.workers} GUNICORN_CMD_ARGS='--threads {size.threads}'" in log.read_text()
         assert requests.get(f"http://127.0.0.1:{port}/", timeout=10).status_code == 200
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(30)
+        stop_group(process)
