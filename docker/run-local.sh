@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Run the image on this machine's GPUs (Docker with the NVIDIA Container Toolkit, "nvidia-docker").
+#
+#   docker build -t tfscoring .
+#   docker/run-local.sh [image] [model directory]      # then: python -m client.score_client
+#
+# Any setting of the README's Configuration table can be passed through the environment,
+# e.g. WORKER_COUNT=2 docker/run-local.sh. REQUIRE_GPU defaults to 1 here: a container that
+# cannot see the GPU stops with one log line instead of scoring on the CPU.
+set -euo pipefail
+image=${1:-tfscoring:latest}
+model=$(realpath "${2:-models/tf-dnn-mnist/1}")
+settings=(REQUIRE_GPU WORKER_COUNT GUNICORN_CMD_ARGS MAX_BATCH_ROWS MAX_BATCH_DELAY_MS MAX_QUEUE_ROWS
+  MAX_QUEUE_WAIT_MS MAX_REQUEST_ROWS MAX_REQUEST_BYTES)
+env_args=()
+for name in "${settings[@]}"; do
+  if [ -n "${!name:-}" ]; then env_args+=(-e "$name=${!name}"); fi
+done
+[ -n "${REQUIRE_GPU:-}" ] || env_args+=(-e REQUIRE_GPU=1)
+exec docker run --rm --gpus all -p 5001:5001 \
+  -v "$model:/var/azureml-app/azureml-models/tf-dnn-mnist/1:ro" \
+  "${env_args[@]}" "$image"

@@ -1,0 +1,162 @@
+"""make container-test: the Dockerfile, changed only by build args, built on a stand-in base and served.
+
+The stand-in (docker/standin-base.sh) replaces the Azure ML GPU base image, which cannot be
+pulled here; TF_FLAVOR=cpu installs CPU TensorFlow of the same version; MODEL_SOURCE bakes the
+model in. `buildah run --isolation chroot` shares the host network, so the server in the
+image is spoken to on 127.0.0.1 like any other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support import REPO, data_body, free_port, post, stop_group
+
+BUILDAH = ["buildah", "--storage-driver", "vfs"]
+STANDIN_BASE = "localhost/tfscoring-standin-base:bookworm"
+IMAGE = "localhost/tfscoring:container-test"
+IMAGE_USER_ID = 10001
+
+
+def buildah(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([*BUILDAH, *args], check=True, capture_output=True, text=True, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def image(model_dir, tmp_path_factory):
+    if shutil.which("buildah") is None or os.geteuid() != 0:
+        pytest.fail("make container-test needs root and buildah (the Makefile installs it)")
+    subprocess.run([str(REPO / "docker" / "standin-base.sh"), STANDIN_BASE], check=True)
+    log = tmp_path_factory.mktemp("image") / "build.log"
+    with log.open("w") as out:
+        built = subprocess.run(
+            [
+                *BUILDAH,
+                "bud",
+                "--isolation",
+                "chroot",
+                "--layers=false",
+                "--format",
+                "docker",  # OCI images have no HEALTHCHECK
+                "--build-arg",
+                f"BASE_IMAGE={STANDIN_BASE}",
+                "--build-arg",
+                "TF_FLAVOR=cpu",
+                "--build-arg",
+                f"MODEL_SOURCE={model_dir.relative_to(REPO)}",
+                # pip inside the build trusts what the host trusts (a proxy's CA, where there is one)
+                "--volume",
+                "/etc/ssl/certs:/etc/ssl/certs:ro",
+                "--tag",
+                IMAGE,
+                str(REPO),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    assert built.returncode == 0, log.read_text()[-5000:]
+    yield IMAGE
+    subprocess.run([*BUILDAH, "rmi", "--force", IMAGE], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def container(image):
+    name = buildah("from", "--name", "tfscoring-container-test", image).stdout.strip()
+    yield name
+    subprocess.run([*BUILDAH, "rm", name], capture_output=True)
+
+
+class ContainerServer:
+    def __init__(self, container: str, log: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.score_url = self.url + "/score"
+        self._log = log.open("wb")
+        # The image's CMD with another port; WORKER_COUNT is left to serve.py's sizing.
+        command = ["python", "server/serve.py", "--port", str(self.port)]
+        self.process = subprocess.Popen(
+            [*BUILDAH, "run", "--isolation", "chroot", container, "--", *command],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.log_path = log
+
+    def wait_healthy(self, timeout: float = 180) -> ContainerServer:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log_path.read_text()[-5000:]
+            try:
+                if requests.get(self.url + "/", timeout=2).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        pytest.fail(f"server in the image not healthy after {timeout}s:\n{self.log_path.read_text()[-5000:]}")
+
+    def server_user_ids(self) -> set[int]:
+        """Real user ids of the processes serving this port (gunicorn master and workers)."""
+        ids = set()
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+                if b"azmlinfsrv" in b" ".join(cmdline) and str(self.port).encode() in cmdline:
+                    status = (proc / "status").read_text()
+                    ids.add(int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1]))
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
+                continue
+        return ids
+
+    def stop(self) -> None:
+        stop_group(self.process)
+        self._log.close()
+
+
+@pytest.fixture(scope="module")
+def served(container, tmp_path_factory):
+    server = ContainerServer(container, tmp_path_factory.mktemp("container") / "server.log")
+    try:
+        yield server.wait_healthy()
+    finally:
+        server.stop()
+
+
+def test_the_image_runs_as_a_non_root_user(container):
+    assert buildah("run", "--isolation", "chroot", container, "--", "id", "-u").stdout.strip() == str(IMAGE_USER_ID)
+
+
+def test_the_server_in_the_image_runs_as_that_user(served):
+    assert served.server_user_ids() == {IMAGE_USER_ID}
+
+
+def test_a_t10k_image_is_scored_through_the_image(served, howto_server, t10k):
+    images, _ = t10k
+    expected = post(howto_server.score_url, data_body(images[:20])).json()
+    response = post(served.score_url, data_body(images[:20]))
+    assert response.status_code == 200, response.text
+    assert response.json() == expected
+
+
+def test_a_malformed_body_gets_a_400_with_the_reason(served):
+    response = post(served.score_url, b'{"data": [[0.1, 0.2]]}')
+    assert response.status_code == 400
+    assert response.json() == {"error": 'row 0 of "data" has 2 values; expected shape (N, 784)'}
+
+
+def test_the_image_declares_port_user_healthcheck_and_command(image):
+    config = json.loads(buildah("inspect", "--type", "image", image).stdout)["OCIv1"]["config"]
+    assert "5001/tcp" in config["ExposedPorts"]
+    assert config["User"] == str(IMAGE_USER_ID)
+    assert config["Cmd"] == ["python", "server/serve.py", "--port", "5001"]
+    docker_config = json.loads(buildah("inspect", "--type", "image", image).stdout)["Docker"]["config"]
+    assert "urllib.request.urlopen('http://127.0.0.1:5001/'" in " ".join(docker_config["Healthcheck"]["Test"])
