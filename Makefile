@@ -17,11 +17,12 @@ BENCH_PACKAGES := wrk
 CONTAINER_PACKAGES := buildah debootstrap
 IMAGE ?= tfscoring:latest
 MLSERVER_VENV := .venv-mlserver
+DEPLOY_VENV := .venv-deploy
 # apt-get needs root: as root run it directly, else through sudo (env: sudo resets the environment).
 SUDO := $(if $(filter 0,$(shell id -u)),env,sudo env)
 PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check -c requirements/constraints.txt
 
-.PHONY: help serve test bench image container-test lint model system-packages bench-packages container-packages clean
+.PHONY: help serve test bench image container-test deploy-test lint model system-packages bench-packages container-packages clean
 
 help:
 	@echo "make serve   install everything, build the model if missing, serve on http://127.0.0.1:$(PORT)/score"
@@ -79,6 +80,12 @@ $(MLSERVER_VENV)/.installed: requirements/mlserver.txt requirements/mlserver-con
 	  -r requirements/mlserver.txt -r requirements/tensorflow-$(TF_FLAVOR).txt
 	@touch $@
 
+$(DEPLOY_VENV)/.installed: requirements/deploy.txt requirements/deploy-constraints.txt | system-packages
+	$(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/pip install --quiet --disable-pip-version-check -c requirements/deploy-constraints.txt \
+	  -r requirements/deploy.txt
+	@touch $@
+
 # serve.py sizes WORKER_COUNT and the gunicorn threads to the machine unless they are set.
 serve: $(VENV)/.server-installed model
 	$(BIN)/python server/serve.py --model_dir $(MODEL_DIR) --port $(PORT)
@@ -99,15 +106,20 @@ image:
 container-test: $(VENV)/.dev-installed model container-packages
 	MODEL_DIR=$(MODEL_DIR) DATA_DIR=$(DATA_DIR) $(BIN)/python -m pytest tests/container
 
+# The AKS paths (v1 SDK objects, v2 YAML entities, Kubernetes schemas), offline, in their own venv.
+deploy-test: $(DEPLOY_VENV)/.installed
+	$(DEPLOY_VENV)/bin/python -m pytest -p no:warnings --confcutdir=tests/deployment tests/deployment  # the SDKs warn about their own deps
+
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/hadolint --failure-threshold error Dockerfile
 
-# Every test: the service's, then the image's (about 4 minutes more; CI runs it too).
+# Every test: the service's, the deployment files', then the image's (about 4 minutes more; CI runs it too).
 test: $(VENV)/.dev-installed model lint
-	MODEL_DIR=$(MODEL_DIR) DATA_DIR=$(DATA_DIR) $(BIN)/python -m pytest --ignore=tests/container
+	MODEL_DIR=$(MODEL_DIR) DATA_DIR=$(DATA_DIR) $(BIN)/python -m pytest --ignore=tests/container --ignore=tests/deployment
+	$(MAKE) --no-print-directory deploy-test
 	$(MAKE) --no-print-directory container-test
 
 clean:
-	rm -rf $(VENV) $(MLSERVER_VENV) models .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(MLSERVER_VENV) $(DEPLOY_VENV) models .pytest_cache .ruff_cache
