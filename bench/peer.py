@@ -6,12 +6,9 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
-import requests
-
-from tests.support import free_port, stop_group
+from tests.support import free_port, stop_group, wait_for_health
 
 RUNTIME = Path(__file__).resolve().parent / "mlserver" / "tf1_runtime.py"
 MODEL_NAME = "tf-dnn-mnist"
@@ -57,17 +54,9 @@ class MLServerProcess:
         )
 
     def wait_healthy(self, timeout: float = 240) -> MLServerProcess:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"mlserver exited with {self.process.returncode}: see {self._log.name}")
-            try:
-                if requests.get(f"{self.url}/v2/models/{MODEL_NAME}/ready", timeout=2).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.5)
-        raise RuntimeError(f"mlserver not ready after {timeout}s: see {self._log.name}")
+        ready = f"{self.url}/v2/models/{MODEL_NAME}/ready"
+        wait_for_health(ready, self.process, Path(self._log.name).read_text, timeout)
+        return self
 
     def stop(self) -> None:
         stop_group(self.process)

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -57,18 +58,12 @@ class ServerProcess:
         return Path(self._log.name).read_text(errors="replace")
 
     def wait_healthy(self, timeout: float = 180) -> ServerProcess:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()[-5000:]}")
-            try:
-                if requests.get(self.url + "/", timeout=2).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"server not healthy after {timeout}s:\n{self.log()[-5000:]}")
+        try:
+            wait_for_health(self.url + "/", self.process, self.log, timeout)
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
 
     def wait_exit(self, timeout: float = 120) -> int:
         try:
@@ -79,6 +74,21 @@ class ServerProcess:
     def stop(self) -> None:
         stop_group(self.process)
         self._log.close()
+
+
+def wait_for_health(url: str, process: subprocess.Popen, log: Callable[[], str], timeout: float) -> None:
+    """Poll GET url until it answers 200; RuntimeError with the log's tail if the process exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{log()[-5000:]}")
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"server not healthy after {timeout}s:\n{log()[-5000:]}")
 
 
 def stop_group(process: subprocess.Popen, grace: float = 30) -> None:

@@ -12,13 +12,11 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
-import requests
 
-from tests.support import REPO, data_body, free_port, post, stop_group
+from tests.support import REPO, data_body, free_port, post, stop_group, wait_for_health
 
 BUILDAH = ["buildah", "--storage-driver", "vfs"]
 STANDIN_BASE = "localhost/tfscoring-standin-base:bookworm"
@@ -91,16 +89,8 @@ class ContainerServer:
         self.log_path = log
 
     def wait_healthy(self, timeout: float = 180) -> ContainerServer:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.log_path.read_text()[-5000:]
-            try:
-                if requests.get(self.url + "/", timeout=2).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.5)
-        pytest.fail(f"server in the image not healthy after {timeout}s:\n{self.log_path.read_text()[-5000:]}")
+        wait_for_health(self.url + "/", self.process, self.log_path.read_text, timeout)
+        return self
 
     def server_user_ids(self) -> set[int]:
         """Real user ids of the processes serving this port (gunicorn master and workers)."""
