@@ -10,13 +10,22 @@ import time
 import requests
 
 from tests.support import REPO, free_port, stop_group
-from tfscoring.sizing import THREADS_PER_WORKER, ServerSize, default_size, intra_op_threads, usable_cpus, visible_gpus
+from tfscoring.sizing import (
+    MAX_CPU_WORKERS,
+    THREADS_PER_WORKER,
+    ServerSize,
+    default_size,
+    intra_op_threads,
+    usable_cpus,
+    visible_gpus,
+)
 
 
 def test_one_worker_per_gpu_else_one_per_core():
     assert default_size(cpus=16, gpus=4) == ServerSize(workers=4, threads=THREADS_PER_WORKER)
     assert default_size(cpus=2, gpus=0) == ServerSize(workers=2, threads=THREADS_PER_WORKER)
     assert default_size(cpus=1, gpus=0).workers == 1
+    assert default_size(cpus=64, gpus=0).workers == MAX_CPU_WORKERS  # each worker holds a TensorFlow runtime
 
 
 def test_each_worker_gets_its_share_of_the_cores_for_tensorflow():

@@ -5,8 +5,10 @@ The reasoning, measured on a 2-core machine and kept for GPUs:
 - One worker process per GPU, each owning one session pinned to its GPU
   (devices.py).  More processes per GPU only multiply CUDA contexts and
   memory; the batcher already keeps the GPU busy.  Without a GPU: one worker
-  per core.  A worker's Python (the HTTP server, decoding) is bound by the GIL:
-  on 2 cores, 2 workers served twice the 1-row requests of one.
+  per core, at most MAX_CPU_WORKERS.  A worker's Python (the HTTP server,
+  decoding) is bound by the GIL: on 2 cores, 2 workers served twice the 1-row
+  requests of one.  The cap keeps memory in check on large hosts (each worker
+  holds its own TensorFlow runtime, a few hundred MB).
 - THREADS gunicorn threads per worker feed its batcher: while one batch is
   scored (TensorFlow releases the GIL), the others read and decode the next
   requests.  16 keeps a GPU or a few cores fed with 1-row requests.
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 THREADS_PER_WORKER = 16
+MAX_CPU_WORKERS = 8
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ class ServerSize:
 
 
 def default_size(cpus: int, gpus: int) -> ServerSize:
-    workers = gpus if gpus else cpus
+    workers = gpus if gpus else min(cpus, MAX_CPU_WORKERS)
     return ServerSize(workers, THREADS_PER_WORKER)
 
 
