@@ -145,3 +145,34 @@ def test_a_failing_session_call_fails_its_requests_only(model, t10k):
     with pytest.raises(RuntimeError, match="device lost"):
         scoring.predict(images[:2])
     assert scoring.predict(images[:2]).tolist() == model.predict(images[:2]).tolist()
+
+
+def test_an_interrupted_session_call_fails_its_requests_and_leaves_the_batcher_working(model, t10k):
+    """A BaseException (e.g. the worker shutting down) in a batch holding part of a queued request."""
+    images, _ = t10k
+    calls = []
+    second_waiting = threading.Event()
+
+    def interrupted_infer(rows: np.ndarray) -> np.ndarray:
+        calls.append(len(rows))
+        if len(calls) == 1:
+            assert second_waiting.wait(30)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return model.infer(rows)
+
+    scoring = Batcher(interrupted_infer, 784, max_batch_rows=15, max_delay_s=0, max_queue_rows=100, max_wait_s=30)
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(scoring.predict, images[:20])  # batches: [0:15], then [15:20] + 10 rows of the second
+        while scoring._queued_rows < 5:
+            threading.Event().wait(0.01)
+        second = pool.submit(scoring.predict, images[20:40])
+        while scoring._queued_rows < 25:
+            threading.Event().wait(0.01)
+        second_waiting.set()
+        with pytest.raises(KeyboardInterrupt):
+            first.result(30)
+        with pytest.raises(ServiceUnavailable, match="scoring was interrupted"):
+            second.result(30)
+    assert scoring.predict(images[:3]).tolist() == model.predict(images[:3]).tolist()
+    assert not scoring._queue and scoring._queued_rows == 0

@@ -38,6 +38,7 @@ from tfscoring import log
 from tfscoring.errors import ServiceUnavailable
 
 Infer = Callable[[np.ndarray], np.ndarray]  # float32 (n, width) -> int64 (n,) class ids
+_RETRY = {"Retry-After": "1"}
 
 
 class _Job:
@@ -178,12 +179,20 @@ class Batcher:
         try:
             while not job.finished:
                 parts = self._next_batch()
+                if not parts:  # never spin: a job whose rows are all taken is finished by their batch
+                    with self._lock:
+                        job.error = job.error or ServiceUnavailable("scoring was interrupted; retry", _RETRY)
+                        self._drop(job)
+                    break
                 rows = sum(count for _, _, count in parts)
                 try:
                     class_ids = self._infer(self._batch[:rows])
                 except Exception as err:  # each caller turns it into a 500 with its request id
                     log.error("scoring a batch of %d rows from %d requests failed: %s", rows, len(parts), err)
                     self._finish(parts, None, err)
+                except BaseException:  # e.g. the worker shutting down: fail the batch's requests, then go
+                    self._finish(parts, None, ServiceUnavailable("scoring was interrupted; retry", _RETRY))
+                    raise
                 else:
                     self._finish(parts, class_ids, None)
         finally:  # also when the server's timeout (SIGALRM) interrupts a sync worker mid-call
