@@ -3,6 +3,7 @@ caller gets its own answers in order, large requests are split, and overload is 
 
 from __future__ import annotations
 
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -176,3 +177,25 @@ def test_an_interrupted_session_call_fails_its_requests_and_leaves_the_batcher_w
             second.result(30)
     assert scoring.predict(images[:3]).tolist() == model.predict(images[:3]).tolist()
     assert not scoring._queue and scoring._queued_rows == 0
+
+
+def test_a_sync_worker_whose_alarm_cut_the_lead_hand_off_short_takes_the_lead_back(model, t10k):
+    """SIGALRM (the server's timeout in a sync worker) can land anywhere, even while the lead is handed on."""
+    images, _ = t10k
+    scoring = Batcher(model.infer, 784, max_batch_rows=8, max_delay_s=0, max_queue_rows=100, max_wait_s=0.5)
+    fired = []
+
+    def alarm_in_hand_off(frame, event, arg):
+        if event == "line" and not fired:
+            fired.append(frame.f_lineno)
+            raise TimeoutError("scoring timeout")  # what azmlinfsrv's SIGALRM handler raises
+        return alarm_in_hand_off
+
+    sys.settrace(lambda frame, event, arg: alarm_in_hand_off if frame.f_code.co_name == "_pass_lead" else None)
+    try:
+        with pytest.raises(TimeoutError):
+            scoring.predict(images[:3])
+    finally:
+        sys.settrace(None)
+    assert fired, "the alarm never landed in the hand-off"
+    assert scoring.predict(images[3:6]).tolist() == model.predict(images[3:6]).tolist()  # not a 503

@@ -148,3 +148,15 @@ def test_a_duplicate_data_key_is_read_as_the_careful_path_reads_it():
     body = b'{"data": [' + json.dumps(row()).encode() + b'], "data": "x"}'
     with pytest.raises(BadRequest, match='"data" must be a list of rows'):
         decode_rows(body, WIDTH, max_rows=1)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b'{"data": [[1, 2, 3]], "d\\u0061ta": 5}', '"data" must be a list of rows'),  # escaped duplicate key
+        (b'\xef\xbb\xbf\xef\xbb\xbf{"data": [[1, 2, 3]]}', "not valid UTF-8"),  # a second byte order mark
+    ],
+)
+def test_bodies_the_fast_parser_would_read_differently_get_the_careful_answer(raw, message):
+    with pytest.raises(BadRequest, match=message):
+        decode_rows(raw, 3, max_rows=1)

@@ -44,7 +44,7 @@ _RETRY = {"Retry-After": "1"}
 class _Job:
     """One request's rows, its answers as they come, and the event that wakes its caller."""
 
-    __slots__ = ("error", "finished", "lead", "next_row", "rows", "scored", "unscored", "wake")
+    __slots__ = ("caller", "error", "finished", "lead", "next_row", "rows", "scored", "unscored", "wake")
 
     def __init__(self, rows: np.ndarray):
         self.rows = rows
@@ -55,6 +55,7 @@ class _Job:
         self.finished = False
         self.lead = False  # this job's caller is to score the next batches
         self.wake = threading.Event()  # set when finished or given the lead
+        self.caller = threading.get_ident()
 
     @property
     def started(self) -> bool:
@@ -83,6 +84,7 @@ class Batcher:
         self._queued_rows = 0  # rows in the queue not yet taken into a batch
         self._incoming = 0  # requests inside incoming(): being read or decoded, not yet queued
         self._led = False  # some caller is the leader
+        self._leader: int | None = None  # the leading caller's thread
 
     @contextmanager
     def incoming(self) -> Iterator[None]:
@@ -99,8 +101,8 @@ class Batcher:
     def predict(self, rows: np.ndarray) -> np.ndarray:
         """Class ids for `rows`, scored together with other callers' rows; 503 on overload."""
         job = _Job(rows)
-        self._enqueue(job)
-        try:
+        try:  # _enqueue inside: an alarm right after it may have made this job the leader
+            self._enqueue(job)
             self._wait_for(job)
         except BaseException:
             with self._lock:  # gone before its answers: no batch waits for it, the lead is passed on
@@ -114,8 +116,6 @@ class Batcher:
         waited_long = False
         while not job.finished:
             if job.lead:
-                with self._lock:
-                    job.lead = False  # the lead is now this thread's until _lead passes it on
                 self._lead(job)
                 return
             if job.wake.wait(self._max_wait_s):
@@ -138,6 +138,8 @@ class Batcher:
 
     def _enqueue(self, job: _Job) -> None:
         with self._lock:
+            if not self._queue:
+                self._queued_rows = 0  # an empty queue holds no rows, whatever an interrupted count left
             if self._queued_rows and self._queued_rows + len(job.rows) > self._max_queue_rows:
                 # An empty queue takes any request, so a request at MAX_REQUEST_ROWS always gets in eventually.
                 raise ServiceUnavailable(
@@ -148,8 +150,11 @@ class Batcher:
                 )
             self._queue.append(job)
             self._queued_rows += len(job.rows)
-            if not self._led:
+            # A thread that calls again cannot still be leading: its last call was cut short (SIGALRM in a
+            # sync worker can land even in a finally), so the lead it held is stale and it takes it back.
+            if not self._led or self._leader == job.caller:
                 self._led = job.lead = True
+                self._leader = job.caller
             else:
                 self._arrived.notify()
 
@@ -170,13 +175,18 @@ class Batcher:
         if self._queue:
             successor = self._queue[0]
             successor.lead = True
+            self._leader = successor.caller
             successor.wake.set()
         else:
             self._led = False
+            self._leader = None
+            self._queued_rows = 0  # an empty queue holds no rows, whatever an interrupted count left
 
     def _lead(self, job: _Job) -> None:
         """Score batches until this job is finished, then hand the lead on."""
         try:
+            with self._lock:
+                job.lead = False  # the lead is this thread's now; the finally below passes it on
             while not job.finished:
                 parts = self._next_batch()
                 if not parts:  # never spin: a job whose rows are all taken is finished by their batch

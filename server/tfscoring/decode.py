@@ -72,6 +72,10 @@ _parser_lock = threading.Lock()
 
 def _fast_batch(body: bytes, width: int, max_rows: int) -> np.ndarray | None:
     """The batch of a plainly well-formed body, or None to let the careful path decide."""
+    if b"\\" in body or body.startswith(codecs.BOM_UTF8):
+        # Escapes could spell a second "data" key (simdjson keeps the first, the careful path the last);
+        # simdjson skips a second BOM that the careful path refuses. Plain bodies have neither.
+        return None
     with _parser_lock:
         try:
             document = _parser.parse(body)
