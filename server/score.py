@@ -21,7 +21,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # keep TensorFlow's warnings
 import flask
 from azureml_inference_server_http.api.aml_request import rawhttp
 
-from tfscoring import binary, log, responses
+from tfscoring import binary, log, metrics, requestlog, responses
+from tfscoring.auth import require_key
 from tfscoring.batching import Batcher
 from tfscoring.body import read_body
 from tfscoring.config import Settings
@@ -54,26 +55,47 @@ def init():
         max_queue_rows=settings.queue_rows,
         max_wait_s=settings.max_queue_wait_ms / 1e3,
     )
+    requestlog.configure(settings.log_requests)
+    serves_metrics = metrics.start_worker(settings.metrics_port, model.device)
+    log.info(
+        "API key %s; metrics %s; request log: %s",
+        "required (SCORING_API_KEY)" if settings.api_key else "not required",
+        f"on :{settings.metrics_port}, served by {'this' if serves_metrics else 'another'} worker"
+        if settings.metrics_port
+        else "off",
+        settings.log_requests,
+    )
 
 
 @rawhttp
 def run(request):
     if request.method == "OPTIONS":
         return responses.options()
+    with requestlog.observed(request) as record:  # one log line and the metrics, also for errors
+        response = _score(request, record)
+        record.status = response.status_code
+        return response
+
+
+def _score(request, record: requestlog.RequestRecord):
     try:
+        require_key(request.headers.get("Authorization"), settings.api_key)  # 401, before the body is read
         with batcher.incoming():  # a batch being formed may wait for this request's rows
             body = read_body(request, settings.max_request_bytes)  # 405, 413
             decode = DECODERS.get(request.mimetype, decode_rows)
             rows = decode(body, model.input_width, settings.max_request_rows)  # parse + validate: 400, 413
+        record.rows = len(rows)
         class_ids = batcher.predict(rows)  # batch with concurrent requests, infer: 503 when overloaded
         return responses.classes(class_ids)  # encode
     except ScoringError as err:
+        record.error = err.message
         return responses.error(err)
     except TimeoutError:
         raise  # the server's SCORING_TIMEOUT_MS alarm: azmlinfsrv answers it with its own timeout message
     except Exception:
         request_id = _request_id()
         log.exception("request %s failed", request_id)
+        record.error = "internal error"
         return responses.internal_error(request_id)
 
 

@@ -34,7 +34,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from tfscoring import log
+from tfscoring import log, metrics
 from tfscoring.errors import ServiceUnavailable
 
 Infer = Callable[[np.ndarray], np.ndarray]  # float32 (n, width) -> int64 (n,) class ids
@@ -44,7 +44,7 @@ _RETRY = {"Retry-After": "1"}
 class _Job:
     """One request's rows, its answers as they come, and the event that wakes its caller."""
 
-    __slots__ = ("caller", "error", "finished", "lead", "next_row", "rows", "scored", "unscored", "wake")
+    __slots__ = ("caller", "error", "finished", "lead", "next_row", "queued_at", "rows", "scored", "unscored", "wake")
 
     def __init__(self, rows: np.ndarray):
         self.rows = rows
@@ -56,6 +56,7 @@ class _Job:
         self.lead = False  # this job's caller is to score the next batches
         self.wake = threading.Event()  # set when finished or given the lead
         self.caller = threading.get_ident()
+        self.queued_at = time.monotonic()
 
     @property
     def started(self) -> bool:
@@ -150,6 +151,7 @@ class Batcher:
                 )
             self._queue.append(job)
             self._queued_rows += len(job.rows)
+            metrics.QUEUED_ROWS.set(self._queued_rows)
             # A thread that calls again cannot still be leading: its last call was cut short (SIGALRM in a
             # sync worker can land even in a finally), so the lead it held is stale and it takes it back.
             if not self._led or self._leader == job.caller:
@@ -188,13 +190,17 @@ class Batcher:
             with self._lock:
                 job.lead = False  # the lead is this thread's now; the finally below passes it on
             while not job.finished:
-                parts = self._next_batch()
+                parts, waits = self._next_batch()
+                for wait in waits:
+                    metrics.QUEUE_WAIT_SECONDS.observe(wait)
                 if not parts:  # never spin: a job whose rows are all taken is finished by their batch
                     with self._lock:
                         job.error = job.error or ServiceUnavailable("scoring was interrupted; retry", _RETRY)
                         self._drop(job)
                     break
                 rows = sum(count for _, _, count in parts)
+                metrics.BATCH_ROWS.observe(rows)
+                started = time.perf_counter()
                 try:
                     class_ids = self._infer(self._batch[:rows])
                 except Exception as err:  # each caller turns it into a 500 with its request id
@@ -204,14 +210,18 @@ class Batcher:
                     self._finish(parts, None, ServiceUnavailable("scoring was interrupted; retry", _RETRY))
                     raise
                 else:
+                    metrics.SESSION_SECONDS.observe(time.perf_counter() - started)
                     self._finish(parts, class_ids, None)
         finally:  # also when the server's timeout (SIGALRM) interrupts a sync worker mid-call
             with self._lock:
                 job.lead = False
                 self._pass_lead()
 
-    def _next_batch(self) -> list[tuple[_Job, int, int]]:
-        """Let a short-lived crowd gather, then copy up to MAX_BATCH_ROWS queued rows into the batch."""
+    def _next_batch(self) -> tuple[list[tuple[_Job, int, int]], list[float]]:
+        """Let a short-lived crowd gather, then copy up to MAX_BATCH_ROWS queued rows into the batch.
+
+        Returns the parts taken, (job, first row, count), and how long each request starting now waited.
+        """
         with self._lock:
             if self._incoming and self._queued_rows < self._max_batch_rows and self._max_delay_s:
                 gather_until = time.monotonic() + self._max_delay_s
@@ -221,9 +231,13 @@ class Batcher:
                         break
                     self._arrived.wait(left)
             parts: list[tuple[_Job, int, int]] = []  # (job, first row, count)
+            waits: list[float] = []
             filled = 0
+            now = time.monotonic()
             while self._queue and filled < self._max_batch_rows:
                 job = self._queue[0]
+                if not job.started:
+                    waits.append(now - job.queued_at)
                 count = min(self._max_batch_rows - filled, len(job.rows) - job.next_row)
                 parts.append((job, job.next_row, count))
                 self._batch[filled : filled + count] = job.rows[job.next_row : job.next_row + count]
@@ -232,7 +246,8 @@ class Batcher:
                 self._queued_rows -= count
                 if job.next_row == len(job.rows):
                     self._queue.popleft()
-            return parts
+            metrics.QUEUED_ROWS.set(self._queued_rows)
+            return parts, waits
 
     def _finish(self, parts: list[tuple[_Job, int, int]], class_ids: np.ndarray | None, err: Exception | None) -> None:
         offset = 0

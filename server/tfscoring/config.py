@@ -8,6 +8,7 @@ tensors `network/X:0` and `network/output/MatMul:0`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import pydantic
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,6 +38,21 @@ class Settings(BaseSettings):
     )
     max_queue_wait_ms: pydantic.PositiveInt = pydantic.Field(5000, description="longest wait in the queue (503 after)")
     require_gpu: bool = pydantic.Field(False, description="fail start-up when no GPU is visible")
+    scoring_api_key: pydantic.SecretStr | None = pydantic.Field(
+        None, description="when set (non-empty), POST /score needs `Authorization: Bearer <key>` (401 otherwise)"
+    )
+    metrics_port: int = pydantic.Field(
+        8002, ge=0, le=65535, description="Prometheus metrics of every worker on this port (0: off)"
+    )
+    log_requests: Literal["all", "errors", "none"] = pydantic.Field(
+        "all", description="one JSON log line per /score request: for all, only for non-2xx, or none"
+    )
+
+    @property
+    def api_key(self) -> bytes | None:
+        """The API key as bytes, or None when SCORING_API_KEY is unset or empty (no key check)."""
+        key = self.scoring_api_key.get_secret_value() if self.scoring_api_key else ""
+        return key.encode() or None
 
     @property
     def queue_rows(self) -> int:

@@ -24,6 +24,12 @@ class BadRequest(ScoringError):
     status_code = 400
 
 
+class Unauthorized(ScoringError):
+    """SCORING_API_KEY is set and the request does not carry it as `Authorization: Bearer <key>`."""
+
+    status_code = 401
+
+
 class MethodNotAllowed(ScoringError):
     status_code = 405
 

@@ -13,9 +13,9 @@ import time
 import numpy as np
 import tensorflow.compat.v1 as tf
 
-from tfscoring import devices, log
+from tfscoring import devices, log, metrics
 from tfscoring.config import Settings
-from tfscoring.errors import StartupError
+from tfscoring.errors import ServiceUnavailable, StartupError
 
 
 class GraphModel:
@@ -26,6 +26,7 @@ class GraphModel:
         # A callable skips session.run's per-call parsing of fetches and feeds: ~100 us less Python per call.
         self._run = session.make_callable(y, feed_list=[x])
         self.max_batch_rows = max_batch_rows
+        self._fits_rows = max_batch_rows  # lowered when a session call runs out of device memory
         self.input_width = int(x.shape[1])
         self.device = device
 
@@ -66,8 +67,39 @@ class GraphModel:
         return cls(session, x, y, max_batch_rows, placement.description)
 
     def infer(self, rows: np.ndarray) -> np.ndarray:
-        """Class ids (argmax of the output) for at most max_batch_rows float32 rows, in one session call."""
-        return self._run(rows).argmax(axis=1)
+        """Class ids (argmax of the output) for at most max_batch_rows float32 rows, in one session call.
+
+        A session call that runs out of device memory (ResourceExhaustedError, e.g. a
+        GPU shared with other processes) is split in halves and retried, down to one
+        row; the size that fitted becomes this worker's limit, so later batches do not
+        fail first.  One row that does not fit is a 503: the device is full, not the
+        request wrong.
+        """
+        if len(rows) <= self._fits_rows:
+            return self._infer_or_split(rows)
+        return np.concatenate(
+            [self._infer_or_split(rows[i : i + self._fits_rows]) for i in range(0, len(rows), self._fits_rows)]
+        )
+
+    def _infer_or_split(self, rows: np.ndarray) -> np.ndarray:
+        try:
+            return self._run(rows).argmax(axis=1)
+        except tf.errors.ResourceExhaustedError as err:
+            if len(rows) == 1:
+                raise ServiceUnavailable(
+                    "the device ran out of memory scoring a single row; retry later", {"Retry-After": "1"}
+                ) from None
+            half = (len(rows) + 1) // 2
+            if half < self._fits_rows:
+                self._fits_rows = half
+                log.warning(
+                    "out of device memory scoring %d rows (%s): split; at most %d rows per session call from now on",
+                    len(rows),
+                    _first_line(err),
+                    half,
+                )
+                metrics.SPLIT_RETRIES.inc()
+            return np.concatenate([self.infer(rows[:half]), self.infer(rows[half:])])
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
         """Class ids for a float32 batch of shape (N, input_width), in session calls of max_batch_rows."""

@@ -1,0 +1,32 @@
+"""server/score.py on a pretend device with little memory: session calls above SMALL_DEVICE_ROWS rows fail.
+
+The failure is TensorFlow's own ResourceExhaustedError, raised where the
+session call would be, so that out-of-memory handling can be tested on a
+machine without a GPU.  Everything else is the real entry script.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "server"))
+
+import tensorflow as tf
+
+import score  # the real entry script, found through the path above
+
+run = score.run  # decorated with @rawhttp: the server calls it with the Flask request
+
+
+def init():
+    score.init()
+    capacity = int(os.environ["SMALL_DEVICE_ROWS"])
+    session_call = score.model._run
+
+    def small_device(rows):
+        if len(rows) > capacity:
+            raise tf.errors.ResourceExhaustedError(
+                None, None, f"OOM when allocating tensor with shape[{len(rows)},300] (pretend device)"
+            )
+        return session_call(rows)
+
+    score.model._run = small_device

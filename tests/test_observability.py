@@ -1,0 +1,159 @@
+"""Prometheus metrics of every worker on a port of their own, and one JSON log line per request."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support import SCORE_PY, ServerProcess, data_body, free_port, post
+
+
+@pytest.fixture(scope="module")
+def observed_server(model_dir, tmp_path_factory):
+    port = free_port()
+    env = {
+        "WORKER_COUNT": "2",
+        "GUNICORN_CMD_ARGS": "--threads 4",
+        "METRICS_PORT": str(port),
+        "MAX_REQUEST_ROWS": "100",
+        "MAX_BATCH_ROWS": "32",
+    }
+    process = ServerProcess(SCORE_PY, model_dir, tmp_path_factory.mktemp("observed"), env)
+    process.metrics_url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        process.wait_healthy()
+        _wait_for(lambda: len(worker_pids(process)) == 2 and _ready_workers(process) >= 2, "both workers ready")
+        yield process
+    finally:
+        process.stop()
+
+
+def scrape(server) -> dict[tuple[str, tuple], float]:
+    """Every sample of the metrics endpoint, keyed by (name, sorted labels)."""
+    text = requests.get(server.metrics_url, timeout=10).text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(samples: dict, name: str, **labels) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def worker_pids(server) -> set[int]:
+    children = f"/proc/{server.process.pid}/task/{server.process.pid}/children"
+    return {int(pid) for pid in open(children).read().split()}
+
+
+def _ready_workers(server) -> int:
+    return len(re.findall(r"Worker with pid \d+ ready for serving traffic", server.log()))
+
+
+def _wait_for(condition, what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def test_metrics_count_the_requests_rows_and_batches_of_every_worker(observed_server, t10k):
+    images, _ = t10k
+    before = scrape(observed_server)
+    with ThreadPoolExecutor(8) as pool:
+        good = list(pool.map(lambda i: post(observed_server.score_url, data_body(images[i : i + 3])), range(40)))
+        bad = list(pool.map(lambda _: post(observed_server.score_url, b'{"data": [[1, 2]]}'), range(5)))
+    too_many = post(observed_server.score_url, data_body(images[:101]))
+    assert [r.status_code for r in good] == [200] * 40
+    assert [r.status_code for r in bad] == [400] * 5
+    assert too_many.status_code == 413
+
+    after = scrape(observed_server)
+
+    def delta(name, **labels):
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("tfscoring_requests_total", status="200") == 40
+    assert delta("tfscoring_requests_total", status="400") == 5
+    assert delta("tfscoring_requests_total", status="413") == 1
+    assert delta("tfscoring_request_duration_seconds_count") == 46
+    assert delta("tfscoring_rows_total") == 120
+    assert delta("tfscoring_batch_rows_sum") == 120  # every scored row went through exactly one session call
+    assert 4 <= delta("tfscoring_batch_rows_count") <= 40  # 32 rows at most per call, one call per request at most
+    assert delta("tfscoring_session_seconds_count") == delta("tfscoring_batch_rows_count")
+    assert delta("tfscoring_queue_wait_seconds_count") == 40  # each scored request waited once for its first batch
+    assert value(after, "tfscoring_queued_rows") == 0
+
+
+def test_every_live_worker_reports_the_device_it_scores_on(observed_server):
+    samples = scrape(observed_server)
+    devices = {
+        dict(labels)["pid"]: dict(labels)["device"] for name, labels in samples if name == "tfscoring_worker_device"
+    }
+    assert set(devices) == {str(pid) for pid in worker_pids(observed_server)}
+    ready = re.findall(r"model ready on (\S+):", observed_server.log())
+    assert set(devices.values()) <= set(ready)
+
+
+def test_each_request_logs_one_json_line_with_its_ids(observed_server, t10k):
+    request_id, client_id = f"req-{uuid.uuid4()}", f"client-{uuid.uuid4()}"
+    headers = {"x-request-id": request_id, "x-ms-request-id": client_id}
+    response = post(observed_server.score_url, data_body(t10k[0][:3]), headers=headers)
+    assert response.status_code == 200
+    assert response.headers["x-request-id"] == request_id  # echoed by the inference server
+    assert response.headers["x-ms-request-id"] == client_id
+
+    refused = post(observed_server.score_url, b'{"data": []}', headers={"x-request-id": f"{request_id}-bad"})
+    assert refused.status_code == 400
+
+    lines = [line for line in observed_server.log().splitlines() if request_id in line]
+    assert len(lines) == 2, lines  # one line per request, nothing else mentions its id
+    scored, bad = (json.loads(line) for line in lines)
+    assert scored["request_id"] == request_id
+    assert scored["client_request_id"] == client_id
+    assert (scored["status"], scored["rows"], scored["event"]) == (200, 3, "request")
+    assert "error" not in scored
+    assert (bad["status"], bad["rows"]) == (400, 0)
+    assert bad["error"] == refused.json()["error"]
+
+
+def test_the_servers_own_per_request_lines_are_not_logged_for_scored_requests(observed_server, t10k):
+    post(observed_server.score_url, data_body(t10k[0][:1]))
+    log = observed_server.log()
+    assert '"POST /score HTTP/1.1"' not in log  # gunicorn's access line
+    assert "run() output is HTTP Response" not in log
+    assert not re.search(r"azmlinfsrv - POST /score \d{3} ", log)
+    assert "x-ms-request-id header has been deprecated" not in log
+
+
+def test_metrics_outlive_the_worker_that_served_them(observed_server, t10k):
+    """SIGKILL the worker holding the metrics port: its replacement serves them, totals kept, its gauge gone."""
+    serving = re.findall(r"\[(\d+)\] azmlinfsrv.tfscoring - .* served by this worker", observed_server.log())
+    killed = int(serving[-1])
+    before = scrape(observed_server)
+    scored_before = value(before, "tfscoring_requests_total", status="200")
+    survivor = worker_pids(observed_server) - {killed}
+
+    os.kill(killed, signal.SIGKILL)
+    _wait_for(lambda: len(worker_pids(observed_server) - survivor - {killed}) == 1, "a replacement worker")
+    (replacement,) = worker_pids(observed_server) - survivor
+    _wait_for(
+        lambda: f"[{replacement}] azmlinfsrv - Worker with pid {replacement} ready" in observed_server.log(), "it"
+    )
+
+    assert post(observed_server.score_url, data_body(t10k[0][:2])).status_code == 200
+    after = scrape(observed_server)
+    assert value(after, "tfscoring_requests_total", status="200") >= scored_before + 1
+    pids = {dict(labels)["pid"] for name, labels in after if name == "tfscoring_worker_device"}
+    assert pids == {str(pid) for pid in survivor | {replacement}}

@@ -1,0 +1,111 @@
+"""A session call that runs out of device memory is split and retried: the request still succeeds.
+
+Forced on the CPU: the session call raises TensorFlow's ResourceExhaustedError
+above a row count, as a GPU with little free memory would.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.support import ServerProcess, data_body, post
+from tfscoring.config import Settings
+from tfscoring.errors import ServiceUnavailable
+from tfscoring.model import GraphModel
+
+SMALL_DEVICE_SCORE_PY = Path(__file__).with_name("small_device_score.py")
+
+
+class SmallDevice:
+    """Session calls of more than `capacity` rows fail with ResourceExhaustedError; records every call's size."""
+
+    def __init__(self, model: GraphModel, capacity: int):
+        self.capacity = capacity
+        self.calls: list[int] = []
+        self._session_call = model._run
+        model._run = self
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        self.calls.append(len(rows))
+        if len(rows) > self.capacity:
+            raise tf.errors.ResourceExhaustedError(
+                None, None, f"OOM when allocating tensor with shape[{len(rows)},300]"
+            )
+        return self._session_call(rows)
+
+
+@pytest.fixture
+def model(model_dir):
+    loaded = GraphModel.load(Settings(azureml_model_dir=model_dir, max_batch_rows=256))
+    yield loaded
+    loaded.close()
+
+
+@pytest.fixture(scope="module")
+def expected(model_dir, t10k) -> np.ndarray:
+    reference = GraphModel.load(Settings(azureml_model_dir=model_dir))
+    try:
+        return reference.predict(t10k[0][:600])
+    finally:
+        reference.close()
+
+
+def test_a_batch_too_large_for_the_device_is_split_until_it_fits(model, t10k, expected):
+    device = SmallDevice(model, capacity=40)
+    assert model.infer(t10k[0][:256]).tolist() == expected[:256].tolist()
+    assert device.calls[:3] == [256, 128, 64]  # halved until the halves fit
+    assert max(size for size in device.calls if size <= 40) == 32
+
+
+def test_after_a_split_later_batches_go_at_the_size_that_fitted(model, t10k, expected, caplog):
+    device = SmallDevice(model, capacity=40)
+    model.infer(t10k[0][:256])
+    device.calls.clear()
+    assert model.predict(t10k[0][:600]).tolist() == expected.tolist()
+    assert max(device.calls) == 32  # no call fails first any more
+    assert "out of device memory scoring 256 rows" in caplog.text
+
+
+def test_a_single_row_that_does_not_fit_is_a_503_to_retry(model, t10k):
+    SmallDevice(model, capacity=0)
+    with pytest.raises(ServiceUnavailable) as refused:
+        model.infer(t10k[0][:8])
+    assert refused.value.status_code == 503
+    assert refused.value.headers == {"Retry-After": "1"}
+    assert "ran out of memory scoring a single row" in refused.value.message
+
+
+@pytest.fixture(scope="module")
+def small_device_server(model_dir, tmp_path_factory):
+    env = {
+        "SMALL_DEVICE_ROWS": "40",
+        "MAX_BATCH_ROWS": "256",
+        "WORKER_COUNT": "1",
+        "GUNICORN_CMD_ARGS": "--threads 8",
+        "METRICS_PORT": "0",
+    }
+    process = ServerProcess(SMALL_DEVICE_SCORE_PY, model_dir, tmp_path_factory.mktemp("small-device"), env)
+    try:
+        yield process.wait_healthy()
+    finally:
+        process.stop()
+
+
+def test_over_http_every_request_succeeds_on_a_device_that_runs_out_of_memory(small_device_server, t10k, expected):
+    images = t10k[0]
+    large = post(small_device_server.score_url, data_body(images[:600]))
+    assert large.status_code == 200, large.text
+    assert large.json() == expected.tolist()
+
+    with ThreadPoolExecutor(8) as pool:  # concurrent requests, batched together, then split
+        answers = list(
+            pool.map(lambda i: post(small_device_server.score_url, data_body(images[i : i + 64])), range(0, 512, 64))
+        )
+    assert [a.status_code for a in answers] == [200] * 8
+    assert [class_id for a in answers for class_id in a.json()] == expected[:512].tolist()
+    assert "out of device memory scoring 256 rows" in small_device_server.log()
