@@ -45,7 +45,8 @@ COPY ${MODEL_SOURCE} ${AZUREML_MODEL_DIR}/
 
 # Numeric, so that Kubernetes' runAsNonRoot can verify it.
 USER 10001
-EXPOSE 5001
+# 5001: scoring (POST /score, GET / health); 8002: Prometheus metrics of every worker (METRICS_PORT).
+EXPOSE 5001 8002
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:5001/', timeout=4)"]
 # serve.py sizes WORKER_COUNT to the GPUs (or cores) it sees unless the environment sets it.

@@ -11,12 +11,15 @@ set -euo pipefail
 image=${1:-tfscoring:latest}
 model=$(realpath "${2:-models/tf-dnn-mnist/1}")
 settings=(REQUIRE_GPU WORKER_COUNT GUNICORN_CMD_ARGS MAX_BATCH_ROWS MAX_BATCH_DELAY_MS MAX_QUEUE_ROWS
-  MAX_QUEUE_WAIT_MS MAX_REQUEST_ROWS MAX_REQUEST_BYTES)
+  MAX_QUEUE_WAIT_MS MAX_REQUEST_ROWS MAX_REQUEST_BYTES SCORING_API_KEY METRICS_PORT LOG_REQUESTS)
 env_args=()
 for name in "${settings[@]}"; do
   if [ -n "${!name:-}" ]; then env_args+=(-e "$name=${!name}"); fi
 done
 [ -n "${REQUIRE_GPU:-}" ] || env_args+=(-e REQUIRE_GPU=1)
-exec docker run --rm --gpus all -p 5001:5001 \
+ports=(-p 5001:5001)
+metrics_port=${METRICS_PORT:-8002}  # Prometheus metrics; METRICS_PORT=0 turns them off
+[ "$metrics_port" = 0 ] || ports+=(-p "$metrics_port:$metrics_port")
+exec docker run --rm --gpus all "${ports[@]}" \
   -v "$model:/var/azureml-app/azureml-models/tf-dnn-mnist/1:ro" \
   "${env_args[@]}" "$image"

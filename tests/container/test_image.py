@@ -146,7 +146,17 @@ def test_a_malformed_body_gets_a_400_with_the_reason(served):
 def test_the_image_declares_port_user_healthcheck_and_command(image):
     config = json.loads(buildah("inspect", "--type", "image", image).stdout)["OCIv1"]["config"]
     assert "5001/tcp" in config["ExposedPorts"]
+    assert "8002/tcp" in config["ExposedPorts"]  # METRICS_PORT
     assert config["User"] == str(IMAGE_USER_ID)
     assert config["Cmd"] == ["python", "server/serve.py", "--port", "5001"]
     docker_config = json.loads(buildah("inspect", "--type", "image", image).stdout)["Docker"]["config"]
     assert "urllib.request.urlopen('http://127.0.0.1:5001/'" in " ".join(docker_config["Healthcheck"]["Test"])
+
+
+def test_the_image_holds_no_secrets(image, container):
+    """No key, token or password in the image's environment; the API key is given at run time, if at all."""
+    config = json.loads(buildah("inspect", "--type", "image", image).stdout)["OCIv1"]["config"]
+    names = [entry.partition("=")[0] for entry in config.get("Env", [])]
+    assert not [name for name in names if any(word in name.upper() for word in ("KEY", "SECRET", "TOKEN", "PASSWORD"))]
+    copied = buildah("run", "--isolation", "chroot", container, "--", "ls", "-A", "/opt/tfscoring").stdout.split()
+    assert sorted(copied) == ["requirements", "server", "venv"]  # what the Dockerfile copies, and nothing else
