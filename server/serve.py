@@ -27,6 +27,7 @@ def main(args: list[str]) -> None:
     env = dict(os.environ)
     env.setdefault("WORKER_COUNT", str(size.workers))
     env.setdefault("GUNICORN_CMD_ARGS", f"--threads {size.threads}")
+    env.setdefault("AML_APP_ROOT", str(HERE))  # azmlinfsrv serves swagger2.json / swagger3.json from here
     print(
         f"serve.py: {cpus} usable CPU core(s), {gpus} GPU(s): WORKER_COUNT={env['WORKER_COUNT']} "
         f"GUNICORN_CMD_ARGS={env['GUNICORN_CMD_ARGS']!r}",

@@ -43,6 +43,7 @@ class ServerProcess:
         self._log = open(log_dir / f"azmlinfsrv-{self.port}.log", "wb")  # noqa: SIM115 - closed in stop()
         base = {k: v for k, v in os.environ.items() if k not in _ISOLATED}
         base.update({"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2", **GPU_SHARING})
+        base["AML_APP_ROOT"] = str(REPO / "server")  # where azmlinfsrv finds swagger2.json and swagger3.json
         base.update(env or {})
         argv = [str(AZMLINFSRV), "--entry_script", str(entry_script), "--model_dir", str(model_dir)]
         self.process = subprocess.Popen(

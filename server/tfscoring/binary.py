@@ -45,11 +45,12 @@ def decode_npy(body: bytes, width: int, max_rows: int) -> np.ndarray:
         if read_header is None:
             raise ValueError(f"format version {version[0]}.{version[1]} is not supported; np.save writes 1.0")
         shape, fortran_order, dtype = read_header(stream)
-    except ValueError as err:  # bad magic, bad header
+    except Exception as err:  # bad magic, bad header: numpy evaluates it as a Python literal, which raises
+        # ValueError, TypeError ({[]: 1}), MemoryError (nested too deep) or tokenize.TokenError (unclosed brackets)
         raise BadRequest(f"body is not a .npy array ({NPY}): {_first_line(err)}") from None
     if dtype.kind not in "biuf" or dtype.fields is not None:
         raise BadRequest(f".npy array has dtype {dtype}; send real numbers, ideally float32")
-    if len(shape) != 2 or shape[1] != width or shape[0] == 0:
+    if len(shape) != 2 or {type(n) for n in shape} != {int} or shape[1] != width or shape[0] < 1:  # (True, 784) too
         raise BadRequest(f".npy array has shape {shape}; expected (N, {width}) with N >= 1")
     if shape[0] > max_rows:
         raise PayloadTooLarge(f".npy array has {shape[0]} rows; the limit is {max_rows} rows per request")
