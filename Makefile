@@ -22,12 +22,13 @@ DEPLOY_VENV := .venv-deploy
 SUDO := $(if $(filter 0,$(shell id -u)),env,sudo env)
 PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check -c requirements/constraints.txt
 
-.PHONY: help serve test bench image container-test deploy-test lint model system-packages bench-packages container-packages clean
+.PHONY: help serve test bench soak image container-test deploy-test lint model system-packages bench-packages container-packages clean
 
 help:
 	@echo "make serve   install everything, build the model if missing, serve on http://127.0.0.1:$(PORT)/score"
 	@echo "make test    install everything, build the model if missing, run lint and every test"
 	@echo "make bench   throughput and latency against the how-to, the server's ceiling and MLServer (bench/results)"
+	@echo "make soak    5 minutes at 64 connections on the server as make serve runs it: zero errors, bounded memory"
 	@echo "make image   build the image (docker when an engine runs, buildah otherwise)"
 	@echo "make container-test   build the Dockerfile on a Debian stand-in base, serve and score through it"
 
@@ -93,6 +94,14 @@ serve: $(VENV)/.server-installed model
 bench: $(VENV)/.bench-installed $(MLSERVER_VENV)/.installed model bench-packages
 	$(BIN)/python -m bench.run --mlserver $(MLSERVER_VENV)/bin/mlserver --model-dir $(MODEL_DIR) --data-dir $(DATA_DIR)
 
+# wrk on the server started as make serve starts it; fails on any error or a worker's memory growing > 10 %.
+# Writes bench/results/soak.json.  SOAK_URL=http://127.0.0.1:5001/score soaks a running server instead.
+SOAK_DURATION ?= 300
+SOAK_CONCURRENCY ?= 64
+soak: $(VENV)/.server-installed model bench-packages
+	$(BIN)/python -m bench.soak --duration $(SOAK_DURATION) --concurrency $(SOAK_CONCURRENCY) \
+	  --model-dir $(MODEL_DIR) --data-dir $(DATA_DIR) $(if $(SOAK_URL),--url $(SOAK_URL))
+
 # The image with the default (Azure ML GPU) base; pass --build-arg options through BUILD_ARGS.
 image:
 	@if command -v docker >/dev/null && docker info >/dev/null 2>&1; then \
@@ -116,7 +125,8 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/hadolint --failure-threshold error Dockerfile
 
 # Every test: the service's, the deployment files', then the image's (about 4 minutes more; CI runs it too).
-test: $(VENV)/.dev-installed model lint
+# wrk (bench-packages) drives the short soak in tests/test_soak.py.
+test: $(VENV)/.dev-installed model lint bench-packages
 	MODEL_DIR=$(MODEL_DIR) DATA_DIR=$(DATA_DIR) $(BIN)/python -m pytest --ignore=tests/container --ignore=tests/deployment
 	$(MAKE) --no-print-directory deploy-test
 	$(MAKE) --no-print-directory container-test

@@ -1,0 +1,279 @@
+"""Worker faults and shutdown, on the real azmlinfsrv (gunicorn master + gthread workers) under load.
+
+- A worker killed with SIGKILL is replaced by the gunicorn master, which forks
+  a new one (it runs init() again); meanwhile the other worker keeps serving.
+  Only the requests the dead worker had accepted fail (their connections are
+  reset); connections still in the listen queue, which every worker shares, go
+  to a live worker.
+- SIGTERM to the master drains: the master closes its listening socket and
+  SIGTERMs the workers; a gthread worker stops accepting, answers every
+  connection it has accepted (within --graceful-timeout, 30 s by default), then
+  exits, and the master exits 0.  A connection made after the SIGTERM is never
+  answered: the workers still hold the listening socket until they exit, so
+  the kernel completes its handshake and resets it when the last worker exits
+  (ECONNRESET), or refuses it once they are gone (ECONNREFUSED).  (A sync
+  worker, azmlinfsrv's default without --threads, finishes its one request and
+  exits; connections still in the listen queue are reset, not served.)
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+
+from tests.support import SCORE_PY, ServerProcess, data_body, free_port, post
+
+CLIENTS = 8  # each has at most one request outstanding
+RECOVERY_S = 5.0  # after a SIGKILL, a request sent after it is answered within this
+REPLACEMENT_S = 60.0  # the master forks a replacement at once; its init() loads TensorFlow (seconds)
+GRACEFUL_TIMEOUT_S = 30.0  # gunicorn's --graceful-timeout default, which azmlinfsrv keeps
+
+
+@dataclass(eq=False)  # calls are compared by identity
+class Call:
+    began: float  # time.monotonic()
+    ended: float
+    rows: np.ndarray
+    status: int | None = None
+    body: bytes = b""
+    error: str | None = None  # a connection error instead of an answer
+
+
+def call(port: int, rows: np.ndarray, body: bytes, timeout: float = 60) -> Call:
+    """POST body to /score over a new connection; a connection error is recorded, not raised."""
+    began = time.monotonic()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("POST", "/score", body, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        return Call(began, time.monotonic(), rows, response.status, response.read())
+    except (OSError, http.client.HTTPException) as err:
+        return Call(began, time.monotonic(), rows, error=repr(err))
+    finally:
+        connection.close()
+
+
+def worker_pids(master: int) -> set[int]:
+    """The gunicorn workers: the master's child processes, from /proc."""
+    pids = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[1]) == master and fields[0] != "Z":
+            pids.add(int(stat.parent.name))
+    return pids
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(0.05)
+    raise AssertionError(f"not within {timeout} s: {what}")
+
+
+def connections(port: int) -> tuple[int, int]:
+    """(connections established to the server on `port`, connections in its listen queue not yet accepted)."""
+    established, backlog = 0, 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port, state = int(fields[1].rsplit(":", 1)[1], 16), fields[3]
+        if local_port != port:
+            continue
+        if state == "01":  # ESTABLISHED, server side (accepted or still in the listen queue)
+            established += 1
+        elif state == "0A":  # LISTEN: rx_queue is the length of the accept queue
+            backlog += int(fields[4].split(":")[1], 16)
+    return established, backlog
+
+
+@pytest.fixture(scope="module")
+def expected(howto_server, t10k) -> np.ndarray:
+    images, _ = t10k
+    return np.array(post(howto_server.score_url, data_body(images[:2000])).json())
+
+
+def assert_correct(calls: list[Call], expected: np.ndarray) -> None:
+    for c in calls:
+        if c.status == 200:
+            assert json.loads(c.body) == expected[c.rows].tolist()
+
+
+# --- SIGKILL ------------------------------------------------------------------------------------------------
+
+KILL_ENV = {
+    "WORKER_COUNT": "2",
+    "GUNICORN_CMD_ARGS": "--threads 8",
+    "MAX_REQUEST_ROWS": "2000",
+    "LOG_REQUESTS": "errors",
+    "METRICS_PORT": "0",
+}
+
+
+def test_a_worker_killed_under_load_is_replaced_and_only_its_in_flight_requests_fail(
+    model_dir, t10k, expected, tmp_path
+):
+    """Two SIGKILLs in turn: the first original worker, then, once its replacement is ready, the other one.
+
+    The second kill leaves the replacement as the only worker ready to serve, so the service answering after
+    it shows that the replacement serves.
+    """
+    images, _ = t10k
+    server = ServerProcess(SCORE_PY, model_dir, tmp_path, KILL_ENV).wait_healthy()
+    calls: list[Call] = []
+    stop = threading.Event()
+
+    def client(index: int) -> None:
+        rng = np.random.default_rng(index)
+        while not stop.is_set():
+            rows = np.sort(rng.choice(2000, size=int(rng.integers(1, 128)), replace=False))
+            calls.append(call(server.port, rows, data_body(images[rows])))
+
+    clients = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
+    try:
+        originals = wait_for(lambda: worker_pids(server.process.pid), 10, "the workers are listed")
+        assert len(originals) == 2
+        for thread in clients:
+            thread.start()
+        time.sleep(2)
+        kills: list[float] = []
+        known = set(originals)
+        first, second = sorted(originals)
+
+        def new_workers() -> set[int]:
+            return worker_pids(server.process.pid) - known
+
+        for victim in (first, second):
+            kills.append(time.monotonic())
+            os.kill(victim, signal.SIGKILL)
+            replacement = wait_for(new_workers, REPLACEMENT_S, "the master forks a new worker")
+            known.update(replacement)
+            if victim == first:  # before the second kill, the first replacement must have run init()
+                ready = f"Worker with pid {replacement.pop()} ready for serving traffic"
+                wait_for(lambda line=ready: line in server.log(), REPLACEMENT_S, "the new worker is ready")
+            time.sleep(2)
+    finally:
+        stop.set()
+        for thread in clients:
+            thread.join(90)
+        server.stop()
+    assert not any(thread.is_alive() for thread in clients)
+
+    assert_correct(calls, expected)
+    failed = [c for c in calls if c.status != 200]
+    in_flight = [c for c in calls if any(c.began <= kill <= c.ended for kill in kills)]
+    print(
+        f"\n{len(calls)} requests, {len(failed)} failed, {len(in_flight)} in flight at the {len(kills)} kills: "
+        + "; ".join(sorted({c.error or str(c.status) for c in failed}))
+    )
+    assert all(c.error for c in failed), "a failure other than a connection error: " + str(failed[:3])
+    assert all(c in in_flight for c in failed), "a request that was not in flight at a kill failed"
+    for kill, next_kill in zip(kills, [*kills[1:], float("inf")], strict=True):
+        failed_here = [c for c in failed if c.began <= kill <= c.ended]
+        in_flight_here = [c for c in in_flight if c.began <= kill <= c.ended]
+        print(f"kill: {len(failed_here)} of the {len(in_flight_here)} requests in flight failed")
+        assert len(failed_here) <= len(in_flight_here) <= CLIENTS
+        answered_after = [c for c in calls if kill < c.began < next_kill and c.status == 200]
+        assert answered_after, "nothing was answered after a kill"
+        recovery = min(c.ended for c in answered_after) - kill
+        print(f"first answer to a request sent after the kill: {recovery * 1e3:.0f} ms after it")
+        assert recovery < RECOVERY_S
+    log = server.log()
+    for victim in originals:  # the master saw each worker die of the SIGKILL
+        assert f"Worker (pid:{victim}) was sent SIGKILL" in log
+
+
+# --- SIGTERM ------------------------------------------------------------------------------------------------
+
+SLOW_ROWS = 1500  # one row per session call: about a second of scoring each here, queued behind each other
+IN_FLIGHT = 4  # plus one still uploading its body
+METRICS_PORT = free_port()
+DRAIN_ENV = {
+    "WORKER_COUNT": "1",
+    "GUNICORN_CMD_ARGS": "--threads 8",
+    "MAX_BATCH_ROWS": "1",
+    "MAX_REQUEST_ROWS": str(SLOW_ROWS),
+    "MAX_QUEUE_ROWS": str((IN_FLIGHT + 1) * SLOW_ROWS),
+    "MAX_QUEUE_WAIT_MS": str(int(GRACEFUL_TIMEOUT_S * 1000)),  # the drain is tested, not the queue's deadline
+    "LOG_REQUESTS": "errors",
+    "METRICS_PORT": str(METRICS_PORT),
+}
+
+
+def queued_rows() -> float:
+    """The worker's tfscoring_queued_rows gauge: rows in its batcher's queue not yet taken into a batch."""
+    text = requests.get(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5).text
+    match = re.search(r"^tfscoring_queued_rows(?:\{[^}]*\})? (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_sigterm_drains_in_flight_requests_refuses_new_ones_and_exits_0_within_the_grace_period(
+    model_dir, t10k, expected, tmp_path
+):
+    """In flight at the SIGTERM: one request being scored, others queued behind it in the worker's batcher,
+    and one whose body is half uploaded.  Every one of them is answered; a request sent after it is not."""
+    images, _ = t10k
+    server = ServerProcess(SCORE_PY, model_dir, tmp_path, DRAIN_ENV).wait_healthy()
+    rows = np.arange(SLOW_ROWS)
+    body = data_body(images[rows])
+    calls: list[Call] = []
+    slow = [threading.Thread(target=lambda: calls.append(call(server.port, rows, body))) for _ in range(IN_FLIGHT)]
+    upload = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    late: list[Call] = []
+    try:
+        upload.putrequest("POST", "/score")
+        upload.putheader("Content-Type", "application/json")
+        upload.putheader("Content-Length", str(len(body)))
+        upload.endheaders()
+        upload.send(body[: len(body) // 2])
+        for thread in slow:
+            thread.start()
+        wait_for(lambda: connections(server.port) == (IN_FLIGHT + 1, 0), 30, "every request accepted by the worker")
+        # The leader's rows not yet scored are at most SLOW_ROWS: more means requests queued behind it.
+        wait_for(lambda: queued_rows() > SLOW_ROWS, 30, "requests queued in the batcher behind the one scored")
+        assert calls == [], "the requests must still be in flight at the SIGTERM"
+        terminated = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)  # the master has closed its listening socket and signalled the worker
+        newcomer = threading.Thread(target=lambda: late.append(call(server.port, rows[:1], data_body(images[:1]))))
+        newcomer.start()
+        upload.send(body[len(body) // 2 :])
+        uploaded = upload.getresponse()
+        uploaded_answer = uploaded.status, json.loads(uploaded.read())
+        exit_code = server.process.wait(GRACEFUL_TIMEOUT_S + 10)
+        exited = time.monotonic()
+        for thread in [*slow, newcomer]:
+            thread.join(10)
+    finally:
+        upload.close()
+        server.stop()
+
+    drain = exited - terminated
+    print(
+        f"\nSIGTERM with {IN_FLIGHT + 1} requests in flight: master exited {exit_code} {drain:.1f} s later; "
+        f"answers {[c.status for c in calls]} + {uploaded_answer[0]} (upload); a request sent after it: "
+        f"{late[0].error or late[0].status} {late[0].ended - terminated:.1f} s after the SIGTERM"
+    )
+    assert [c.status for c in calls] == [200] * IN_FLIGHT
+    assert_correct(calls, expected)
+    assert uploaded_answer == (200, expected[rows].tolist())
+    assert exit_code == 0
+    assert drain < GRACEFUL_TIMEOUT_S
+    assert "SIGKILL" not in server.log()  # the worker finished on its own, it was not killed at the deadline
+    assert late[0].status is None, "a request sent after the SIGTERM was served"
+    assert "Connection reset" in late[0].error or "Connection refused" in late[0].error, late[0].error
+    assert late[0].ended <= exited + 0.5
