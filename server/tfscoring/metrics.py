@@ -43,7 +43,16 @@ def _default_dir() -> str:
     return str(root / f"{_DIR_PREFIX}{master}-{_process_start(master) or 0}")
 
 
-MULTIPROC_DIR = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", _default_dir())
+def _multiproc_dir() -> str:
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    if given and not re.fullmatch(_DIR_PREFIX + r"\d+-\d+", Path(given).name):
+        return given  # the operator's choice
+    # Unset, or a default directory inherited from a process that imported this module and then started
+    # this server (a test runner, say): that one belongs to another server, so name this server's own.
+    return _default_dir()
+
+
+MULTIPROC_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"] = _multiproc_dir()  # prometheus_client reads it from here
 os.makedirs(MULTIPROC_DIR, mode=0o700, exist_ok=True)
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, start_http_server  # noqa: E402
