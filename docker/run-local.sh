@@ -14,7 +14,8 @@ settings=(REQUIRE_GPU WORKER_COUNT GUNICORN_CMD_ARGS MAX_BATCH_ROWS MAX_BATCH_DE
   MAX_QUEUE_WAIT_MS MAX_REQUEST_ROWS MAX_REQUEST_BYTES SCORING_API_KEY METRICS_PORT LOG_REQUESTS)
 env_args=()
 for name in "${settings[@]}"; do
-  if [ -n "${!name:-}" ]; then env_args+=(-e "$name=${!name}"); fi
+  # -e NAME: docker reads the value from this environment, so no value (an API key) shows in ps.
+  if [ -n "${!name:-}" ]; then export "${name?}"; env_args+=(-e "$name"); fi
 done
 [ -n "${REQUIRE_GPU:-}" ] || env_args+=(-e REQUIRE_GPU=1)
 ports=(-p 5001:5001)

@@ -56,13 +56,10 @@ def init():
         max_wait_s=settings.max_queue_wait_ms / 1e3,
     )
     requestlog.configure(settings.log_requests)
-    serves_metrics = metrics.start_worker(settings.metrics_port, model.device)
     log.info(
         "API key %s; metrics %s; request log: %s",
         "required (SCORING_API_KEY)" if settings.api_key else "not required",
-        f"on :{settings.metrics_port}, served by {'this' if serves_metrics else 'another'} worker"
-        if settings.metrics_port
-        else "off",
+        metrics.start_worker(settings.metrics_port, model.device),
         settings.log_requests,
     )
 

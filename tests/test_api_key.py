@@ -8,14 +8,22 @@ import sys
 import pytest
 import requests
 
-from tests.support import REPO, SCORE_PY, ServerProcess, data_body, post
+from tests.support import REPO, SCORE_PY, MiB, ServerProcess, data_body, post
+from tfscoring.config import Settings
+from tfscoring.errors import StartupError
 
 KEY = "local-test-key-7f3a"
 
 
 @pytest.fixture(scope="module")
 def keyed_server(model_dir, tmp_path_factory):
-    env = {"SCORING_API_KEY": KEY, "WORKER_COUNT": "1", "GUNICORN_CMD_ARGS": "--threads 4", "METRICS_PORT": "0"}
+    env = {
+        "SCORING_API_KEY": KEY,
+        "WORKER_COUNT": "1",
+        "GUNICORN_CMD_ARGS": "--threads 4",
+        "METRICS_PORT": "0",
+        "MAX_REQUEST_BYTES": str(4 * MiB),
+    }
     process = ServerProcess(SCORE_PY, model_dir, tmp_path_factory.mktemp("keyed"), env)
     try:
         yield process.wait_healthy()
@@ -57,9 +65,24 @@ def test_the_key_as_a_bearer_token_is_scored(keyed_server, body, t10k, scheme):
 
 
 def test_the_key_is_checked_before_the_body_is_read(keyed_server):
-    """An unauthenticated client cannot make the server read (or parse) a large body."""
-    response = post(keyed_server.score_url, b"x" * 10_000_000)
+    """An unauthenticated client cannot make the server read (or parse) a body: 401, not the 413 of its size."""
+    response = post(keyed_server.score_url, b"x" * (5 * MiB))  # over this server's MAX_REQUEST_BYTES
     assert response.status_code == 401
+
+
+@pytest.mark.parametrize(("configured", "key"), [(" k-1 \n", b"k-1"), ("k-1", b"k-1"), ("", None), (" \n", None)])
+def test_a_configured_key_is_stripped_and_an_empty_one_means_no_key(configured, key, model_dir):
+    assert Settings(azureml_model_dir=model_dir, scoring_api_key=configured).api_key == key
+
+
+@pytest.mark.parametrize("configured", ["two words", "caf\u00e9", "tab\there"])
+def test_a_key_no_client_could_send_stops_start_up_without_showing_it(configured, monkeypatch, model_dir):
+    monkeypatch.setenv("AZUREML_MODEL_DIR", str(model_dir))
+    monkeypatch.setenv("SCORING_API_KEY", configured)
+    with pytest.raises(StartupError) as stopped:
+        Settings.from_env()
+    assert "SCORING_API_KEY=<hidden>: Value error, must be printable ASCII without spaces" in str(stopped.value)
+    assert configured not in str(stopped.value)
 
 
 def test_health_probe_and_swagger_need_no_key(keyed_server):

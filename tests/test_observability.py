@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -118,7 +119,7 @@ def test_each_request_logs_one_json_line_with_its_ids(observed_server, t10k):
     assert refused.status_code == 400
 
     lines = [line for line in observed_server.log().splitlines() if request_id in line]
-    assert len(lines) == 2, lines  # one line per request, nothing else mentions its id
+    assert len(lines) == 2, lines
     scored, bad = (json.loads(line) for line in lines)
     assert scored["request_id"] == request_id
     assert scored["client_request_id"] == client_id
@@ -139,7 +140,9 @@ def test_the_servers_own_per_request_lines_are_not_logged_for_scored_requests(ob
 
 def test_metrics_outlive_the_worker_that_served_them(observed_server, t10k):
     """SIGKILL the worker holding the metrics port: its replacement serves them, totals kept, its gauge gone."""
-    serving = re.findall(r"\[(\d+)\] azmlinfsrv.tfscoring - .* served by this worker", observed_server.log())
+    serving = re.findall(
+        r"azmlinfsrv.tfscoring - worker (\d+) serves the metrics of every worker", observed_server.log()
+    )
     killed = int(serving[-1])
     before = scrape(observed_server)
     scored_before = value(before, "tfscoring_requests_total", status="200")
@@ -157,3 +160,58 @@ def test_metrics_outlive_the_worker_that_served_them(observed_server, t10k):
     assert value(after, "tfscoring_requests_total", status="200") >= scored_before + 1
     pids = {dict(labels)["pid"] for name, labels in after if name == "tfscoring_worker_device"}
     assert pids == {str(pid) for pid in survivor | {replacement}}
+
+
+@pytest.fixture(scope="module")
+def sync_server(model_dir, tmp_path_factory):
+    """azmlinfsrv's default: one sync worker, no threads; its metrics port held by another program at start."""
+    holder = socket.create_server(("", 0))  # all interfaces, as the metrics server binds
+    port = holder.getsockname()[1]
+    env = {"WORKER_COUNT": "1", "METRICS_PORT": str(port)}
+    process = ServerProcess(SCORE_PY, model_dir, tmp_path_factory.mktemp("sync"), env)
+    process.metrics_url = f"http://127.0.0.1:{port}/metrics"
+    process.port_holder = holder
+    try:
+        yield process.wait_healthy()
+    finally:
+        holder.close()
+        process.stop()
+
+
+def test_a_metrics_port_held_by_another_program_is_taken_once_it_is_free(sync_server, t10k):
+    assert f"metrics port {sync_server.metrics_url.split(':')[2].split('/')[0]} is taken" in sync_server.log()
+    sync_server.port_holder.close()
+    assert post(sync_server.score_url, data_body(t10k[0][:2])).status_code == 200
+
+    def served() -> bool:
+        try:
+            return requests.get(sync_server.metrics_url, timeout=5).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    _wait_for(served, "the metrics to be served", timeout=60)
+    assert value(scrape(sync_server), "tfscoring_requests_total", status="200") >= 1
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("POST", "/score", 200), ("POST", "/score?verbose=1", 200), ("GET", "/score", 405), ("POST", "/score", 400)],
+)
+def test_a_sync_worker_logs_one_line_per_request_too(sync_server, t10k, method, path, status):
+    request_id = f"sync-{uuid.uuid4()}"
+    body = data_body(t10k[0][:1]) if status != 400 else b"[]"
+    response = requests.request(method, sync_server.url + path, data=body, headers={"x-request-id": request_id})
+    assert response.status_code == status
+    log = sync_server.log()
+    assert len([line for line in log.splitlines() if request_id in line]) == 1
+    assert not re.search(rf"azmlinfsrv - {method} /score\S* {status} ", log)
+
+
+def test_a_request_the_script_never_saw_keeps_the_servers_lines(sync_server, t10k):
+    """A /score request whose access line gunicorn's own filter drops must not hide the next request's lines."""
+    sneaky = post(sync_server.score_url, data_body(t10k[0][:1]), headers={"User-Agent": "GET / HTTP/1.1"})
+    assert sneaky.status_code == 200
+    marker = f"agent-{uuid.uuid4()}"
+    refused = post(sync_server.score_url, b"{}", headers={"x-request-id": "x" * 101, "User-Agent": marker})
+    assert refused.status_code == 431  # answered by azmlinfsrv before run()
+    assert marker in sync_server.log()  # gunicorn's access line for it

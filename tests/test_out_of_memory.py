@@ -14,6 +14,7 @@ import pytest
 import tensorflow as tf
 
 from tests.support import ServerProcess, data_body, post
+from tfscoring import model as model_module
 from tfscoring.config import Settings
 from tfscoring.errors import ServiceUnavailable
 from tfscoring.model import GraphModel
@@ -71,6 +72,24 @@ def test_after_a_split_later_batches_go_at_the_size_that_fitted(model, t10k, exp
     assert "out of device memory scoring 256 rows" in caplog.text
 
 
+def test_a_limit_that_drops_again_mid_request_loses_no_row(model, t10k, expected):
+    device = SmallDevice(model, capacity=64)
+    model.infer(t10k[0][:256])  # learns 64
+    device.capacity = 20  # the device fills up further
+    assert model.infer(t10k[0][:256]).tolist() == expected[:256].tolist()
+    assert model.predict(t10k[0][:600]).tolist() == expected.tolist()
+
+
+def test_the_limit_is_raised_again_once_calls_have_fitted_for_a_while(model, t10k, expected, monkeypatch):
+    monkeypatch.setattr(model_module, "RETRY_LARGER_AFTER", 5)
+    device = SmallDevice(model, capacity=40)
+    model.infer(t10k[0][:256])  # learns 32
+    device.capacity = 256  # the memory is free again
+    for _ in range(30):
+        assert model.infer(t10k[0][:256]).tolist() == expected[:256].tolist()
+    assert device.calls[-1] == 256  # doubled back, step by step, to MAX_BATCH_ROWS
+
+
 def test_a_single_row_that_does_not_fit_is_a_503_to_retry(model, t10k):
     SmallDevice(model, capacity=0)
     with pytest.raises(ServiceUnavailable) as refused:
@@ -102,7 +121,7 @@ def test_over_http_every_request_succeeds_on_a_device_that_runs_out_of_memory(sm
     assert large.status_code == 200, large.text
     assert large.json() == expected.tolist()
 
-    with ThreadPoolExecutor(8) as pool:  # concurrent requests, batched together, then split
+    with ThreadPoolExecutor(8) as pool:  # concurrent requests, batched together, at the limit learned above
         answers = list(
             pool.map(lambda i: post(small_device_server.score_url, data_body(images[i : i + 64])), range(0, 512, 64))
         )

@@ -166,6 +166,7 @@ class Batcher:
             self._queue.remove(job)
             self._queued_rows -= len(job.rows) - job.next_row
             job.next_row = len(job.rows)
+            metrics.QUEUED_ROWS.set(self._queued_rows)
         job.finished = True
         job.wake.set()
         if job.lead:
@@ -183,6 +184,7 @@ class Batcher:
             self._led = False
             self._leader = None
             self._queued_rows = 0  # an empty queue holds no rows, whatever an interrupted count left
+            metrics.QUEUED_ROWS.set(0)
 
     def _lead(self, job: _Job) -> None:
         """Score batches until this job is finished, then hand the lead on."""

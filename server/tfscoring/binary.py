@@ -45,6 +45,8 @@ def decode_npy(body: bytes, width: int, max_rows: int) -> np.ndarray:
         if read_header is None:
             raise ValueError(f"format version {version[0]}.{version[1]} is not supported; np.save writes 1.0")
         shape, fortran_order, dtype = read_header(stream)
+    except TimeoutError:
+        raise  # the server's SCORING_TIMEOUT_MS alarm (an OSError), not a bad header
     except Exception as err:  # bad magic, bad header: numpy evaluates it as a Python literal, which raises
         # ValueError, TypeError ({[]: 1}), MemoryError (nested too deep) or tokenize.TokenError (unclosed brackets)
         raise BadRequest(f"body is not a .npy array ({NPY}): {_first_line(err)}") from None

@@ -48,6 +48,15 @@ class Settings(BaseSettings):
         "all", description="one JSON log line per /score request: for all, only for non-2xx, or none"
     )
 
+    @pydantic.field_validator("scoring_api_key")
+    @classmethod
+    def _visible_ascii_key(cls, key: pydantic.SecretStr | None) -> pydantic.SecretStr | None:
+        # A Secret made from a file often ends in a newline; a key must match what a client can send in a header.
+        value = key.get_secret_value().strip() if key else ""
+        if any(not "!" <= char <= "~" for char in value):
+            raise ValueError("must be printable ASCII without spaces (it is sent as `Authorization: Bearer <key>`)")
+        return pydantic.SecretStr(value) if value else None
+
     @property
     def api_key(self) -> bytes | None:
         """The API key as bytes, or None when SCORING_API_KEY is unset or empty (no key check)."""
@@ -70,7 +79,15 @@ class Settings(BaseSettings):
         except pydantic.ValidationError as err:
             problems = "; ".join(
                 f"{str(e['loc'][0]).upper()}"
-                + (" is not set" if e["type"] == "missing" else f"={e['input']!r}: {e['msg']}")
+                + (" is not set" if e["type"] == "missing" else f"={_shown(e):s}: {e['msg']}")
                 for e in err.errors()
             )
             raise StartupError(f"invalid configuration: {problems}") from None
+
+
+def _shown(error: dict) -> str:
+    """The rejected value as a log line may show it: never a secret's."""
+    return "<hidden>" if error["loc"][0] in _SECRETS else repr(error["input"])
+
+
+_SECRETS = {"scoring_api_key"}

@@ -5,9 +5,12 @@ has each write its samples to memory-mapped files in one directory, and a
 scrape reads them all.  The directory must be set before prometheus_client is
 imported and must be fresh for each server run, so by default it is named
 after the gunicorn master (its pid and start time) and directories of masters
-that are gone are removed.  Every worker tries to bind METRICS_PORT; the first
-one serves everyone's metrics and the others find the port taken.  A worker
-that replaces a dead one clears the dead one's live gauges.
+that are gone are removed (one the operator sets is used as it is).  One
+worker at a time, the holder of a lock file in that directory, serves
+everyone's metrics on METRICS_PORT; when it dies the kernel releases the lock
+and another takes over.  A worker that replaces a dead one clears the dead
+one's live gauges.  If the directory cannot be made, scoring goes on and the
+metrics are off, with a warning.
 
 Metric names are listed in the README (Observability).
 """
@@ -15,14 +18,20 @@ Metric names are listed in the README (Observability).
 from __future__ import annotations
 
 import atexit
-import errno
+import contextlib
+import fcntl
 import os
 import re
 import shutil
 import tempfile
+import threading
+import time
 from pathlib import Path
 
+from tfscoring import log
+
 _DIR_PREFIX = "tfscoring-metrics-"
+_RETRY_S = 5
 
 
 def _process_start(pid: int) -> str | None:
@@ -53,7 +62,12 @@ def _multiproc_dir() -> str:
 
 
 MULTIPROC_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"] = _multiproc_dir()  # prometheus_client reads it from here
-os.makedirs(MULTIPROC_DIR, mode=0o700, exist_ok=True)
+try:
+    os.makedirs(MULTIPROC_DIR, mode=0o700, exist_ok=True)
+    _DIR_ERROR = None
+except OSError as err:  # a read-only temp dir must not stop the scoring: metrics go off, with a warning
+    _DIR_ERROR = f"cannot create PROMETHEUS_MULTIPROC_DIR {MULTIPROC_DIR}: {err.strerror}"
+    del os.environ["PROMETHEUS_MULTIPROC_DIR"]  # prometheus_client then keeps this worker's values in memory
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, start_http_server  # noqa: E402
 
@@ -71,32 +85,56 @@ QUEUE_WAIT_SECONDS = Histogram(
 )
 SESSION_SECONDS = Histogram("tfscoring_session_seconds", "time of one session call", buckets=_LATENCY)
 QUEUED_ROWS = Gauge("tfscoring_queued_rows", "rows waiting to be scored", multiprocess_mode="livesum")
-SPLIT_RETRIES = Counter("tfscoring_oom_splits", "session calls split in halves after running out of device memory")
+SPLIT_RETRIES = Counter(
+    "tfscoring_oom_splits", "times a worker lowered its rows per session call after running out of device memory"
+)
 DEVICE = Gauge(
     "tfscoring_worker_device", "1 per live worker, labelled with the device its session runs on", ["device"],
     multiprocess_mode="liveall",
 )  # fmt: skip
 
 
-def start_worker(port: int, device: str) -> bool:
-    """Register this worker, clear the live gauges of dead ones, serve everyone's metrics if `port` is free.
+_held: list = []  # the metrics-port lock of the worker that serves, open for the worker's life
 
-    Returns whether this worker serves the metrics.
+
+def start_worker(port: int, device: str) -> str:
+    """Register this worker, clear the live gauges of dead ones, and serve everyone's metrics when its turn comes.
+
+    Every worker waits on one lock file in the multiprocess directory, in a thread of its
+    own; the one holding it serves METRICS_PORT.  The kernel releases the lock when that
+    worker dies, and a waiting worker takes over.  Returns a description for the log.
     """
+    if _DIR_ERROR:
+        log.warning("metrics off: %s", _DIR_ERROR)
+        return "off (see the warning above)"
     for stale in Path(MULTIPROC_DIR).glob("gauge_live*_*.db"):
         pid = int(stale.stem.rsplit("_", 1)[1])
         if _process_start(pid) is None:
-            multiprocess.mark_process_dead(pid)
+            with contextlib.suppress(OSError):  # another new worker may have cleared it first
+                multiprocess.mark_process_dead(pid)
     DEVICE.labels(device).set(1)
     atexit.register(multiprocess.mark_process_dead, os.getpid())
     if not port:
-        return False
+        return "not served (METRICS_PORT=0)"
+    threading.Thread(target=_serve_when_free, args=(port,), name="metrics-port", daemon=True).start()
+    return f"on :{port}"
+
+
+def _serve_when_free(port: int) -> None:
+    lock = open(Path(MULTIPROC_DIR) / "metrics-port.lock", "a")  # noqa: SIM115 - held for the worker's life
+    fcntl.flock(lock, fcntl.LOCK_EX)  # blocks while a sibling serves
+    _held.append(lock)
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
-    try:
-        start_http_server(port, registry=registry)
-    except OSError as err:
-        if err.errno != errno.EADDRINUSE:
-            raise
-        return False  # another worker of this server serves them (or another program holds the port)
-    return True
+    warned = False
+    while True:
+        try:
+            start_http_server(port, registry=registry)
+        except OSError as err:
+            if not warned:  # e.g. a worker of this server's previous generation, or another program
+                log.warning("metrics port %d is taken (%s); retrying every %d s", port, err.strerror, _RETRY_S)
+                warned = True
+            time.sleep(_RETRY_S)
+            continue
+        log.info("worker %d serves the metrics of every worker on :%d", os.getpid(), port)
+        return

@@ -17,6 +17,8 @@ from tfscoring import devices, log, metrics
 from tfscoring.config import Settings
 from tfscoring.errors import ServiceUnavailable, StartupError
 
+RETRY_LARGER_AFTER = 1000  # session calls that fit before a lowered rows-per-call limit is doubled again
+
 
 class GraphModel:
     def __init__(self, session: tf.Session, x: tf.Tensor, y: tf.Tensor, max_batch_rows: int, device: str):
@@ -27,6 +29,7 @@ class GraphModel:
         self._run = session.make_callable(y, feed_list=[x])
         self.max_batch_rows = max_batch_rows
         self._fits_rows = max_batch_rows  # lowered when a session call runs out of device memory
+        self._calls_since_split = 0
         self.input_width = int(x.shape[1])
         self.device = device
 
@@ -71,25 +74,33 @@ class GraphModel:
 
         A session call that runs out of device memory (ResourceExhaustedError, e.g. a
         GPU shared with other processes) is split in halves and retried, down to one
-        row; the size that fitted becomes this worker's limit, so later batches do not
-        fail first.  One row that does not fit is a 503: the device is full, not the
-        request wrong.
+        row; the size it was split to becomes this worker's limit, so later batches do
+        not fail first.  After RETRY_LARGER_AFTER calls that fit, the limit is doubled
+        again (up to max_batch_rows), so a passing shortage does not cost throughput for
+        good.  One row that does not fit is a 503: the device is full, not the request
+        wrong.
         """
-        if len(rows) <= self._fits_rows:
-            return self._infer_or_split(rows)
-        return np.concatenate(
-            [self._infer_or_split(rows[i : i + self._fits_rows]) for i in range(0, len(rows), self._fits_rows)]
-        )
+        if self._fits_rows < self.max_batch_rows and self._calls_since_split >= RETRY_LARGER_AFTER:
+            self._fits_rows = min(2 * self._fits_rows, self.max_batch_rows)
+            self._calls_since_split = 0
+        class_ids = np.empty(len(rows), np.int64)
+        start = 0
+        while start < len(rows):  # the limit may drop while this runs: re-read it for every chunk
+            chunk = rows[start : start + self._fits_rows]
+            class_ids[start : start + len(chunk)] = self._infer_or_split(chunk)
+            start += len(chunk)
+        return class_ids
 
     def _infer_or_split(self, rows: np.ndarray) -> np.ndarray:
         try:
-            return self._run(rows).argmax(axis=1)
+            class_ids = self._run(rows).argmax(axis=1)
         except tf.errors.ResourceExhaustedError as err:
             if len(rows) == 1:
                 raise ServiceUnavailable(
                     "the device ran out of memory scoring a single row; retry later", {"Retry-After": "1"}
                 ) from None
             half = (len(rows) + 1) // 2
+            self._calls_since_split = 0
             if half < self._fits_rows:
                 self._fits_rows = half
                 log.warning(
@@ -100,6 +111,8 @@ class GraphModel:
                 )
                 metrics.SPLIT_RETRIES.inc()
             return np.concatenate([self.infer(rows[:half]), self.infer(rows[half:])])
+        self._calls_since_split += 1
+        return class_ids
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
         """Class ids for a float32 batch of shape (N, input_width), in session calls of max_batch_rows."""

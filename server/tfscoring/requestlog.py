@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -31,9 +32,10 @@ import orjson
 from tfscoring import metrics
 
 _logger = logging.getLogger("tfscoring.requests")  # not under "azmlinfsrv": its lines are JSON, not the server's format
-_handled = threading.local()  # set while this thread's current request is one the script logs itself
+_handled = threading.local()  # .request_id: the request this thread logged last, until gunicorn's access line for it
 _errors_only = False
 _DEPRECATED_HEADER = "x-ms-request-id header has been deprecated"
+_SCORE_LINE = re.compile(r"[A-Z]+ /score[ ?]")  # azmlinfsrv's "<method> <path> <status> <ms>ms <bytes>"
 
 
 @dataclass
@@ -60,7 +62,8 @@ def configure(mode: str) -> None:
 @contextmanager
 def observed(request: flask.Request) -> Iterator[RequestRecord]:
     """Time a request; on the way out count it and log its line, also when the server's timeout cuts it short."""
-    _handled.active = True
+    flask.g.tfscoring_logged = True  # per request: the server's own lines for it are dropped
+    _handled.request_id = _escaped(getattr(flask.g, "request_id", ""))
     record = RequestRecord()
     started = time.perf_counter()
     try:
@@ -118,14 +121,21 @@ class _ServerRequestLines(logging.Filter):
     """Drop azmlinfsrv's and gunicorn's per-request lines for a request this script logged itself."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.name == "azmlinfsrv" and record.getMessage().startswith(_DEPRECATED_HEADER):
-            return False  # a warning for every request that carries x-ms-request-id: the header works, still echoed
-        if not getattr(_handled, "active", False):
+        if record.name == "gunicorn.access":  # written after the response, outside Flask's context
+            request_id = getattr(_handled, "request_id", None)
+            if request_id and isinstance(record.args, dict) and record.args["{x-request-id}o"] == request_id:
+                _handled.request_id = None
+                return False
             return True
-        if record.name == "gunicorn.access":  # the last line of a request: the next one starts afresh
-            _handled.active = False
-            return False
-        if record.name == "azmlinfsrv":
-            message = record.getMessage()
-            return not (message == "run() output is HTTP Response" or message.startswith("POST /score "))
+        if record.name != "azmlinfsrv":
+            return True
+        message = record.getMessage()
+        if message.startswith(_DEPRECATED_HEADER):
+            return False  # a warning for every request that carries x-ms-request-id: the header works, still echoed
+        if flask.has_request_context() and flask.g.get("tfscoring_logged"):
+            return not (message == "run() output is HTTP Response" or _SCORE_LINE.match(message))
         return True
+
+
+def _escaped(request_id: str) -> str:
+    return request_id.replace('"', '\\"')  # as gunicorn escapes the values of its access-log atoms
