@@ -44,18 +44,12 @@ def t10k(data_dir) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="session")
 def server(model_dir, tmp_path_factory):
-    process = ServerProcess(SCORE_PY, model_dir, tmp_path_factory.mktemp("server"), SERVER_ENV)
-    try:
-        yield process.wait_healthy()
-    finally:
-        process.stop()
+    with ServerProcess(SCORE_PY, model_dir, tmp_path_factory.mktemp("server"), SERVER_ENV) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
 def howto_server(model_dir, tmp_path_factory):
     """The how-to's own score.py on the same azmlinfsrv and model: the reference."""
-    process = ServerProcess(HOWTO_SCORE_PY, model_dir, tmp_path_factory.mktemp("howto-server"))
-    try:
-        yield process.wait_healthy()
-    finally:
-        process.stop()
+    with ServerProcess(HOWTO_SCORE_PY, model_dir, tmp_path_factory.mktemp("howto-server")) as server:
+        yield server

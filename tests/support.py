@@ -66,6 +66,13 @@ class ServerProcess:
             raise
         return self
 
+    def __enter__(self) -> ServerProcess:
+        """`with ServerProcess(...) as server:` waits until it is healthy and stops it on the way out."""
+        return self.wait_healthy()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
     def wait_exit(self, timeout: float = 120) -> int:
         try:
             return self.process.wait(timeout)

@@ -24,11 +24,8 @@ def keyed_server(model_dir, tmp_path_factory):
         "METRICS_PORT": "0",
         "MAX_REQUEST_BYTES": str(4 * MiB),
     }
-    process = ServerProcess(SCORE_PY, model_dir, tmp_path_factory.mktemp("keyed"), env)
-    try:
-        yield process.wait_healthy()
-    finally:
-        process.stop()
+    with ServerProcess(SCORE_PY, model_dir, tmp_path_factory.mktemp("keyed"), env) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

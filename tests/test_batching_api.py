@@ -63,11 +63,8 @@ def crowded_server(model_dir, tmp_path_factory):
         "MAX_REQUEST_ROWS": "64",
         "MAX_QUEUE_ROWS": "64",
     }
-    process = ServerProcess(SCORE_PY, model_dir, tmp_path_factory.mktemp("crowded"), env)
-    try:
-        yield process.wait_healthy()
-    finally:
-        process.stop()
+    with ServerProcess(SCORE_PY, model_dir, tmp_path_factory.mktemp("crowded"), env) as server:
+        yield server
 
 
 def test_a_full_queue_answers_503_with_retry_after_and_the_rest_are_scored(crowded_server, howto_server, t10k):

@@ -108,11 +108,8 @@ def small_device_server(model_dir, tmp_path_factory):
         "GUNICORN_CMD_ARGS": "--threads 8",
         "METRICS_PORT": "0",
     }
-    process = ServerProcess(SMALL_DEVICE_SCORE_PY, model_dir, tmp_path_factory.mktemp("small-device"), env)
-    try:
-        yield process.wait_healthy()
-    finally:
-        process.stop()
+    with ServerProcess(SMALL_DEVICE_SCORE_PY, model_dir, tmp_path_factory.mktemp("small-device"), env) as server:
+        yield server
 
 
 def test_over_http_every_request_succeeds_on_a_device_that_runs_out_of_memory(small_device_server, t10k, expected):

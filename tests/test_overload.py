@@ -69,11 +69,8 @@ class Answer:
 
 @pytest.fixture(scope="module")
 def overloaded_server(model_dir, tmp_path_factory):
-    process = ServerProcess(SCORE_PY, model_dir, tmp_path_factory.mktemp("overload"), ENV)
-    try:
-        yield process.wait_healthy()
-    finally:
-        process.stop()
+    with ServerProcess(SCORE_PY, model_dir, tmp_path_factory.mktemp("overload"), ENV) as server:
+        yield server
 
 
 def crowd(port: int, bodies: list[list[tuple[np.ndarray, bytes]]]) -> list[Answer]:
