@@ -52,7 +52,7 @@ def batcher(recorded: RecordedModel, **overrides) -> Batcher:
 
 def test_concurrent_callers_share_session_calls_and_get_their_own_rows_in_order(recorded, model, t10k):
     images, _ = t10k
-    expected = model.predict(images[:3000])
+    expected = model.infer(images[:3000])
     scoring = batcher(recorded)
     rng = np.random.default_rng(3)
     jobs = [rng.choice(3000, size=int(rng.integers(1, 20)), replace=False) for _ in range(400)]
@@ -76,14 +76,14 @@ def test_concurrent_callers_share_session_calls_and_get_their_own_rows_in_order(
 def test_a_lone_request_is_scored_at_once_in_its_own_thread(recorded, model, t10k):
     images, _ = t10k
     scoring = batcher(recorded, max_delay_s=60.0)  # a request that waited for company would hang here
-    assert scoring.predict(images[:5]).tolist() == model.predict(images[:5]).tolist()
+    assert scoring.predict(images[:5]).tolist() == model.infer(images[:5]).tolist()
     assert recorded.calls == [(5, threading.current_thread().name)]
 
 
 def test_a_large_request_is_split_into_session_calls_of_at_most_max_batch_rows(recorded, model, t10k):
     images, _ = t10k
     answer = batcher(recorded).predict(images[:100])
-    assert answer.tolist() == model.predict(images[:100]).tolist()
+    assert answer.tolist() == model.infer(images[:100]).tolist()
     assert [size for size, _ in recorded.calls] == [32, 32, 32, 4]
 
 
@@ -111,9 +111,9 @@ def test_a_full_queue_refuses_at_once_with_503_and_retry_after(recorded, model, 
     assert int(refused.value.headers["Retry-After"]) >= 1
 
     recorded.gate.set()  # nothing accepted is lost: the queued requests are answered
-    assert pool.leader.result(30).tolist() == model.predict(images[:1]).tolist()
-    assert queued[0].result(30).tolist() == model.predict(images[10:20]).tolist()
-    assert queued[1].result(30).tolist() == model.predict(images[20:30]).tolist()
+    assert pool.leader.result(30).tolist() == model.infer(images[:1]).tolist()
+    assert queued[0].result(30).tolist() == model.infer(images[10:20]).tolist()
+    assert queued[1].result(30).tolist() == model.infer(images[20:30]).tolist()
     pool.shutdown()
 
 
@@ -126,8 +126,8 @@ def test_a_request_not_started_within_max_queue_wait_gets_503_and_the_batcher_go
         scoring.predict(images[1:3])
 
     recorded.gate.set()
-    assert pool.leader.result(30).tolist() == model.predict(images[:1]).tolist()
-    assert scoring.predict(images[3:6]).tolist() == model.predict(images[3:6]).tolist()
+    assert pool.leader.result(30).tolist() == model.infer(images[:1]).tolist()
+    assert scoring.predict(images[3:6]).tolist() == model.infer(images[3:6]).tolist()
     assert sum(size for size, _ in recorded.calls) == 4, "the withdrawn rows were scored all the same"
     pool.shutdown()
 
@@ -145,7 +145,7 @@ def test_a_failing_session_call_fails_its_requests_only(model, t10k):
     scoring = Batcher(flaky_infer, 784, max_batch_rows=32, max_delay_s=0, max_queue_rows=100, max_wait_s=30)
     with pytest.raises(RuntimeError, match="device lost"):
         scoring.predict(images[:2])
-    assert scoring.predict(images[:2]).tolist() == model.predict(images[:2]).tolist()
+    assert scoring.predict(images[:2]).tolist() == model.infer(images[:2]).tolist()
 
 
 def test_an_interrupted_session_call_fails_its_requests_and_leaves_the_batcher_working(model, t10k):
@@ -175,7 +175,7 @@ def test_an_interrupted_session_call_fails_its_requests_and_leaves_the_batcher_w
             first.result(30)
         with pytest.raises(ServiceUnavailable, match="scoring was interrupted"):
             second.result(30)
-    assert scoring.predict(images[:3]).tolist() == model.predict(images[:3]).tolist()
+    assert scoring.predict(images[:3]).tolist() == model.infer(images[:3]).tolist()
     assert not scoring._queue and scoring._queued_rows == 0
 
 
@@ -198,4 +198,4 @@ def test_a_sync_worker_whose_alarm_cut_the_lead_hand_off_short_takes_the_lead_ba
     finally:
         sys.settrace(None)
     assert fired, "the alarm never landed in the hand-off"
-    assert scoring.predict(images[3:6]).tolist() == model.predict(images[3:6]).tolist()  # not a 503
+    assert scoring.predict(images[3:6]).tolist() == model.infer(images[3:6]).tolist()  # not a 503

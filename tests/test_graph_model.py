@@ -43,14 +43,14 @@ def test_predictions_do_not_depend_on_the_chunk_size(settings, graph_model, t10k
     rows = images[:700]
     chunked = GraphModel.load(settings.model_copy(update={"max_batch_rows": max_batch_rows}))
     try:
-        assert chunked.predict(rows).tolist() == graph_model.predict(rows).tolist()
+        assert chunked.infer(rows).tolist() == graph_model.infer(rows).tolist()
     finally:
         chunked.close()
 
 
-def test_predict_returns_one_int64_class_id_per_row(graph_model, t10k):
+def test_infer_returns_one_int64_class_id_per_row(graph_model, t10k):
     images, labels = t10k
-    predicted = graph_model.predict(images[:1000])
+    predicted = graph_model.infer(images[:1000])
     assert predicted.dtype == np.int64 and predicted.shape == (1000,)
     assert (predicted == labels[:1000]).mean() > 0.85
 

@@ -51,7 +51,7 @@ def model(model_dir):
 def expected(model_dir, t10k) -> np.ndarray:
     reference = GraphModel.load(Settings(azureml_model_dir=model_dir))
     try:
-        return reference.predict(t10k[0][:600])
+        return reference.infer(t10k[0][:600])
     finally:
         reference.close()
 
@@ -67,7 +67,7 @@ def test_after_a_split_later_batches_go_at_the_size_that_fitted(model, t10k, exp
     device = SmallDevice(model, capacity=40)
     model.infer(t10k[0][:256])
     device.calls.clear()
-    assert model.predict(t10k[0][:600]).tolist() == expected.tolist()
+    assert model.infer(t10k[0][:600]).tolist() == expected.tolist()
     assert max(device.calls) == 32  # no call fails first any more
     assert "out of device memory scoring 256 rows" in caplog.text
 
@@ -77,7 +77,7 @@ def test_a_limit_that_drops_again_mid_request_loses_no_row(model, t10k, expected
     model.infer(t10k[0][:256])  # learns 64
     device.capacity = 20  # the device fills up further
     assert model.infer(t10k[0][:256]).tolist() == expected[:256].tolist()
-    assert model.predict(t10k[0][:600]).tolist() == expected.tolist()
+    assert model.infer(t10k[0][:600]).tolist() == expected.tolist()
 
 
 def test_the_limit_is_raised_again_once_calls_have_fitted_for_a_while(model, t10k, expected, monkeypatch):

@@ -1,9 +1,10 @@
 """The TF1 meta-graph model behind one function that scores a batch.
 
 Loaded once per worker process: import the meta-graph, restore the
-checkpoint, pin the session to one device, warm up.  `predict` is safe to call
-from many threads at once (Session.run is thread-safe) and cuts batches larger
-than MAX_BATCH_ROWS into session calls of at most that many rows.
+checkpoint, pin the session to one device, warm up.  `infer` cuts batches larger
+than MAX_BATCH_ROWS into session calls of at most that many rows (fewer after
+the device ran out of memory).  In serving, the worker's batcher is its only
+caller, one batch at a time, so the row limit it learns needs no lock.
 """
 
 from __future__ import annotations
@@ -70,7 +71,10 @@ class GraphModel:
         return cls(session, x, y, max_batch_rows, placement.description)
 
     def infer(self, rows: np.ndarray) -> np.ndarray:
-        """Class ids (argmax of the output) for at most max_batch_rows float32 rows, in one session call.
+        """Class ids (argmax of the output) for float32 rows of shape (N, input_width).
+
+        The rows go through the session in calls of at most max_batch_rows, so a batch
+        of up to that many is one call.
 
         A session call that runs out of device memory (ResourceExhaustedError, e.g. a
         GPU shared with other processes) is split in halves and retried, down to one
@@ -114,18 +118,10 @@ class GraphModel:
         self._calls_since_split += 1
         return class_ids
 
-    def predict(self, rows: np.ndarray) -> np.ndarray:
-        """Class ids for a float32 batch of shape (N, input_width), in session calls of max_batch_rows."""
-        class_ids = np.empty(len(rows), dtype=np.int64)
-        for start in range(0, len(rows), self.max_batch_rows):
-            chunk = rows[start : start + self.max_batch_rows]
-            class_ids[start : start + len(chunk)] = self.infer(chunk)
-        return class_ids
-
     def warm_up(self) -> str:
         """Run the largest and the smallest batch once; return the device the output op ran on."""
         started = time.perf_counter()
-        self.predict(np.zeros((self.max_batch_rows, self.input_width), np.float32))
+        self.infer(np.zeros((self.max_batch_rows, self.input_width), np.float32))
         options = tf.RunOptions(trace_level=tf.RunOptions.SOFTWARE_TRACE)  # records where each op ran
         metadata = tf.RunMetadata()
         self._session.run(
