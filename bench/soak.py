@@ -41,7 +41,7 @@ import numpy as np
 import requests
 
 from model import idx
-from tests.support import REPO, free_port, stop_group, wait_for_health
+from tests.support import REPO, ServerProcess, worker_pids
 
 SERVE_PY = REPO / "server" / "serve.py"
 WRK_SCRIPT = REPO / "bench" / "soak.lua"
@@ -126,16 +126,6 @@ def _stat(pid: int) -> list[str] | None:
         return None
 
 
-def worker_pids(master: int) -> list[int]:
-    """The gunicorn workers: the live child processes of the master."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        fields = _stat(int(entry.name)) if entry.name.isdigit() else None
-        if fields and int(fields[1]) == master and fields[0] != "Z":  # Z: exited, not yet reaped
-            pids.append(int(entry.name))
-    return sorted(pids)
-
-
 def rss_mib(pid: int) -> float | None:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
@@ -186,7 +176,7 @@ class MemorySampler(threading.Thread):
         self.start_after = start_after
         self.began = time.monotonic()
         self.samples: list[dict[str, float]] = []
-        self.initial_workers = worker_pids(master)  # before the load
+        self.initial_workers = sorted(worker_pids(master))  # before the load
         self.final_workers: list[int] = []
         self.cpu_first: dict[int, float] = {}  # CPU seconds of each worker at its first and its last sample
         self.cpu_last: dict[int, float] = {}
@@ -194,7 +184,7 @@ class MemorySampler(threading.Thread):
 
     def sample(self) -> None:
         sample = {"t": round(time.monotonic() - self.began, 1)}
-        for pid in worker_pids(self.master):
+        for pid in sorted(worker_pids(self.master)):
             if (mib := rss_mib(pid)) is not None:
                 sample[str(pid)] = round(mib, 1)
             if (cpu := cpu_seconds(pid)) is not None:
@@ -214,7 +204,7 @@ class MemorySampler(threading.Thread):
         self._stopping.set()
         self.join()
         self.sample()  # the end
-        self.final_workers = worker_pids(self.master)
+        self.final_workers = sorted(worker_pids(self.master))
 
 
 # --- the load ---------------------------------------------------------------------------------------------
@@ -326,43 +316,17 @@ def soak(
 # --- the server, as make serve starts it ------------------------------------------------------------------
 
 
-class Server:
-    """server/serve.py on a free loopback port, in its own process group; the process is the gunicorn master
+class Server(ServerProcess):
+    """server/serve.py on a free loopback port, with the caller's settings; the process is the gunicorn master
     (serve.py execs azmlinfsrv)."""
 
     def __init__(self, model_dir: Path, log_dir: Path, env: dict[str, str] | None = None):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.score_url = f"{self.url}/score"
-        self.log_path = log_dir / f"serve-{self.port}.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [sys.executable, str(SERVE_PY), "--model_dir", str(model_dir), "--port", str(self.port)],
-            cwd=REPO,
-            env={**os.environ, **(env or {})},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_healthy(self, timeout: float = 180) -> Server:
-        try:
-            wait_for_health(self.url + "/", self.process, self.log, timeout)
-        except RuntimeError:
-            self.stop()
-            raise
-        return self
+        argv = [sys.executable, str(SERVE_PY), "--model_dir", str(model_dir)]
+        self._start(argv, {**os.environ, **(env or {})}, log_dir, "serve")
 
     def describe(self) -> str:
         first = next((line for line in self.log().splitlines() if line.startswith("serve.py:")), "serve.py")
         return first.split(": ", 1)[-1]
-
-    def stop(self) -> None:
-        stop_group(self.process)
-        self._log.close()
 
 
 def soak_new_server(

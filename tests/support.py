@@ -36,20 +36,26 @@ def free_port() -> int:
 
 
 class ServerProcess:
+    """azmlinfsrv on an entry script, on a free loopback port, with the caller's server settings kept out."""
+
     def __init__(self, entry_script: Path, model_dir: Path, log_dir: Path, env: dict[str, str] | None = None):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.score_url = f"{self.url}/score"
-        self._log = open(log_dir / f"azmlinfsrv-{self.port}.log", "wb")  # noqa: SIM115 - closed in stop()
         base = {k: v for k, v in os.environ.items() if k not in _ISOLATED}
         base.update({"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2", **GPU_SHARING})
         base["AML_APP_ROOT"] = str(REPO / "server")  # where azmlinfsrv finds swagger2.json and swagger3.json
         base.update(env or {})
         argv = [str(AZMLINFSRV), "--entry_script", str(entry_script), "--model_dir", str(model_dir)]
+        self._start(argv, base, log_dir, "azmlinfsrv")
+
+    def _start(self, argv: list[str], env: dict[str, str], log_dir: Path, name: str) -> None:
+        """Run `argv --port <free port>` from the repository, its output in log_dir/<name>-<port>.log."""
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.score_url = f"{self.url}/score"
+        self._log = open(log_dir / f"{name}-{self.port}.log", "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [*argv, "--port", str(self.port)],
             cwd=REPO,
-            env=base,
+            env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stop() ends gunicorn and every worker
@@ -82,6 +88,30 @@ class ServerProcess:
     def stop(self) -> None:
         stop_group(self.process)
         self._log.close()
+
+
+def worker_pids(master: int) -> set[int]:
+    """The gunicorn workers: the live child processes of the master, from /proc."""
+    pids = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[1]) == master and fields[0] != "Z":  # Z: exited, not yet reaped
+            pids.add(int(stat.parent.name))
+    return pids
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str):
+    """Poll `condition` until it returns something true, and return that; AssertionError naming `what` after
+    `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(0.05)
+    raise AssertionError(f"not within {timeout} s: {what}")
 
 
 def wait_for_health(url: str, process: subprocess.Popen, log: Callable[[], str], timeout: float) -> None:

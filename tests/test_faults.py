@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 import requests
 
-from tests.support import SCORE_PY, ServerProcess, data_body, free_port, post
+from tests.support import SCORE_PY, ServerProcess, data_body, free_port, post, wait_for, worker_pids
 
 CLIENTS = 8  # each has at most one request outstanding
 RECOVERY_S = 5.0  # after a SIGKILL, a request sent after it is answered within this
@@ -62,28 +62,6 @@ def call(port: int, rows: np.ndarray, body: bytes, timeout: float = 60) -> Call:
         return Call(began, time.monotonic(), rows, error=repr(err))
     finally:
         connection.close()
-
-
-def worker_pids(master: int) -> set[int]:
-    """The gunicorn workers: the master's child processes, from /proc."""
-    pids = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # gone meanwhile
-        if int(fields[1]) == master and fields[0] != "Z":
-            pids.add(int(stat.parent.name))
-    return pids
-
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout} s: {what}")
 
 
 def connections(port: int) -> tuple[int, int]:

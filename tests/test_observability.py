@@ -7,7 +7,6 @@ import os
 import re
 import signal
 import socket
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,7 +14,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import SCORE_PY, ServerProcess, data_body, free_port, post
+from tests.support import SCORE_PY, ServerProcess, data_body, free_port, post, wait_for, worker_pids
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +31,8 @@ def observed_server(model_dir, tmp_path_factory):
     process.metrics_url = f"http://127.0.0.1:{port}/metrics"
     try:
         process.wait_healthy()
-        _wait_for(lambda: len(worker_pids(process)) == 2 and _ready_workers(process) >= 2, "both workers ready")
+        both_ready = lambda: len(worker_pids(process.process.pid)) == 2 and _ready_workers(process) >= 2  # noqa: E731
+        wait_for(both_ready, 120, "both workers ready")
         yield process
     finally:
         process.stop()
@@ -52,21 +52,8 @@ def value(samples: dict, name: str, **labels) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-def worker_pids(server) -> set[int]:
-    children = f"/proc/{server.process.pid}/task/{server.process.pid}/children"
-    return {int(pid) for pid in open(children).read().split()}
-
-
 def _ready_workers(server) -> int:
     return len(re.findall(r"Worker with pid \d+ ready for serving traffic", server.log()))
-
-
-def _wait_for(condition, what: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def test_metrics_count_the_requests_rows_and_batches_of_every_worker(observed_server, t10k):
@@ -102,7 +89,7 @@ def test_every_live_worker_reports_the_device_it_scores_on(observed_server):
     devices = {
         dict(labels)["pid"]: dict(labels)["device"] for name, labels in samples if name == "tfscoring_worker_device"
     }
-    assert set(devices) == {str(pid) for pid in worker_pids(observed_server)}
+    assert set(devices) == {str(pid) for pid in worker_pids(observed_server.process.pid)}
     ready = re.findall(r"model ready on (\S+):", observed_server.log())
     assert set(devices.values()) <= set(ready)
 
@@ -146,14 +133,13 @@ def test_metrics_outlive_the_worker_that_served_them(observed_server, t10k):
     killed = int(serving[-1])
     before = scrape(observed_server)
     scored_before = value(before, "tfscoring_requests_total", status="200")
-    survivor = worker_pids(observed_server) - {killed}
+    survivor = worker_pids(observed_server.process.pid) - {killed}
 
     os.kill(killed, signal.SIGKILL)
-    _wait_for(lambda: len(worker_pids(observed_server) - survivor - {killed}) == 1, "a replacement worker")
-    (replacement,) = worker_pids(observed_server) - survivor
-    _wait_for(
-        lambda: f"[{replacement}] azmlinfsrv - Worker with pid {replacement} ready" in observed_server.log(), "it"
-    )
+    wait_for(lambda: len(worker_pids(observed_server.process.pid) - survivor - {killed}) == 1, 120, "a replacement")
+    (replacement,) = worker_pids(observed_server.process.pid) - survivor
+    ready = f"[{replacement}] azmlinfsrv - Worker with pid {replacement} ready"
+    wait_for(lambda: ready in observed_server.log(), 120, "the replacement to be ready")
 
     assert post(observed_server.score_url, data_body(t10k[0][:2])).status_code == 200
     after = scrape(observed_server)
@@ -189,7 +175,7 @@ def test_a_metrics_port_held_by_another_program_is_taken_once_it_is_free(sync_se
         except requests.ConnectionError:
             return False
 
-    _wait_for(served, "the metrics to be served", timeout=60)
+    wait_for(served, 60, "the metrics to be served")
     assert value(scrape(sync_server), "tfscoring_requests_total", status="200") >= 1
 
 
