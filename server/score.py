@@ -11,6 +11,7 @@ rows of concurrent calls are scored together by the worker's batcher.
 
 import logging
 import os
+import signal
 import sys
 import uuid
 
@@ -21,14 +22,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # keep TensorFlow's warnings
 import flask
 from azureml_inference_server_http.api.aml_request import rawhttp
 
-from tfscoring import binary, log, metrics, requestlog, responses
+from tfscoring import binary, log, metrics, requestlog, responses, workerstate
 from tfscoring.auth import require_key
 from tfscoring.batching import Batcher
-from tfscoring.body import read_body
+from tfscoring.body import check_declared, read_body
+from tfscoring.budget import InflightBudget
 from tfscoring.config import Settings
 from tfscoring.decode import decode_rows
 from tfscoring.errors import ScoringError, StartupError
 from tfscoring.model import GraphModel
+from tfscoring.sizing import BINARY_WEIGHT, JSON_WEIGHT
 
 # Content types with a decoder of their own; every other body is read as the how-to's JSON.
 DECODERS = {binary.RAW: binary.decode_raw, binary.NPY: binary.decode_npy}
@@ -37,16 +40,20 @@ DECODERS = {binary.RAW: binary.decode_raw, binary.NPY: binary.decode_npy}
 settings: Settings
 model: GraphModel
 batcher: Batcher
+budget: InflightBudget
 
 
 def init():
-    global settings, model, batcher
+    global settings, model, batcher, budget
     try:
         settings = Settings.from_env()
+        state = workerstate.WorkerState(settings.worker_state_dir, settings.session_hang_s)
+        state.start()  # "loading" for the startup probe, from now on
         model = GraphModel.load(settings)
         model.warm_up()
     except StartupError as err:
         _stop_startup(err)
+    budget = InflightBudget(settings.inflight_budget)
     batcher = Batcher(
         model.infer,
         model.input_width,
@@ -57,10 +64,16 @@ def init():
     )
     requestlog.configure(settings.log_requests)
     log.info(
-        "API key %s; metrics %s; request log: %s",
+        "API key %s; metrics %s; request log: %s; in-flight budget %d MiB",
         "required (SCORING_API_KEY)" if settings.api_key else "not required",
         metrics.start_worker(settings.metrics_port, model.device),
         settings.log_requests,
+        budget.capacity >> 20,
+    )
+    model.on_failure = lambda reason: _replace_worker(state, reason)
+    state.serving(
+        lambda: workerstate.load(batcher.queued_rows, settings.queue_rows, budget.used, budget.capacity),
+        model.call_age,
     )
 
 
@@ -77,13 +90,17 @@ def run(request):
 def _score(request, record: requestlog.RequestRecord):
     try:
         require_key(request.headers.get("Authorization"), settings.api_key)  # 401, before the body is read
-        with batcher.incoming():  # a batch being formed may wait for this request's rows
-            body = read_body(request, settings.max_request_bytes)  # 405, 413
-            decode = DECODERS.get(request.mimetype, decode_rows)
-            rows = decode(body, model.input_width, settings.max_request_rows)  # parse + validate: 400, 413
-        record.rows = len(rows)
-        class_ids = batcher.predict(rows)  # batch with concurrent requests, infer: 503 when overloaded
-        return responses.classes(class_ids)  # encode
+        size = check_declared(request, settings.max_request_bytes)  # 405, 413 from the headers alone
+        decode = DECODERS.get(request.mimetype, decode_rows)
+        weight = size * (JSON_WEIGHT if decode is decode_rows else BINARY_WEIGHT)
+        with budget.reserve(weight):  # 503 when the worker's memory for requests in flight is taken
+            with batcher.incoming():  # a batch being formed may wait for this request's rows
+                body = read_body(request, settings.max_request_bytes)  # 400 when cut short, 413
+                rows = decode(body, model.input_width, settings.max_request_rows)  # parse + validate: 400, 413
+                del body
+            record.rows = len(rows)
+            class_ids = batcher.predict(rows)  # batch with concurrent requests, infer: 503 when overloaded
+            return responses.classes(class_ids)  # encode
     except ScoringError as err:
         record.error = err.message
         return responses.error(err)
@@ -99,6 +116,16 @@ def _score(request, record: requestlog.RequestRecord):
 def _request_id() -> str:
     # azmlinfsrv sets g.request_id from x-request-id (or a new uuid) and echoes it in the response headers.
     return getattr(flask.g, "request_id", "") or str(uuid.uuid4())
+
+
+def _replace_worker(state: workerstate.WorkerState, reason: str) -> None:
+    """The device failed for good: report it (readiness drops) and stop this worker gracefully.
+
+    SIGTERM is gunicorn's own graceful stop: the worker takes no new connection, the requests it holds
+    are answered (503, the model refuses to run), and the master forks a replacement with a fresh session.
+    """
+    state.failed(reason)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _stop_startup(err: StartupError) -> None:

@@ -1,15 +1,20 @@
-"""Start azmlinfsrv on score.py with worker and thread counts sized to this machine.
+"""Start the scoring server as `make serve` and the image do: nginx in front, azmlinfsrv behind it.
 
     python server/serve.py --model_dir models/tf-dnn-mnist/1 --port 5001
 
-Arguments go to azmlinfsrv as they are.  WORKER_COUNT and GUNICORN_CMD_ARGS
-are filled in only where the environment does not set them (see
-tfscoring/sizing.py for the reasoning).  Azure ML on AKS starts azmlinfsrv
-itself, so there the deployment sets the same two variables.
+The port is the front door's (nginx); azmlinfsrv serves score.py behind it on a
+Unix socket (tfscoring/supervisor.py).  Other arguments go to azmlinfsrv as they
+are.  WORKER_COUNT and GUNICORN_CMD_ARGS are filled in only where the environment
+does not set them (tfscoring/sizing.py has the reasoning).  FRONT_DOOR=0 runs
+azmlinfsrv on the port itself, as before.  Azure ML, when it builds its own image
+from myenv.yml, starts azmlinfsrv itself behind its own front end; there the
+deployment sets WORKER_COUNT and GUNICORN_CMD_ARGS.
 """
 
 from __future__ import annotations
 
+import argparse
+import logging
 import os
 import shutil
 import sys
@@ -18,23 +23,48 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from tfscoring.sizing import default_size, usable_cpus, visible_gpus  # noqa: E402 - needs the path above
+from tfscoring import supervisor  # noqa: E402 - needs the path above
+from tfscoring.config import ServerSettings  # noqa: E402
+from tfscoring.errors import StartupError  # noqa: E402
+from tfscoring.sizing import default_size, usable_cpus, visible_gpus  # noqa: E402
+
+# Behind nginx, gunicorn keeps idle worker connections longer than nginx does (60 s), so that nginx
+# always closes an idle one first and never sends a request on a connection gunicorn is closing.
+KEEP_ALIVE = "--keep-alive 75"
 
 
-def main(args: list[str]) -> None:
+def main(argv: list[str]) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s serve.py %(levelname)s %(message)s", stream=sys.stdout)
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--port", type=int, default=5001)
+    known, rest = parser.parse_known_args(argv)
+    try:
+        settings = ServerSettings.from_env()
+    except StartupError as err:
+        logging.critical("start-up failed: %s", err)
+        sys.exit(3)
     cpus, gpus = usable_cpus(), visible_gpus()
     size = default_size(cpus, gpus)
     env = dict(os.environ)
     env.setdefault("WORKER_COUNT", str(size.workers))
     env.setdefault("GUNICORN_CMD_ARGS", f"--threads {size.threads}")
     env.setdefault("AML_APP_ROOT", str(HERE))  # azmlinfsrv serves swagger2.json / swagger3.json from here
+    if settings.front_door and "--keep-alive" not in env["GUNICORN_CMD_ARGS"]:
+        env["GUNICORN_CMD_ARGS"] += " " + KEEP_ALIVE
     print(
         f"serve.py: {cpus} usable CPU core(s), {gpus} GPU(s): WORKER_COUNT={env['WORKER_COUNT']} "
         f"GUNICORN_CMD_ARGS={env['GUNICORN_CMD_ARGS']!r}",
         flush=True,
     )
     server = shutil.which("azmlinfsrv") or str(Path(sys.executable).with_name("azmlinfsrv"))
-    os.execve(server, [server, "--entry_script", str(HERE / "score.py"), *args], env)
+    server_argv = [server, "--entry_script", str(HERE / "score.py"), *rest, "--port", str(known.port)]
+    if not settings.front_door:
+        os.execve(server, server_argv, env)
+    try:
+        supervisor.main(settings, known.port, server_argv, env)
+    except StartupError as err:
+        logging.critical("start-up failed: %s", err)
+        sys.exit(3)
 
 
 if __name__ == "__main__":

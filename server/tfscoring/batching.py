@@ -87,6 +87,11 @@ class Batcher:
         self._led = False  # some caller is the leader
         self._leader: int | None = None  # the leading caller's thread
 
+    @property
+    def queued_rows(self) -> int:
+        """Rows waiting in the queue (the health probes read it; a stale value by a moment is fine)."""
+        return self._queued_rows
+
     @contextmanager
     def incoming(self) -> Iterator[None]:
         """Mark a request on its way to the queue, so a batch being formed may wait for it."""

@@ -18,7 +18,8 @@ ALLOWED_METHODS = "POST, OPTIONS"
 _UNREADABLE = (ParseException, NoMoreData, ClientDisconnected)
 
 
-def read_body(request: flask.Request, max_bytes: int) -> bytes:
+def check_declared(request: flask.Request, max_bytes: int) -> int:
+    """From the headers alone: the bytes the body may take (Content-Length, else the limit); 405 or 413."""
     if request.method != "POST":
         raise MethodNotAllowed(
             f"{request.method} is not supported on /score; POST a JSON body", {"Allow": ALLOWED_METHODS}
@@ -27,6 +28,12 @@ def read_body(request: flask.Request, max_bytes: int) -> bytes:
     if declared is not None and declared > max_bytes:
         # Refused from the header alone: a huge body is never read into memory.
         raise PayloadTooLarge(f"body is {declared} bytes; the limit is {max_bytes} bytes (MAX_REQUEST_BYTES)")
+    return max_bytes if declared is None else declared
+
+
+def read_body(request: flask.Request, max_bytes: int) -> bytes:
+    declared = request.content_length
+    check_declared(request, max_bytes)
     try:
         body = request.stream.read(max_bytes + 1)
     except _UNREADABLE as err:
@@ -35,4 +42,7 @@ def read_body(request: flask.Request, max_bytes: int) -> bytes:
         ) from None
     if len(body) > max_bytes:
         raise PayloadTooLarge(f"body is over the limit of {max_bytes} bytes (MAX_REQUEST_BYTES)")
+    if declared is not None and len(body) < declared:
+        # gunicorn hands over what arrived before the client closed: scoring it would answer fewer rows than sent.
+        raise BadRequest(f"body cut short: {len(body)} of the {declared} bytes Content-Length announced arrived")
     return body

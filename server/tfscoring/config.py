@@ -13,14 +13,32 @@ from typing import Literal
 import pydantic
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tfscoring import sizing
 from tfscoring.errors import StartupError
 
 MiB = 1024 * 1024
 
 
-class Settings(BaseSettings):
+class _FromEnv(BaseSettings):
     # Field names are the environment variables, upper-cased (pydantic-settings matches case-insensitively).
     model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    @classmethod
+    def from_env(cls):
+        """Read the environment; a missing or invalid variable is a StartupError naming it."""
+        try:
+            return cls()
+        except pydantic.ValidationError as err:
+            problems = "; ".join(
+                f"{str(e['loc'][0]).upper()}"
+                + (" is not set" if e["type"] == "missing" else f"={_shown(e):s}: {e['msg']}")
+                for e in err.errors()
+            )
+            raise StartupError(f"invalid configuration: {problems}") from None
+
+
+class Settings(_FromEnv):
+    """The scoring script's settings, read by every worker in init()."""
 
     azureml_model_dir: Path = pydantic.Field(description="registered model directory (set by Azure ML / --model_dir)")
     model_folder: str = pydantic.Field("model", description="folder inside AZUREML_MODEL_DIR holding the checkpoint")
@@ -47,6 +65,18 @@ class Settings(BaseSettings):
     log_requests: Literal["all", "errors", "none"] = pydantic.Field(
         "all", description="one JSON log line per /score request: for all, only for non-2xx, or none"
     )
+    worker_count: pydantic.PositiveInt = pydantic.Field(1, description="gunicorn workers (azmlinfsrv's own setting)")
+    max_inflight_bytes: pydantic.PositiveInt | None = pydantic.Field(
+        None,
+        description="most request bytes a worker reads and decodes at once, weighted (503 above); "
+        "default from the memory the container may use (see inflight_budget)",
+    )
+    session_hang_s: float = pydantic.Field(
+        20.0, gt=0, description="a session call running longer than this is hung: the worker exits and is replaced"
+    )
+    worker_state_dir: Path | None = pydantic.Field(
+        None, description="set by serve.py: each worker writes its state here for the health probes"
+    )
 
     @pydantic.field_validator("scoring_api_key")
     @classmethod
@@ -68,21 +98,15 @@ class Settings(BaseSettings):
         return self.max_queue_rows or 2 * self.max_request_rows
 
     @property
+    def inflight_budget(self) -> int:
+        """MAX_INFLIGHT_BYTES, or this worker's share of the memory the container may use."""
+        if self.max_inflight_bytes:
+            return self.max_inflight_bytes
+        return sizing.inflight_bytes_per_worker(sizing.memory_limit(), self.worker_count, self.max_request_bytes)
+
+    @property
     def checkpoint_prefix(self) -> Path:
         return self.azureml_model_dir / self.model_folder / self.model_file_prefix
-
-    @classmethod
-    def from_env(cls) -> Settings:
-        """Read the environment; a missing or invalid variable is a StartupError naming it."""
-        try:
-            return cls()
-        except pydantic.ValidationError as err:
-            problems = "; ".join(
-                f"{str(e['loc'][0]).upper()}"
-                + (" is not set" if e["type"] == "missing" else f"={_shown(e):s}: {e['msg']}")
-                for e in err.errors()
-            )
-            raise StartupError(f"invalid configuration: {problems}") from None
 
 
 def _shown(error: dict) -> str:
@@ -91,3 +115,33 @@ def _shown(error: dict) -> str:
 
 
 _SECRETS = {"scoring_api_key"}
+
+
+class ServerSettings(_FromEnv):
+    """What serve.py reads: the front door (nginx) and the process tree around azmlinfsrv."""
+
+    front_door: bool = pydantic.Field(
+        True, description="serve through nginx (buffering, timeouts, health); 0: azmlinfsrv on the port directly"
+    )
+    client_header_timeout_s: pydantic.PositiveInt = pydantic.Field(
+        10, description="a client must send its request line and headers within this (connection closed after)"
+    )
+    client_body_timeout_s: pydantic.PositiveInt = pydantic.Field(
+        30, description="longest pause between two reads of a request body (408 after)"
+    )
+    keepalive_timeout_s: pydantic.NonNegativeInt = pydantic.Field(
+        65, description="an idle client connection is closed after this (0: no keep-alive)"
+    )
+    max_connections: int = pydantic.Field(
+        8192, ge=64, le=65536, description="most connections the front door holds, clients and workers together"
+    )
+    upstream_timeout_s: pydantic.PositiveInt = pydantic.Field(
+        120, description="longest the front door waits for a worker's answer (504 after)"
+    )
+    worker_hang_s: float = pydantic.Field(
+        10.0, gt=0, description="a serving worker silent for this long (frozen) is killed and replaced"
+    )
+    max_request_bytes: pydantic.PositiveInt = Settings.model_fields["max_request_bytes"]
+    worker_count: pydantic.PositiveInt | None = pydantic.Field(
+        None, description="gunicorn workers; default from the cores (sizing.py)"
+    )

@@ -44,5 +44,12 @@ class ServiceUnavailable(ScoringError):
     status_code = 503
 
 
+class DeviceFailed(ServiceUnavailable):
+    """The worker's device can no longer run the session; the worker is being replaced."""
+
+    def __init__(self, reason: str):
+        super().__init__(f"{reason}; this worker is being replaced, retry", {"Retry-After": "5"})
+
+
 class StartupError(Exception):
     """The service cannot start: configuration, model files or devices are wrong."""

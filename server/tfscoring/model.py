@@ -10,13 +10,14 @@ caller, one batch at a time, so the row limit it learns needs no lock.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow.compat.v1 as tf
 
 from tfscoring import devices, log, metrics
 from tfscoring.config import Settings
-from tfscoring.errors import ServiceUnavailable, StartupError
+from tfscoring.errors import DeviceFailed, ServiceUnavailable, StartupError
 
 RETRY_LARGER_AFTER = 1000  # session calls that fit before a lowered rows-per-call limit is doubled again
 
@@ -33,6 +34,9 @@ class GraphModel:
         self._calls_since_split = 0
         self.input_width = int(x.shape[1])
         self.device = device
+        self.failure: str | None = None  # why the device can no longer run the session, once it cannot
+        self.on_failure: Callable[[str], None] = lambda reason: None
+        self._call_started: float | None = None  # when the running session call began
 
     @classmethod
     def load(cls, settings: Settings) -> GraphModel:
@@ -95,9 +99,23 @@ class GraphModel:
             start += len(chunk)
         return class_ids
 
+    def call_age(self) -> float:
+        """Seconds the running session call has taken so far; 0 when none runs (the hang watchdog reads it)."""
+        started = self._call_started
+        return time.monotonic() - started if started is not None else 0.0
+
+    def _session_call(self, rows: np.ndarray) -> np.ndarray:
+        if self.failure:
+            raise DeviceFailed(self.failure)
+        self._call_started = time.monotonic()
+        try:
+            return self._run(rows)
+        finally:
+            self._call_started = None
+
     def _infer_or_split(self, rows: np.ndarray) -> np.ndarray:
         try:
-            class_ids = self._run(rows).argmax(axis=1)
+            class_ids = self._session_call(rows).argmax(axis=1)
         except tf.errors.ResourceExhaustedError as err:
             if len(rows) == 1:
                 raise ServiceUnavailable(
@@ -115,8 +133,25 @@ class GraphModel:
                 )
                 metrics.SPLIT_RETRIES.inc()
             return np.concatenate([self.infer(rows[:half]), self.infer(rows[half:])])
+        except tf.errors.InvalidArgumentError:
+            raise  # the rows' values, not the device
+        except tf.errors.OpError as err:
+            self._check_device(err)
+            raise
         self._calls_since_split += 1
         return class_ids
+
+    def _check_device(self, err: tf.errors.OpError) -> None:
+        """After a session call failed for no reason of its rows: if one zero row fails too, the failure
+        sticks (a CUDA error leaves the context unusable), so this worker is done: DeviceFailed (503) now and
+        for every later call, and on_failure to have the worker replaced.  Otherwise the error was passing."""
+        try:
+            self._run(np.zeros((1, self.input_width), np.float32))
+        except tf.errors.OpError as probe_err:
+            self.failure = f"the device cannot run the model: {_first_line(err)} (then: {_first_line(probe_err)})"
+            log.critical("%s; this worker stops and is replaced", self.failure)
+            self.on_failure(self.failure)
+            raise DeviceFailed(self.failure) from None
 
     def warm_up(self) -> str:
         """Run the largest and the smallest batch once; return the device the output op ran on."""

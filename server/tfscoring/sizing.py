@@ -29,6 +29,10 @@ from pathlib import Path
 
 THREADS_PER_WORKER = 16
 MAX_CPU_WORKERS = 8
+# Memory of one worker before any request: Python, TensorFlow's runtime and the model (about 600 MiB measured).
+WORKER_BASE_BYTES = 768 * 1024 * 1024
+# Share of the container's memory that the workers may fill; the rest is headroom for the allocator and nginx.
+MEMORY_SHARE = 0.75
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,32 @@ def default_size(cpus: int, gpus: int) -> ServerSize:
 
 def intra_op_threads(cpus: int, workers: int) -> int:
     return max(1, cpus // max(1, workers))
+
+
+def inflight_bytes_per_worker(memory: int, workers: int, max_request_bytes: int) -> int:
+    """Each worker's in-flight budget: its share of MEMORY_SHARE of `memory` once every worker's base is paid,
+    never less than one largest request weighs (decode.weight), so that one always fits."""
+    spare = MEMORY_SHARE * memory - workers * WORKER_BASE_BYTES
+    return max(int(spare / max(1, workers)), JSON_WEIGHT * max_request_bytes)
+
+
+# A request's weight in the budget, per body byte: a JSON body is decoded through Python objects (up to
+# about 3 bytes per body byte on the careful path); a binary body into one array (2: the body and its copy).
+JSON_WEIGHT = 3
+BINARY_WEIGHT = 2
+
+
+def memory_limit() -> int:
+    """Bytes this process may use: the cgroup's memory limit (a Kubernetes limit), else the machine's memory."""
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():  # v2 writes "max" for no limit, v1 a number above the machine's memory
+            return min(int(text), physical)
+    return physical
 
 
 def usable_cpus() -> int:

@@ -1,0 +1,163 @@
+"""One process tree: nginx in front, azmlinfsrv behind it on a Unix socket, the probes in between.
+
+serve.py runs this in the container's main process:
+
+- it binds the workers' Unix socket itself and hands it to gunicorn as a socket-activated listener
+  (LISTEN_FDS, as systemd does), since azmlinfsrv always binds 0.0.0.0:<port> otherwise;
+- it starts azmlinfsrv and nginx, answers the health probes that nginx passes on (health.py), and
+  kills a worker that stops writing its state (frozen) so that gunicorn replaces it;
+- if either child dies, it stops the other and exits non-zero, so the container restarts;
+- on SIGTERM or SIGINT it drains in order: nginx stops accepting and finishes the requests it holds
+  (SIGQUIT), then gunicorn finishes its own (SIGTERM), then it exits 0.
+
+Children get SIGTERM if this process dies (PR_SET_PDEATHSIG), so nothing outlives it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+from pathlib import Path
+
+from tfscoring import frontdoor, log
+from tfscoring.config import ServerSettings
+from tfscoring.health import PodHealth
+
+REFRESH_S = 0.25
+DRAIN_S = 30  # per child: gunicorn's own --graceful-timeout is 30 s
+_PR_SET_PDEATHSIG = 1
+
+
+def child_pids(parent: int) -> set[int]:
+    """The live child processes of `parent`, from /proc (the gunicorn workers of its master)."""
+    pids = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[1]) == parent and fields[0] != "Z":  # Z: exited, not yet reaped
+            pids.add(int(stat.parent.name))
+    return pids
+
+
+def _die_with_parent() -> None:
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class Supervisor:
+    def __init__(self, settings: ServerSettings, port: int, server_argv: list[str], env: dict[str, str]):
+        self._settings = settings
+        self._port = port
+        self._server_argv = server_argv  # azmlinfsrv and its arguments
+        self._env = env
+        self._run_dir = Path(tempfile.mkdtemp(prefix="tfscoring-"))
+        state_dir = self._run_dir / "workers"
+        state_dir.mkdir()
+        self._env["WORKER_STATE_DIR"] = str(state_dir)
+        self._health = PodHealth(state_dir, int(env["WORKER_COUNT"]), settings.worker_hang_s)
+        self._stop = asyncio.Event()
+
+    def run(self) -> int:
+        try:
+            return asyncio.run(self._run())
+        finally:
+            shutil.rmtree(self._run_dir, ignore_errors=True)
+
+    async def _run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stop.set)
+        config = frontdoor.write_config(self._settings, self._port, self._run_dir)
+        frontdoor.check(config)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(self._run_dir / "gunicorn.sock"))
+        listener.listen(2048)
+        probes = await asyncio.start_unix_server(self._answer_probe, path=str(self._run_dir / "health.sock"))
+        frontdoor.give_to_workers(self._run_dir)
+        gunicorn = await self._start_gunicorn(listener)
+        listener.close()  # gunicorn holds it now
+        nginx = await asyncio.create_subprocess_exec(*frontdoor.command(config), preexec_fn=_die_with_parent)
+        log.info("front door on :%d (nginx %d) -> azmlinfsrv (gunicorn %d) on %s/gunicorn.sock",
+                 self._port, nginx.pid, gunicorn.pid, self._run_dir)  # fmt: skip
+        watch = asyncio.create_task(self._watch(gunicorn.pid))
+        exited = {asyncio.create_task(gunicorn.wait()): "azmlinfsrv", asyncio.create_task(nginx.wait()): "nginx"}
+        stop = asyncio.create_task(self._stop.wait())
+        done, _ = await asyncio.wait([*exited, stop], return_when=asyncio.FIRST_COMPLETED)
+        self._health.stopping = True
+        if stop in done:
+            log.info("stopping: nginx finishes the requests it holds, then azmlinfsrv")
+            code = 0
+        else:
+            task = next(iter(done))
+            code = task.result() or 1  # a child that stops on its own is a failure, even with 0
+            log.critical("%s exited with %s; stopping the server", exited[task], task.result())
+        await _stop_child(nginx, signal.SIGQUIT)  # graceful: stop accepting, finish what it holds
+        await _stop_child(gunicorn, signal.SIGTERM)  # graceful: workers finish their requests
+        watch.cancel()
+        probes.close()
+        return code
+
+    async def _start_gunicorn(self, listener: socket.socket) -> asyncio.subprocess.Process:
+        # Socket activation: gunicorn takes fd 3 as its listener when LISTEN_PID is its own pid.  The child
+        # moves the socket to fd 3 before exec; the shell names its own pid and execs azmlinfsrv under it.
+        fd = listener.fileno()
+
+        def in_child() -> None:
+            os.dup2(fd, 3)
+            _die_with_parent()
+
+        return await asyncio.create_subprocess_exec(
+            "/bin/sh", "-c", 'LISTEN_PID=$$ exec "$0" "$@"', *self._server_argv,
+            env={**self._env, "LISTEN_FDS": "1"}, pass_fds=[3], preexec_fn=in_child,
+        )  # fmt: skip
+
+    async def _watch(self, master: int) -> None:
+        while True:
+            self._health.refresh(child_pids(master))
+            await asyncio.sleep(REFRESH_S)
+
+    async def _answer_probe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request_line = await asyncio.wait_for(reader.readline(), 5)
+            parts = request_line.decode("latin-1").split()
+            probe = parts[1].rsplit("/", 1)[-1] if len(parts) >= 2 else ""
+            if probe in ("startup", "ready", "live"):
+                status, body = self._health.answer(probe)
+            else:
+                status, body = 404, {"error": "no such probe; try /health/startup, /health/ready or /health/live"}
+            payload = json.dumps(body).encode() + b"\n"
+            reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}[status]
+            writer.write(
+                f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+                f"Cache-Control: no-store\r\nConnection: close\r\n\r\n".encode()
+                + payload
+            )
+            await writer.drain()
+        except (asyncio.TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+async def _stop_child(process: asyncio.subprocess.Process, signum: int) -> None:
+    if process.returncode is not None:
+        return
+    process.send_signal(signum)
+    try:
+        await asyncio.wait_for(process.wait(), DRAIN_S + 5)
+    except asyncio.TimeoutError:
+        log.warning("pid %d did not stop within %d s: killing it", process.pid, DRAIN_S + 5)
+        process.kill()
+        await process.wait()
+
+
+def main(settings: ServerSettings, port: int, server_argv: list[str], env: dict[str, str]) -> None:
+    sys.exit(Supervisor(settings, port, server_argv, env).run())
