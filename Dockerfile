@@ -25,8 +25,9 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # container test), so their versions cannot be pinned here; everything Python is pinned below.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv nginx \
     && rm -rf /var/lib/apt/lists/* \
+    && chown -R 10001 /var/log/nginx /var/lib/nginx \
     && python3 -c 'import sys; sys.exit(not (3, 10) <= sys.version_info[:2] <= (3, 13))' \
     && (id -u tfscoring >/dev/null 2>&1 || useradd --uid 10001 --create-home --shell /usr/sbin/nologin tfscoring)
 

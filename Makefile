@@ -12,7 +12,8 @@ MODEL_DIR ?= models/tf-dnn-mnist/1
 DATA_DIR ?= /usr/share/datasets/fashion-mnist
 # GPU TensorFlow where an NVIDIA driver is present, CPU TensorFlow of the same version elsewhere.
 TF_FLAVOR ?= $(if $(shell command -v nvidia-smi 2>/dev/null),gpu,cpu)
-SYSTEM_PACKAGES := python3-venv dataset-fashion-mnist curl
+# nginx: the front door serve.py puts in front of azmlinfsrv (server/tfscoring/nginx.conf.in).
+SYSTEM_PACKAGES := python3-venv dataset-fashion-mnist curl nginx
 BENCH_PACKAGES := wrk
 CONTAINER_PACKAGES := buildah debootstrap
 IMAGE ?= tfscoring:latest

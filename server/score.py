@@ -25,11 +25,11 @@ from azureml_inference_server_http.api.aml_request import rawhttp
 from tfscoring import binary, log, metrics, requestlog, responses, workerstate
 from tfscoring.auth import require_key
 from tfscoring.batching import Batcher
-from tfscoring.body import check_declared, read_body
+from tfscoring.body import check_declared, discard_unread, read_body
 from tfscoring.budget import InflightBudget
 from tfscoring.config import Settings
 from tfscoring.decode import decode_rows
-from tfscoring.errors import ScoringError, StartupError
+from tfscoring.errors import PayloadTooLarge, ScoringError, StartupError
 from tfscoring.model import GraphModel
 from tfscoring.sizing import BINARY_WEIGHT, JSON_WEIGHT
 
@@ -103,6 +103,8 @@ def _score(request, record: requestlog.RequestRecord):
             return responses.classes(class_ids)  # encode
     except ScoringError as err:
         record.error = err.message
+        if err.status_code != PayloadTooLarge.status_code:
+            discard_unread(request)  # so that the answer reaches the client before the connection closes
         return responses.error(err)
     except TimeoutError:
         raise  # the server's SCORING_TIMEOUT_MS alarm: azmlinfsrv answers it with its own timeout message

@@ -37,6 +37,7 @@ def main(argv: list[str]) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s serve.py %(levelname)s %(message)s", stream=sys.stdout)
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--port", type=int, default=5001)
+    parser.add_argument("--entry_script", default=str(HERE / "score.py"))
     known, rest = parser.parse_known_args(argv)
     try:
         settings = ServerSettings.from_env()
@@ -57,7 +58,7 @@ def main(argv: list[str]) -> None:
         flush=True,
     )
     server = shutil.which("azmlinfsrv") or str(Path(sys.executable).with_name("azmlinfsrv"))
-    server_argv = [server, "--entry_script", str(HERE / "score.py"), *rest, "--port", str(known.port)]
+    server_argv = [server, "--entry_script", known.entry_script, *rest, "--port", str(known.port)]
     if not settings.front_door:
         os.execve(server, server_argv, env)
     try:

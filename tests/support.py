@@ -20,6 +20,7 @@ from tfscoring.config import Settings
 REPO = Path(__file__).resolve().parents[1]
 SCORE_PY = REPO / "server" / "score.py"
 HOWTO_SCORE_PY = REPO / "bench" / "howto_score.py"
+SERVE_PY = REPO / "server" / "serve.py"
 AZMLINFSRV = Path(sys.executable).with_name("azmlinfsrv")
 MiB = 1024 * 1024
 
@@ -88,6 +89,44 @@ class ServerProcess:
     def stop(self) -> None:
         stop_group(self.process)
         self._log.close()
+
+
+class FrontDoorProcess(ServerProcess):
+    """server/serve.py as make serve runs it: nginx on a free loopback port, azmlinfsrv behind it."""
+
+    def __init__(
+        self, model_dir: Path, log_dir: Path, env: dict[str, str] | None = None, entry_script: Path = SCORE_PY
+    ):
+        base = {k: v for k, v in os.environ.items() if k not in _ISOLATED}
+        base.update({"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "METRICS_PORT": "0", **GPU_SHARING})
+        base.update(env or {})
+        argv = [sys.executable, str(SERVE_PY), "--model_dir", str(model_dir), "--entry_script", str(entry_script)]
+        self._start(argv, base, log_dir, "serve")
+
+    def wait_healthy(self, timeout: float = 180) -> FrontDoorProcess:
+        try:
+            wait_for_health(self.url + "/health/ready", self.process, self.log, timeout)
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
+
+    def gunicorn_pid(self) -> int:
+        """The gunicorn master: serve.py's child that runs azmlinfsrv."""
+        return next(pid for pid in worker_pids(self.process.pid) if "azmlinfsrv" in _command_line(pid))
+
+    def nginx_pid(self) -> int:
+        return next(pid for pid in worker_pids(self.process.pid) if _command_line(pid).startswith("nginx"))
+
+    def probe(self, name: str) -> int:
+        return requests.get(f"{self.url}/health/{name}", timeout=10).status_code
+
+
+def _command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def worker_pids(master: int) -> set[int]:

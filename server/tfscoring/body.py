@@ -46,3 +46,21 @@ def read_body(request: flask.Request, max_bytes: int) -> bytes:
         # gunicorn hands over what arrived before the client closed: scoring it would answer fewer rows than sent.
         raise BadRequest(f"body cut short: {len(body)} of the {declared} bytes Content-Length announced arrived")
     return body
+
+
+def discard_unread(request: flask.Request) -> None:
+    """Read and drop what is left of a body refused before it was read (401, 503), in small pieces.
+
+    An answer sent over a body still arriving, followed by a close, makes the kernel reset the
+    connection, and the client (or nginx, which then answers 502) may lose the answer.  gunicorn
+    itself drains only 64 KiB before closing, so the rest is read here; a body over the limit
+    (413 from Content-Length) is not: reading it would take the time the limit is there to save.
+    """
+    try:
+        while request.stream.read(_DISCARD_CHUNK):
+            pass
+    except _UNREADABLE:
+        pass
+
+
+_DISCARD_CHUNK = 64 * 1024

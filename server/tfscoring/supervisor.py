@@ -10,12 +10,14 @@ serve.py runs this in the container's main process:
 - on SIGTERM or SIGINT it drains in order: nginx stops accepting and finishes the requests it holds
   (SIGQUIT), then gunicorn finishes its own (SIGTERM), then it exits 0.
 
-Children get SIGTERM if this process dies (PR_SET_PDEATHSIG), so nothing outlives it.
+Each child leads a process group of its own, killed whole once the child is gone, and gets SIGTERM if
+this process dies (PR_SET_PDEATHSIG), so nothing outlives it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import json
 import os
@@ -84,7 +86,9 @@ class Supervisor:
         frontdoor.give_to_workers(self._run_dir)
         gunicorn = await self._start_gunicorn(listener)
         listener.close()  # gunicorn holds it now
-        nginx = await asyncio.create_subprocess_exec(*frontdoor.command(config), preexec_fn=_die_with_parent)
+        nginx = await asyncio.create_subprocess_exec(
+            *frontdoor.command(config), preexec_fn=_die_with_parent, start_new_session=True
+        )
         log.info("front door on :%d (nginx %d) -> azmlinfsrv (gunicorn %d) on %s/gunicorn.sock",
                  self._port, nginx.pid, gunicorn.pid, self._run_dir)  # fmt: skip
         watch = asyncio.create_task(self._watch(gunicorn.pid))
@@ -116,7 +120,7 @@ class Supervisor:
 
         return await asyncio.create_subprocess_exec(
             "/bin/sh", "-c", 'LISTEN_PID=$$ exec "$0" "$@"', *self._server_argv,
-            env={**self._env, "LISTEN_FDS": "1"}, pass_fds=[3], preexec_fn=in_child,
+            env={**self._env, "LISTEN_FDS": "1"}, pass_fds=[3], preexec_fn=in_child, start_new_session=True,
         )  # fmt: skip
 
     async def _watch(self, master: int) -> None:
@@ -148,15 +152,18 @@ class Supervisor:
 
 
 async def _stop_child(process: asyncio.subprocess.Process, signum: int) -> None:
-    if process.returncode is not None:
-        return
-    process.send_signal(signum)
-    try:
-        await asyncio.wait_for(process.wait(), DRAIN_S + 5)
-    except asyncio.TimeoutError:
-        log.warning("pid %d did not stop within %d s: killing it", process.pid, DRAIN_S + 5)
-        process.kill()
-        await process.wait()
+    """Stop a child with `signum`, SIGKILL after DRAIN_S; then whatever is left of its process group (the
+    workers of a master that died first)."""
+    if process.returncode is None:
+        process.send_signal(signum)
+        try:
+            await asyncio.wait_for(process.wait(), DRAIN_S + 5)
+        except asyncio.TimeoutError:
+            log.warning("pid %d did not stop within %d s: killing it", process.pid, DRAIN_S + 5)
+            process.kill()
+            await process.wait()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def main(settings: ServerSettings, port: int, server_argv: list[str], env: dict[str, str]) -> None:

@@ -1,0 +1,45 @@
+"""server/score.py on a device the test controls through files, to test hangs and device failures on a CPU.
+
+- While $STALL_FILE exists, session calls wait (a slow or hung device): the queue fills behind them;
+  $STALL_FILE-reached appears when one does.
+- While $BREAK_FILE exists, session calls raise TensorFlow's InternalError, as a CUDA error would, and a
+  worker starting meanwhile waits in init() (a replacement stays "loading" until the test lets it go).
+
+Everything else is the real entry script.
+"""
+
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "server"))
+
+import tensorflow as tf
+
+import score  # the real entry script, found through the path above
+
+run = score.run  # decorated with @rawhttp: the server calls it with the Flask request
+
+
+def init():
+    stall, broken = (
+        Path(os.environ.get("STALL_FILE", "/nonexistent")),
+        Path(os.environ.get("BREAK_FILE", "/nonexistent")),
+    )
+    deadline = time.monotonic() + 120
+    while broken.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    score.init()
+    session_call = score.model._run
+
+    def faulty_device(rows):
+        if stall.exists():
+            stall.with_name(stall.name + "-reached").touch()  # the test's sign that a call is stalled
+        while stall.exists():
+            time.sleep(0.01)
+        if broken.exists():
+            raise tf.errors.InternalError(None, None, "CUDA_ERROR_ILLEGAL_ADDRESS: an illegal memory access (pretend)")
+        return session_call(rows)
+
+    score.model._run = faulty_device

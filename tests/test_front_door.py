@@ -1,0 +1,165 @@
+"""The front door: serve.py as make serve and the image run it, nginx in front of azmlinfsrv.
+
+- Slow, silent and cut-short clients cost nginx a connection each, never a scoring thread.
+- Concurrent maximum-size bodies are answered 200 or 503 (the in-flight budget), never an OOM kill.
+- The probes answer from the workers' state, beside the scoring threads.
+- One process tree: a dead child stops it non-zero; SIGTERM drains it in order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import resource
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import requests
+
+from tests.support import FrontDoorProcess, MiB, data_body, post, wait_for
+
+SLOW_HEADERS = 64
+SLOW_BODIES = 64
+SILENT = 2000
+NORMAL = 80
+FRONT_DOOR_ENV = {
+    "WORKER_COUNT": "2",
+    "GUNICORN_CMD_ARGS": "--threads 4",
+    "MAX_REQUEST_ROWS": "2000",
+    "MAX_REQUEST_BYTES": str(32 * MiB),
+    # Three JSON requests of 20 MB weigh 180 MB: a worker holds one maximum-size request at a time.
+    "MAX_INFLIGHT_BYTES": str(100 * MiB),
+}
+
+
+@pytest.fixture(scope="module")
+def front_door(model_dir, tmp_path_factory):
+    with FrontDoorProcess(model_dir, tmp_path_factory.mktemp("front-door"), FRONT_DOOR_ENV) as server:
+        yield server
+
+
+@pytest.fixture(scope="module", autouse=True)
+def enough_file_descriptors():
+    """The attack tests hold thousands of sockets in this process."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 3 * SILENT)), hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def classes(server, images: np.ndarray) -> list[int]:
+    response = post(server.score_url, data_body(images))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_normal_requests_are_served_while_slow_and_silent_clients_hold_connections(front_door, t10k):
+    images, _ = t10k
+    expected = classes(front_door, images[:NORMAL])
+    address = ("127.0.0.1", front_door.port)
+    header = b"POST /score HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+    silent = [socket.create_connection(address) for _ in range(SILENT)]
+    slow_headers = [socket.create_connection(address) for _ in range(SLOW_HEADERS)]
+    slow_bodies = [socket.create_connection(address) for _ in range(SLOW_BODIES)]
+    for connection in slow_bodies:
+        connection.sendall(header)
+    stop = threading.Event()
+
+    def drip() -> None:  # one byte of the headers, ten of the body, per connection and second
+        sent = 0
+        while not stop.wait(1.0):
+            for connection in slow_headers:
+                with contextlib.suppress(OSError):  # nginx closed it (client_header_timeout)
+                    connection.send(header[sent : sent + 1])
+            for connection in slow_bodies:
+                with contextlib.suppress(OSError):  # nginx closed it (client_header_timeout)
+                    connection.send(b"[" * 10)
+            sent += 1
+
+    dripper = threading.Thread(target=drip, daemon=True)
+    dripper.start()
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda i: post(front_door.score_url, data_body(images[i : i + 1])), range(NORMAL)))
+        assert [a.status_code for a in answers] == [200] * NORMAL
+        assert [a.json()[0] for a in answers] == expected
+    finally:
+        stop.set()
+        dripper.join()
+        for connection in silent + slow_headers + slow_bodies:
+            connection.close()
+
+
+def cut_short(port: int) -> bytes:
+    """Announce two raw float32 rows, send one, half-close; what the server answers (b"" for nothing)."""
+    row = np.zeros(784, np.float32).tobytes()
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as connection:
+        connection.sendall(
+            b"POST /score HTTP/1.1\r\nHost: a\r\nContent-Type: application/octet-stream\r\n"
+            + f"Content-Length: {2 * len(row)}\r\nConnection: close\r\n\r\n".encode()
+            + row
+        )
+        connection.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_a_body_cut_short_gets_400_from_the_scoring_script(server):
+    """azmlinfsrv without the front door (as Azure ML runs score.py): gunicorn hands over what arrived."""
+    answer = cut_short(server.port)
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert b" 400 " in status_line
+    assert json.loads(rest.split(b"\r\n\r\n", 1)[1])["error"].startswith("body cut short: 3136 of the 6272 bytes")
+
+
+def test_a_body_cut_short_is_never_scored_through_the_front_door(front_door):
+    """nginx never passes on a body shorter than its Content-Length: no answer, or a 400, never a score."""
+    answer = cut_short(front_door.port)
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+
+
+def test_concurrent_maximum_size_bodies_get_200_or_503_and_the_server_answers_after(front_door, t10k):
+    images, _ = t10k
+    rows = np.resize(images, (2000, 784))
+    body = data_body(rows)
+    expected = classes(front_door, rows[:8])
+    with ThreadPoolExecutor(32) as pool:
+        answers = list(pool.map(lambda _: post(front_door.score_url, body, timeout=300), range(32)))
+    statuses = {a.status_code for a in answers}
+    assert statuses <= {200, 503}, [a.text[:200] for a in answers if a.status_code not in (200, 503)]
+    for answer in answers:
+        if answer.status_code == 200:
+            assert answer.json()[:8] == expected
+        else:
+            assert "MAX_INFLIGHT_BYTES" in answer.json()["error"] or "busy" in answer.json()["error"]
+            assert answer.headers["Retry-After"]
+    assert classes(front_door, rows[:8]) == expected
+
+
+def test_a_body_over_the_limit_gets_413_from_the_front_door(front_door):
+    response = post(front_door.score_url, b"0" * (32 * MiB + 1))
+    assert response.status_code == 413
+    assert "MAX_REQUEST_BYTES" in response.json()["error"]
+
+
+def test_probes_answer_json_beside_the_scoring_threads(front_door):
+    for probe in ("startup", "ready", "live"):
+        response = requests.get(f"{front_door.url}/health/{probe}", timeout=10)
+        assert response.status_code == 200
+        assert response.json()["workers"] == {"serving": 2, "configured": 2}
+    assert requests.get(f"{front_door.url}/v2/health/ready", timeout=10).status_code == 200
+    assert requests.get(f"{front_door.url}/", timeout=10).text == "Healthy"  # azmlinfsrv's own, for Azure ML
+
+
+def test_request_ids_pass_through(front_door, t10k):
+    images, _ = t10k
+    response = post(front_door.score_url, data_body(images[:1]), headers={"x-request-id": "front-door-id-1"})
+    assert response.headers["x-request-id"] == "front-door-id-1"
+    generated = post(front_door.score_url, data_body(images[:1])).headers["x-request-id"]
+    assert generated  # nginx's own id, the one its log would carry
+    wait_for(lambda: "front-door-id-1" in front_door.log(), 30, "the worker's log line with the client's id")
