@@ -59,7 +59,7 @@ def init():
     log.info(
         "API key %s; metrics %s; request log: %s",
         "required (SCORING_API_KEY)" if settings.api_key else "not required",
-        metrics.start_worker(settings.metrics_port, model.device),
+        metrics.start_worker(settings.metrics_bind, settings.metrics_port, model.device),
         settings.log_requests,
     )
 
