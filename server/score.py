@@ -66,7 +66,7 @@ def init():
     log.info(
         "API key %s; metrics %s; request log: %s; in-flight budget %d MiB",
         "required (SCORING_API_KEY)" if settings.api_key else "not required",
-        metrics.start_worker(settings.metrics_port, model.device),
+        metrics.start_worker(settings.metrics_bind, settings.metrics_port, model.device),
         settings.log_requests,
         budget.capacity >> 20,
     )

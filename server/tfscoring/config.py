@@ -7,6 +7,7 @@ tensors `network/X:0` and `network/output/MatMul:0`.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -62,6 +63,11 @@ class Settings(_FromEnv):
     metrics_port: int = pydantic.Field(
         8002, ge=0, le=65535, description="Prometheus metrics of every worker on this port (0: off)"
     )
+    metrics_bind: str = pydantic.Field(
+        "0.0.0.0",
+        description="IP address the metrics port listens on: all interfaces by default, since Prometheus scrapes"
+        " pod IPs; 127.0.0.1 keeps it local (an IPv6 address such as :: works too)",
+    )
     log_requests: Literal["all", "errors", "none"] = pydantic.Field(
         "all", description="one JSON log line per /score request: for all, only for non-2xx, or none"
     )
@@ -86,6 +92,14 @@ class Settings(_FromEnv):
         if any(not "!" <= char <= "~" for char in value):
             raise ValueError("must be printable ASCII without spaces (it is sent as `Authorization: Bearer <key>`)")
         return pydantic.SecretStr(value) if value else None
+
+    @pydantic.field_validator("metrics_bind")
+    @classmethod
+    def _ip_literal(cls, bind: str) -> str:
+        try:
+            return str(ipaddress.ip_address(bind))
+        except ValueError:
+            raise ValueError("must be an IP address such as 0.0.0.0 (all interfaces) or 127.0.0.1") from None
 
     @property
     def api_key(self) -> bytes | None:

@@ -7,8 +7,11 @@ imported and must be fresh for each server run, so by default it is named
 after the gunicorn master (its pid and start time) and directories of masters
 that are gone are removed (one the operator sets is used as it is).  One
 worker at a time, the holder of a lock file in that directory, serves
-everyone's metrics on METRICS_PORT; when it dies the kernel releases the lock
-and another takes over.  A worker that replaces a dead one clears the dead
+everyone's metrics on METRICS_BIND:METRICS_PORT; when it dies the kernel
+releases the lock and another takes over.  It serves them from one thread, an
+asyncio loop, with a bounded number of connections and a deadline for each, so
+that idle or slow clients cannot pile up threads or file descriptors in a
+scoring worker.  A worker that replaces a dead one clears the dead
 one's live gauges.  If the directory cannot be made, scoring goes on and the
 metrics are off, with a warning.
 
@@ -17,12 +20,15 @@ Metric names are listed in the README (Observability).
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import fcntl
+import ipaddress
 import os
 import re
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -32,6 +38,9 @@ from tfscoring import log
 
 _DIR_PREFIX = "tfscoring-metrics-"
 _RETRY_S = 5
+_MAX_CONNECTIONS = 64
+_DEADLINE_S = 5.0  # for one connection: reading the request, answering it and closing
+_MAX_HEAD = 8192  # request line and headers
 
 
 def _process_start(pid: int) -> str | None:
@@ -69,7 +78,15 @@ except OSError as err:  # a read-only temp dir must not stop the scoring: metric
     _DIR_ERROR = f"cannot create PROMETHEUS_MULTIPROC_DIR {MULTIPROC_DIR}: {err.strerror}"
     del os.environ["PROMETHEUS_MULTIPROC_DIR"]  # prometheus_client then keeps this worker's values in memory
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, start_http_server  # noqa: E402
+from prometheus_client import (  # noqa: E402
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _ROWS = tuple(float(2**i) for i in range(17))  # 1 .. 65536
@@ -97,11 +114,11 @@ DEVICE = Gauge(
 _held: list = []  # the metrics-port lock of the worker that serves, open for the worker's life
 
 
-def start_worker(port: int, device: str) -> str:
+def start_worker(bind: str, port: int, device: str) -> str:
     """Register this worker, clear the live gauges of dead ones, and serve everyone's metrics when its turn comes.
 
     Every worker waits on one lock file in the multiprocess directory, in a thread of its
-    own; the one holding it serves METRICS_PORT.  The kernel releases the lock when that
+    own; the one holding it serves bind:port.  The kernel releases the lock when that
     worker dies, and a waiting worker takes over.  Returns a description for the log.
     """
     if _DIR_ERROR:
@@ -116,25 +133,108 @@ def start_worker(port: int, device: str) -> str:
     atexit.register(multiprocess.mark_process_dead, os.getpid())
     if not port:
         return "not served (METRICS_PORT=0)"
-    threading.Thread(target=_serve_when_free, args=(port,), name="metrics-port", daemon=True).start()
-    return f"on :{port}"
+    threading.Thread(target=_serve_when_free, args=(bind, port), name="metrics-port", daemon=True).start()
+    return f"on {_address(bind, port)}"
 
 
-def _serve_when_free(port: int) -> None:
+def _address(bind: str, port: int) -> str:
+    return f"[{bind}]:{port}" if ":" in bind else f"{bind}:{port}"
+
+
+def _serve_when_free(bind: str, port: int) -> None:
     lock = open(Path(MULTIPROC_DIR) / "metrics-port.lock", "a")  # noqa: SIM115 - held for the worker's life
     fcntl.flock(lock, fcntl.LOCK_EX)  # blocks while a sibling serves
     _held.append(lock)
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
+    family = socket.AF_INET6 if ipaddress.ip_address(bind).version == 6 else socket.AF_INET
     warned = False
     while True:
         try:
-            start_http_server(port, registry=registry)
+            listener = socket.create_server((bind, port), family=family)
         except OSError as err:
             if not warned:  # e.g. a worker of this server's previous generation, or another program
                 log.warning("metrics port %d is taken (%s); retrying every %d s", port, err.strerror, _RETRY_S)
                 warned = True
             time.sleep(_RETRY_S)
             continue
-        log.info("worker %d serves the metrics of every worker on :%d", os.getpid(), port)
-        return
+        log.info("worker %d serves the metrics of every worker on %s", os.getpid(), _address(bind, port))
+        asyncio.run(_MetricsServer(registry).serve(listener))
+
+
+class _MetricsServer:
+    """GET /metrics over HTTP/1.1 on one asyncio loop: one request per connection, then `Connection: close`.
+
+    At most _MAX_CONNECTIONS are open at once.  A connection beyond that closes the one that
+    has waited longest for its request, so a flood of idle connections cannot lock a scraper
+    out; each connection is closed after _DEADLINE_S whatever state it is in.
+    """
+
+    def __init__(self, registry: CollectorRegistry):
+        self._registry = registry
+        self._open: set[asyncio.StreamWriter] = set()
+        self._reading: dict[asyncio.StreamWriter, None] = {}  # still reading their request, oldest first
+
+    async def serve(self, listener: socket.socket) -> None:
+        server = await asyncio.start_server(self._connection, sock=listener, limit=_MAX_HEAD)
+        await server.serve_forever()
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._open) >= _MAX_CONNECTIONS:
+            if not self._reading:
+                writer.transport.abort()
+                return
+            oldest = next(iter(self._reading))
+            self._forget(oldest)
+            oldest.transport.abort()
+        self._open.add(writer)
+        self._reading[writer] = None
+        try:
+            await asyncio.wait_for(self._exchange(reader, writer), _DEADLINE_S)
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, OSError):
+            pass  # a silent or slow client, or one that went away
+        finally:
+            self._forget(writer)
+            writer.transport.abort()  # no-op once closed; drops what a client that stopped reading left unsent
+
+    def _forget(self, writer: asyncio.StreamWriter) -> None:
+        self._open.discard(writer)
+        self._reading.pop(writer, None)
+
+    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.LimitOverrunError:
+            head = None
+        self._reading.pop(writer, None)
+        writer.write(self._answer(head))
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    def _answer(self, head: bytes | None) -> bytes:
+        if head is None:
+            return _response(431, "Request Header Fields Too Large")
+        request_line = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
+        if len(request_line) != 3:
+            return _response(400, "Bad Request")
+        method, target, _ = request_line
+        if target.split("?", 1)[0] != "/metrics":
+            return _response(404, "Not Found")
+        if method not in ("GET", "HEAD"):
+            return _response(405, "Method Not Allowed", ("Allow", "GET, HEAD"))
+        try:
+            body = generate_latest(self._registry)
+        except Exception:
+            log.exception("cannot collect the metrics")
+            return _response(500, "Internal Server Error")
+        return _response(200, "OK", ("Content-Type", CONTENT_TYPE_LATEST), body=body, head_only=method == "HEAD")
+
+
+def _response(status: int, reason: str, *headers: tuple[str, str], body: bytes = b"", head_only: bool = False) -> bytes:
+    if status >= 400:
+        body = f"{reason}\n".encode()
+        headers = (*headers, ("Content-Type", "text/plain; charset=utf-8"))
+    lines = [f"HTTP/1.1 {status} {reason}", *(f"{k}: {v}" for k, v in headers)]
+    lines += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
+    return "\r\n".join(lines).encode("latin-1") + (b"" if head_only else body)
