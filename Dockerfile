@@ -46,9 +46,10 @@ COPY ${MODEL_SOURCE} ${AZUREML_MODEL_DIR}/
 
 # Numeric, so that Kubernetes' runAsNonRoot can verify it.
 USER 10001
-# 5001: scoring (POST /score, GET / health); 8002: Prometheus metrics of every worker (METRICS_PORT).
+# 5001: the front door (nginx: POST /score, GET /health/{startup,ready,live}); 8002: Prometheus metrics.
 EXPOSE 5001 8002
+# Liveness: Docker marks the container unhealthy only when it is beyond saving, not when it is busy.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:5001/', timeout=4)"]
-# serve.py sizes WORKER_COUNT to the GPUs (or cores) it sees unless the environment sets it.
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:5001/health/live', timeout=4)"]
+# serve.py runs nginx in front of azmlinfsrv (one process tree) and sizes WORKER_COUNT unless it is set.
 CMD ["python", "server/serve.py", "--port", "5001"]

@@ -41,7 +41,7 @@ import numpy as np
 import requests
 
 from model import idx
-from tests.support import REPO, ServerProcess, worker_pids
+from tests.support import REPO, FrontDoorProcess, worker_pids
 
 SERVE_PY = REPO / "server" / "serve.py"
 WRK_SCRIPT = REPO / "bench" / "soak.lua"
@@ -316,9 +316,8 @@ def soak(
 # --- the server, as make serve starts it ------------------------------------------------------------------
 
 
-class Server(ServerProcess):
-    """server/serve.py on a free loopback port, with the caller's settings; the process is the gunicorn master
-    (serve.py execs azmlinfsrv)."""
+class Server(FrontDoorProcess):
+    """server/serve.py on a free loopback port, with the caller's settings (nginx in front of azmlinfsrv)."""
 
     def __init__(self, model_dir: Path, log_dir: Path, env: dict[str, str] | None = None):
         argv = [sys.executable, str(SERVE_PY), "--model_dir", str(model_dir)]
@@ -350,7 +349,7 @@ def soak_new_server(
             duration,
             concurrency,
             warmup,
-            server.process.pid,
+            server.gunicorn_pid(),
             server.describe(),
             growth_limit_pct,
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import resource
 import socket
 import threading
@@ -19,7 +20,9 @@ import numpy as np
 import pytest
 import requests
 
-from tests.support import FrontDoorProcess, MiB, data_body, post, wait_for
+from tests.support import FrontDoorProcess, MiB, data_body, free_port, post, wait_for, wait_for_health
+from tfscoring import frontdoor
+from tfscoring.config import ServerSettings
 
 SLOW_HEADERS = 64
 SLOW_BODIES = 64
@@ -163,3 +166,31 @@ def test_request_ids_pass_through(front_door, t10k):
     generated = post(front_door.score_url, data_body(images[:1])).headers["x-request-id"]
     assert generated  # nginx's own id, the one its log would carry
     wait_for(lambda: "front-door-id-1" in front_door.log(), 30, "the worker's log line with the client's id")
+
+
+def test_the_configuration_written_for_nginx_is_one_nginx_accepts(tmp_path, monkeypatch):
+    monkeypatch.setenv("MAX_REQUEST_BYTES", "1234567")
+    monkeypatch.setenv("CLIENT_HEADER_TIMEOUT_S", "7")
+    config = frontdoor.write_config(ServerSettings.from_env(), free_port(), tmp_path)
+    frontdoor.check(config)  # nginx -t
+    text = config.read_text()
+    assert "client_max_body_size 1234567;" in text and "client_header_timeout 7s;" in text
+    assert not re.search(r"@[A-Z_]+@", text)
+
+
+def test_an_invalid_front_door_setting_stops_start_up_with_one_line(model_dir, tmp_path):
+    server = FrontDoorProcess(model_dir, tmp_path, {"CLIENT_BODY_TIMEOUT_S": "soon"})
+    assert server.wait_exit() == 3
+    assert "start-up failed: invalid configuration: CLIENT_BODY_TIMEOUT_S='soon'" in server.log()
+
+
+def test_front_door_off_serves_azmlinfsrv_on_the_port_itself(model_dir, tmp_path, t10k):
+    images, _ = t10k
+    server = FrontDoorProcess(model_dir, tmp_path, {"FRONT_DOOR": "0", "WORKER_COUNT": "1"})
+    try:
+        wait_for_health(server.url + "/", server.process, server.log, 180)
+        assert len(classes(server, images[:3])) == 3
+        assert requests.get(f"{server.url}/health/ready", timeout=10).status_code == 404  # no probes without it
+        assert "nginx" not in server.log()
+    finally:
+        server.stop()

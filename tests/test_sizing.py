@@ -9,7 +9,7 @@ import time
 
 import requests
 
-from tests.support import REPO, free_port, stop_group
+from tests.support import REPO, free_port, stop_group, wait_for
 from tfscoring.sizing import (
     MAX_CPU_WORKERS,
     THREADS_PER_WORKER,
@@ -58,7 +58,12 @@ def test_serve_py_starts_the_server_sized_to_the_machine(model_dir, tmp_path):
             assert process.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.5)
-        assert f"WORKER_COUNT={size.workers} GUNICORN_CMD_ARGS='--threads {size.threads}'" in log.read_text()
+        assert (
+            f"WORKER_COUNT={size.workers} GUNICORN_CMD_ARGS='--threads {size.threads} --keep-alive" in log.read_text()
+        )
+        wait_for(
+            lambda: requests.get(f"http://127.0.0.1:{port}/health/ready", timeout=10).status_code == 200, 60, "ready"
+        )
         assert requests.get(f"http://127.0.0.1:{port}/", timeout=10).status_code == 200
     finally:
         stop_group(process)

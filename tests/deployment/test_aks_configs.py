@@ -85,10 +85,12 @@ def test_kubernetes_manifests_are_valid_against_the_schemas(manifest):
         kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
 
 
-def test_kubernetes_deployment_reserves_a_gpu_and_probes_the_health_route():
+def test_kubernetes_deployment_reserves_a_gpu_and_probes_the_front_doors_health_routes():
     deployment = yaml.safe_load((REPO / "docker" / "k8s" / "deployment.yaml").read_text())
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
-    for probe in ("readinessProbe", "livenessProbe"):
-        assert container[probe]["httpGet"]["path"] == "/"
+    routes = (REPO / "server" / "tfscoring" / "nginx.conf.in").read_text()
+    assert "location ~ ^/(v2/)?health/(live|ready|startup)$" in routes  # what nginx passes to serve.py's probes
+    for probe, route in (("startupProbe", "startup"), ("readinessProbe", "ready"), ("livenessProbe", "live")):
+        assert container[probe]["httpGet"]["path"] == f"/health/{route}"
     assert deployment["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True

@@ -1,0 +1,54 @@
+"""The in-flight budget: what a worker may hold of requests being read, decoded and scored."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tfscoring import sizing
+from tfscoring.budget import InflightBudget
+from tfscoring.errors import ServiceUnavailable
+
+GiB = 1 << 30
+
+
+def test_requests_are_admitted_up_to_the_budget_and_refused_with_503_beyond():
+    budget = InflightBudget(100)
+    with budget.reserve(60), budget.reserve(40):
+        assert budget.used == 100
+        with pytest.raises(ServiceUnavailable) as refused, budget.reserve(1):
+            pass
+        assert refused.value.headers["Retry-After"]
+        assert "MAX_INFLIGHT_BYTES" in refused.value.message
+    assert budget.used == 0
+
+
+def test_a_request_heavier_than_the_whole_budget_goes_alone():
+    budget = InflightBudget(100)
+    with budget.reserve(150), pytest.raises(ServiceUnavailable), budget.reserve(1):
+        pass
+    with budget.reserve(1), pytest.raises(ServiceUnavailable), budget.reserve(150):
+        pass
+
+
+def test_a_failed_request_gives_its_share_back():
+    budget = InflightBudget(100)
+    with pytest.raises(ValueError), budget.reserve(70):
+        raise ValueError
+    assert budget.used == 0
+
+
+def test_the_default_budget_keeps_32_maximum_requests_of_2_workers_inside_a_4_gib_replica():
+    replica, max_body = 4 * GiB, 64 << 20
+    per_worker = sizing.inflight_bytes_per_worker(replica, 2, max_body)
+    assert 2 * (sizing.WORKER_BASE_BYTES + per_worker) <= sizing.MEMORY_SHARE * replica
+    assert per_worker >= sizing.JSON_WEIGHT * max_body  # a maximum-size request always fits alone
+
+
+def test_a_small_replica_still_admits_one_maximum_request_per_worker():
+    assert sizing.inflight_bytes_per_worker(1 * GiB, 4, 64 << 20) == sizing.JSON_WEIGHT * (64 << 20)
+
+
+def test_the_memory_limit_is_at_most_the_machines():
+    assert 0 < sizing.memory_limit() <= os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
