@@ -41,6 +41,7 @@ COPY server/ server/
 ENV AZUREML_MODEL_DIR=/var/azureml-app/azureml-models/tf-dnn-mnist/1 \
     PATH=/opt/tfscoring/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
+    MALLOC_MMAP_THRESHOLD_=1048576 \
     GUNICORN_CMD_ARGS="--threads 16"
 COPY ${MODEL_SOURCE} ${AZUREML_MODEL_DIR}/
 

@@ -169,7 +169,7 @@ def measure(args: argparse.Namespace, env: dict[str, str], work: Path) -> Run:
     if args.threads:
         server_env["GUNICORN_CMD_ARGS"] = f"--threads {args.threads}"
     server = ServeServer(args.model_dir, work, server_env, args.entry_script).wait_healthy()
-    master = server.process.pid
+    master = server.gunicorn_pid()  # serve.py's child; nginx's few MiB are not counted
     run = Run(
         label=args.label,
         env=env,

@@ -30,7 +30,12 @@ GPU_VM_SIZE = "Standard_NC6s_v3"  # one V100 per node; any NC/ND size with NVIDI
 # One gunicorn worker owns the replica's GPU; its threads feed the batcher. Azure ML's front end
 # must let that many requests in at once, or batching never sees concurrent requests.
 THREADS = 16
-SERVER_ENVIRONMENT = {"WORKER_COUNT": "1", "GUNICORN_CMD_ARGS": f"--threads {THREADS}", "REQUIRE_GPU": "1"}
+SERVER_ENVIRONMENT = {
+    "WORKER_COUNT": "1",
+    "GUNICORN_CMD_ARGS": f"--threads {THREADS}",
+    "REQUIRE_GPU": "1",
+    "MALLOC_MMAP_THRESHOLD_": "1048576",  # large bodies' memory goes back to the kernel (docs/operations.md)
+}
 
 
 def environment() -> Environment:

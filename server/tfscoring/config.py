@@ -155,7 +155,4 @@ class ServerSettings(_FromEnv):
     worker_hang_s: float = pydantic.Field(
         10.0, gt=0, description="a serving worker silent for this long (frozen) is killed and replaced"
     )
-    max_request_bytes: pydantic.PositiveInt = Settings.model_fields["max_request_bytes"]
-    worker_count: pydantic.PositiveInt | None = pydantic.Field(
-        None, description="gunicorn workers; default from the cores (sizing.py)"
-    )
+    max_request_bytes: pydantic.PositiveInt = Settings.model_fields["max_request_bytes"]  # nginx's limit too

@@ -45,6 +45,7 @@ class PodHealth:
     stopping: bool = False
     _last_serving: float = field(default_factory=time.monotonic)
     _states: dict[int, dict] = field(default_factory=dict)
+    _killed: set[int] = field(default_factory=set)
 
     def refresh(self, workers: set[int]) -> None:
         """Read the live workers' states; forget dead ones; kill a serving worker that has gone silent."""
@@ -60,9 +61,11 @@ class PodHealth:
             except (OSError, ValueError):
                 continue  # replaced while read: the next round reads it
         self._states = states
+        self._killed &= workers
         for pid, state in states.items():
             silent = now - state["at"]
-            if state["phase"] == "serving" and silent > self.hang_s:
+            if state["phase"] == "serving" and silent > self.hang_s and pid not in self._killed:
+                self._killed.add(pid)
                 log.critical("worker %d silent for %.0f s (frozen?): killed, to be replaced", pid, silent)
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)

@@ -86,9 +86,13 @@ class Supervisor:
         frontdoor.give_to_workers(self._run_dir)
         gunicorn = await self._start_gunicorn(listener)
         listener.close()  # gunicorn holds it now
+        # nginx's access lines go through a pipe copied to this process's stdout: a non-root nginx cannot
+        # reopen /dev/stdout when it is a file another user owns (a container runtime's log file).
         nginx = await asyncio.create_subprocess_exec(
-            *frontdoor.command(config), preexec_fn=_die_with_parent, start_new_session=True
-        )
+            *frontdoor.command(config), stdout=asyncio.subprocess.PIPE, preexec_fn=_die_with_parent,
+            start_new_session=True,
+        )  # fmt: skip
+        copy = asyncio.create_task(_copy_lines(nginx.stdout))
         log.info("front door on :%d (nginx %d) -> azmlinfsrv (gunicorn %d) on %s/gunicorn.sock",
                  self._port, nginx.pid, gunicorn.pid, self._run_dir)  # fmt: skip
         watch = asyncio.create_task(self._watch(gunicorn.pid))
@@ -106,6 +110,7 @@ class Supervisor:
         await _stop_child(nginx, signal.SIGQUIT)  # graceful: stop accepting, finish what it holds
         await _stop_child(gunicorn, signal.SIGTERM)  # graceful: workers finish their requests
         watch.cancel()
+        await copy
         probes.close()
         return code
 
@@ -130,8 +135,9 @@ class Supervisor:
 
     async def _answer_probe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            request_line = await asyncio.wait_for(reader.readline(), 5)
-            parts = request_line.decode("latin-1").split()
+            # The whole head: closing with bytes unread would reset the connection under nginx's feet.
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            parts = head.split(b"\r\n", 1)[0].decode("latin-1").split()
             probe = parts[1].rsplit("/", 1)[-1] if len(parts) >= 2 else ""
             if probe in ("startup", "ready", "live"):
                 status, body = self._health.answer(probe)
@@ -145,10 +151,17 @@ class Supervisor:
                 + payload
             )
             await writer.drain()
-        except (asyncio.TimeoutError, ConnectionError):
-            pass
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            pass  # not a request nginx would send
         finally:
             writer.close()
+
+
+async def _copy_lines(stream: asyncio.StreamReader) -> None:
+    # nginx writes each access line with one write(): what one read returns is whole lines.
+    while chunk := await stream.read(65536):
+        sys.stdout.buffer.write(chunk)
+        sys.stdout.flush()
 
 
 async def _stop_child(process: asyncio.subprocess.Process, signum: int) -> None:
