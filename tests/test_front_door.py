@@ -148,6 +148,11 @@ def test_a_body_over_the_limit_gets_413_from_the_front_door(front_door):
     response = post(front_door.score_url, b"0" * (32 * MiB + 1))
     assert response.status_code == 413
     assert "MAX_REQUEST_BYTES" in response.json()["error"]
+    logged = lambda: [  # noqa: E731
+        line for line in front_door.log().splitlines() if '"source": "frontdoor"' in line and '"status": 413' in line
+    ]
+    (line,) = wait_for(logged, 30, "nginx's JSON line for the request it answered itself")
+    assert json.loads(line)["path"] == "/score"
 
 
 def test_probes_answer_json_beside_the_scoring_threads(front_door):

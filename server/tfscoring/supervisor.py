@@ -88,11 +88,13 @@ class Supervisor:
         listener.close()  # gunicorn holds it now
         # nginx's access lines go through a pipe copied to this process's stdout: a non-root nginx cannot
         # reopen /dev/stdout when it is a file another user owns (a container runtime's log file).
+        # (A pipe of its own, not asyncio's: asyncio would not see nginx exit while its workers hold the pipe.)
+        access_log, nginx_stdout = os.pipe()
         nginx = await asyncio.create_subprocess_exec(
-            *frontdoor.command(config), stdout=asyncio.subprocess.PIPE, preexec_fn=_die_with_parent,
-            start_new_session=True,
-        )  # fmt: skip
-        copy = asyncio.create_task(_copy_lines(nginx.stdout))
+            *frontdoor.command(config), stdout=nginx_stdout, preexec_fn=_die_with_parent, start_new_session=True
+        )
+        os.close(nginx_stdout)
+        copy = asyncio.create_task(_copy_lines(access_log))
         log.info("front door on :%d (nginx %d) -> azmlinfsrv (gunicorn %d) on %s/gunicorn.sock",
                  self._port, nginx.pid, gunicorn.pid, self._run_dir)  # fmt: skip
         watch = asyncio.create_task(self._watch(gunicorn.pid))
@@ -110,7 +112,8 @@ class Supervisor:
         await _stop_child(nginx, signal.SIGQUIT)  # graceful: stop accepting, finish what it holds
         await _stop_child(gunicorn, signal.SIGTERM)  # graceful: workers finish their requests
         watch.cancel()
-        await copy
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(copy, 5)  # the last lines nginx wrote
         probes.close()
         return code
 
@@ -157,9 +160,13 @@ class Supervisor:
             writer.close()
 
 
-async def _copy_lines(stream: asyncio.StreamReader) -> None:
+async def _copy_lines(fd: int) -> None:
+    reader = asyncio.StreamReader()
+    await asyncio.get_running_loop().connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
+    )
     # nginx writes each access line with one write(): what one read returns is whole lines.
-    while chunk := await stream.read(65536):
+    while chunk := await reader.read(65536):
         sys.stdout.buffer.write(chunk)
         sys.stdout.flush()
 
