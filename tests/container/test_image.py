@@ -110,7 +110,7 @@ class ContainerServer:
             with contextlib.suppress(OSError):
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
                 program = next((p for p in ("nginx", "azmlinfsrv", "serve.py") if p.encode() in cmdline), None)
-                if program:
+                if program and b"buildah" not in cmdline:  # buildah's own processes name serve.py too
                     status = Path(f"/proc/{pid}/status").read_text()
                     uid = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
                     ids.setdefault(program, set()).add(uid)
