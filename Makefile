@@ -23,11 +23,12 @@ DEPLOY_VENV := .venv-deploy
 SUDO := $(if $(filter 0,$(shell id -u)),env,sudo env)
 PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check -c requirements/constraints.txt
 
-.PHONY: help serve test bench soak image container-test deploy-test lint model system-packages bench-packages container-packages clean
+.PHONY: help serve test test-contended bench soak image container-test deploy-test lint model system-packages bench-packages container-packages clean
 
 help:
 	@echo "make serve   install everything, build the model if missing, serve on http://127.0.0.1:$(PORT)/score"
 	@echo "make test    install everything, build the model if missing, run lint and every test"
+	@echo "make test-contended   the slowest test files with a busy loop on every core beside them"
 	@echo "make bench   throughput and latency against the how-to, the server's ceiling and MLServer (bench/results)"
 	@echo "make soak    5 minutes at 64 connections on the server as make serve runs it: zero errors, bounded memory"
 	@echo "make image   build the image (docker when an engine runs, buildah otherwise)"
@@ -131,6 +132,15 @@ test: $(VENV)/.dev-installed model lint bench-packages
 	MODEL_DIR=$(MODEL_DIR) DATA_DIR=$(DATA_DIR) $(BIN)/python -m pytest --ignore=tests/container --ignore=tests/deployment
 	$(MAKE) --no-print-directory deploy-test
 	$(MAKE) --no-print-directory container-test
+
+# Tests that wait for what they assert pass on a loaded machine too; one that reads a log line or a metric
+# right after an answer races the server, and loses more often here.  One busy loop per core, killed after.
+CONTENDED_TESTS ?= tests/test_startup.py tests/test_soak.py
+test-contended: $(VENV)/.dev-installed model bench-packages
+	@loops=; for _ in $$(seq $$(nproc)); do (while :; do :; done) & loops="$$loops $$!"; done; \
+	trap 'kill $$loops' EXIT; \
+	echo "$$(nproc) busy loops:$$loops"; \
+	MODEL_DIR=$(MODEL_DIR) DATA_DIR=$(DATA_DIR) $(BIN)/python -m pytest $(CONTENDED_TESTS)
 
 clean:
 	rm -rf $(VENV) $(MLSERVER_VENV) $(DEPLOY_VENV) models .pytest_cache .ruff_cache

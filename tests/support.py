@@ -23,6 +23,9 @@ HOWTO_SCORE_PY = REPO / "bench" / "howto_score.py"
 SERVE_PY = REPO / "server" / "serve.py"
 AZMLINFSRV = Path(sys.executable).with_name("azmlinfsrv")
 MiB = 1024 * 1024
+# How long a test waits for a line, a metric or a worker it expects: generous, for a loaded machine; a test
+# that passes never waits this long.
+SETTLE_S = 30
 
 # Settings of the scoring script and the server that must not leak in from the caller's shell.
 _ISOLATED = {name.upper() for name in Settings.model_fields} | {"WORKER_COUNT", "GUNICORN_CMD_ARGS", "WORKER_PRELOAD"}
@@ -63,7 +66,24 @@ class ServerProcess:
         )
 
     def log(self) -> str:
+        """The server's output so far.  Lines still to come are not in it: read it through wait_for_log to see a
+        line appear, and through settled_log to see that one does not."""
         return Path(self._log.name).read_text(errors="replace")
+
+    def wait_for_log(self, text: str, count: int = 1, timeout: float = SETTLE_S) -> str:
+        """The log once `text` is in it (`count` times at least).  Gunicorn writes a request's access line after
+        sending the response, and a worker logs from threads of its own, so a line may come after the answer."""
+        return wait_for(lambda: (log := self.log()).count(text) >= count and log, timeout, f"{text!r} in the log")
+
+    def settled_log(self, timeout: float = SETTLE_S) -> str:
+        """The log once the server holds no connection open: by then every request it has answered has had all
+        of its lines written, those written after the response included (gunicorn's access line, for one).  A
+        worker closes a connection only after its last request's access line, so a line missing from this log
+        is missing for good.  The callers must have closed their connections (requests.post does)."""
+        wait_for(
+            lambda: not open_connections(self.port), timeout, f"the server on :{self.port} closes every connection"
+        )
+        return self.log()
 
     def wait_healthy(self, timeout: float = 180) -> ServerProcess:
         try:
@@ -140,6 +160,18 @@ def worker_pids(master: int) -> set[int]:
         if int(fields[1]) == master and fields[0] != "Z":  # Z: exited, not yet reaped
             pids.add(int(stat.parent.name))
     return pids
+
+
+def open_connections(port: int) -> int:
+    """Connections the server listening on `port` has accepted, or has queued to accept, and not yet closed."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            # ESTABLISHED, SYN_RECV or CLOSE_WAIT (the client has closed, the server not yet) on the server's side
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] in ("01", "03", "08"):
+                count += 1
+    return count
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str):

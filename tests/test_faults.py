@@ -79,6 +79,32 @@ def connections(port: int) -> tuple[int, int]:
     return established, backlog
 
 
+def accepting(pid: int, port: int) -> bool:
+    """Whether process `pid` waits for connections to accept on the socket listening on `port`: whether that
+    socket is in one of its epoll sets.  A gthread worker takes it out when told to stop (SIGTERM)."""
+    listening = {
+        fields[9]
+        for fields in (line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:])
+        if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A"
+    }
+    fds = {}
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            fds[fd.name] = os.readlink(fd)
+        except OSError:
+            continue  # closed meanwhile
+    listeners = {name for name, target in fds.items() if target in {f"socket:[{inode}]" for inode in listening}}
+    for name, target in fds.items():
+        if target == "anon_inode:[eventpoll]":
+            try:
+                watched = Path(f"/proc/{pid}/fdinfo/{name}").read_text().splitlines()
+            except OSError:
+                continue
+            if any(line.startswith("tfd:") and line.split()[1] in listeners for line in watched):
+                return True
+    return False
+
+
 @pytest.fixture(scope="module")
 def expected(howto_server, t10k) -> np.ndarray:
     images, _ = t10k
@@ -123,17 +149,21 @@ def test_a_worker_killed_under_load_is_replaced_and_only_its_in_flight_requests_
 
     clients = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
     try:
-        originals = wait_for(lambda: worker_pids(server.process.pid), 10, "the workers are listed")
-        assert len(originals) == 2
+        originals = wait_for(lambda: len(pids := worker_pids(server.process.pid)) == 2 and pids, 30, "two workers")
+        for pid in originals:  # the server answers once one worker is ready; the kills need both serving
+            server.wait_for_log(f"Worker with pid {pid} ready for serving traffic", timeout=REPLACEMENT_S)
         for thread in clients:
             thread.start()
-        time.sleep(2)
+        wait_for(lambda: len(calls) >= CLIENTS, REPLACEMENT_S, "the clients' first answers")
         kills: list[float] = []
         known = set(originals)
         first, second = sorted(originals)
 
         def new_workers() -> set[int]:
             return worker_pids(server.process.pid) - known
+
+        def answered_since(moment: float) -> int:
+            return sum(c.began > moment and c.status == 200 for c in list(calls))
 
         for victim in (first, second):
             kills.append(time.monotonic())
@@ -142,8 +172,8 @@ def test_a_worker_killed_under_load_is_replaced_and_only_its_in_flight_requests_
             known.update(replacement)
             if victim == first:  # before the second kill, the first replacement must have run init()
                 ready = f"Worker with pid {replacement.pop()} ready for serving traffic"
-                wait_for(lambda line=ready: line in server.log(), REPLACEMENT_S, "the new worker is ready")
-            time.sleep(2)
+                server.wait_for_log(ready, timeout=REPLACEMENT_S)
+            wait_for(lambda: answered_since(kills[-1]) >= CLIENTS, REPLACEMENT_S, "answers to requests sent after it")
     finally:
         stop.set()
         for thread in clients:
@@ -220,13 +250,16 @@ def test_sigterm_drains_in_flight_requests_refuses_new_ones_and_exits_0_within_t
         upload.send(body[: len(body) // 2])
         for thread in slow:
             thread.start()
+        (worker,) = worker_pids(server.process.pid)
+        assert accepting(worker, server.port)
         wait_for(lambda: connections(server.port) == (IN_FLIGHT + 1, 0), 30, "every request accepted by the worker")
         # The leader's rows not yet scored are at most SLOW_ROWS: more means requests queued behind it.
         wait_for(lambda: queued_rows() > SLOW_ROWS, 30, "requests queued in the batcher behind the one scored")
         assert calls == [], "the requests must still be in flight at the SIGTERM"
         terminated = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
-        time.sleep(0.5)  # the master has closed its listening socket and signalled the worker
+        # The master closes its listening socket, then signals the worker, which stops accepting.
+        wait_for(lambda: not accepting(worker, server.port), 30, "the worker to stop accepting connections")
         newcomer = threading.Thread(target=lambda: late.append(call(server.port, rows[:1], data_body(images[:1]))))
         newcomer.start()
         upload.send(body[len(body) // 2 :])

@@ -75,11 +75,14 @@ def test_a_non_matrix_input_tensor_is_refused(settings):
 
 def test_worker_slots_are_distinct_per_live_process_and_reused_after_exit(tmp_path):
     claim = (
-        "import sys, time; sys.path.insert(0, 'server');"
+        "import sys; sys.path.insert(0, 'server');"
         "from pathlib import Path; from tfscoring.devices import claim_worker_slot;"
-        f"print(claim_worker_slot(Path({str(tmp_path)!r})), flush=True); time.sleep(30)"
+        f"print(claim_worker_slot(Path({str(tmp_path)!r})), flush=True); sys.stdin.read()"  # held until killed
     )
-    workers = [subprocess.Popen([sys.executable, "-c", claim], stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    workers = [
+        subprocess.Popen([sys.executable, "-c", claim], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
     try:
         slots = [int(w.stdout.readline()) for w in workers]
         assert sorted(slots) == [0, 1, 2]

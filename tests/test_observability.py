@@ -33,6 +33,7 @@ def observed_server(model_dir, tmp_path_factory):
         process.wait_healthy()
         both_ready = lambda: len(worker_pids(process.process.pid)) == 2 and _ready_workers(process) >= 2  # noqa: E731
         wait_for(both_ready, 120, "both workers ready")
+        wait_for(lambda: _metrics_servers(process), 120, "a worker serving the metrics")  # from a thread of its own
         yield process
     finally:
         process.stop()
@@ -54,6 +55,11 @@ def value(samples: dict, name: str, **labels) -> float:
 
 def _ready_workers(server) -> int:
     return len(re.findall(r"Worker with pid \d+ ready for serving traffic", server.log()))
+
+
+def _metrics_servers(server) -> list[int]:
+    """The workers that have served the metrics port, in turn."""
+    return [int(pid) for pid in re.findall(r"worker (\d+) serves the metrics of every worker", server.log())]
 
 
 def test_metrics_count_the_requests_rows_and_batches_of_every_worker(observed_server, t10k):
@@ -105,7 +111,7 @@ def test_each_request_logs_one_json_line_with_its_ids(observed_server, t10k):
     refused = post(observed_server.score_url, b'{"data": []}', headers={"x-request-id": f"{request_id}-bad"})
     assert refused.status_code == 400
 
-    lines = [line for line in observed_server.log().splitlines() if request_id in line]
+    lines = [line for line in observed_server.settled_log().splitlines() if request_id in line]
     assert len(lines) == 2, lines
     scored, bad = (json.loads(line) for line in lines)
     assert scored["request_id"] == request_id
@@ -118,7 +124,7 @@ def test_each_request_logs_one_json_line_with_its_ids(observed_server, t10k):
 
 def test_the_servers_own_per_request_lines_are_not_logged_for_scored_requests(observed_server, t10k):
     post(observed_server.score_url, data_body(t10k[0][:1]))
-    log = observed_server.log()
+    log = observed_server.settled_log()
     assert '"POST /score HTTP/1.1"' not in log  # gunicorn's access line
     assert "run() output is HTTP Response" not in log
     assert not re.search(r"azmlinfsrv - POST /score \d{3} ", log)
@@ -127,10 +133,7 @@ def test_the_servers_own_per_request_lines_are_not_logged_for_scored_requests(ob
 
 def test_metrics_outlive_the_worker_that_served_them(observed_server, t10k):
     """SIGKILL the worker holding the metrics port: its replacement serves them, totals kept, its gauge gone."""
-    serving = re.findall(
-        r"azmlinfsrv.tfscoring - worker (\d+) serves the metrics of every worker", observed_server.log()
-    )
-    killed = int(serving[-1])
+    killed = _metrics_servers(observed_server)[-1]
     before = scrape(observed_server)
     scored_before = value(before, "tfscoring_requests_total", status="200")
     survivor = worker_pids(observed_server.process.pid) - {killed}
@@ -139,7 +142,8 @@ def test_metrics_outlive_the_worker_that_served_them(observed_server, t10k):
     wait_for(lambda: len(worker_pids(observed_server.process.pid) - survivor - {killed}) == 1, 120, "a replacement")
     (replacement,) = worker_pids(observed_server.process.pid) - survivor
     ready = f"[{replacement}] azmlinfsrv - Worker with pid {replacement} ready"
-    wait_for(lambda: ready in observed_server.log(), 120, "the replacement to be ready")
+    observed_server.wait_for_log(ready, timeout=120)
+    wait_for(lambda: _metrics_servers(observed_server)[-1] != killed, 120, "another worker serving the metrics")
 
     assert post(observed_server.score_url, data_body(t10k[0][:2])).status_code == 200
     after = scrape(observed_server)
@@ -165,7 +169,7 @@ def sync_server(model_dir, tmp_path_factory):
 
 
 def test_a_metrics_port_held_by_another_program_is_taken_once_it_is_free(sync_server, t10k):
-    assert f"metrics port {sync_server.metrics_url.split(':')[2].split('/')[0]} is taken" in sync_server.log()
+    sync_server.wait_for_log(f"metrics port {sync_server.metrics_url.split(':')[2].split('/')[0]} is taken")
     sync_server.port_holder.close()
     assert post(sync_server.score_url, data_body(t10k[0][:2])).status_code == 200
 
@@ -188,7 +192,7 @@ def test_a_sync_worker_logs_one_line_per_request_too(sync_server, t10k, method, 
     body = data_body(t10k[0][:1]) if status != 400 else b"[]"
     response = requests.request(method, sync_server.url + path, data=body, headers={"x-request-id": request_id})
     assert response.status_code == status
-    log = sync_server.log()
+    log = sync_server.settled_log()
     assert len([line for line in log.splitlines() if request_id in line]) == 1
     assert not re.search(rf"azmlinfsrv - {method} /score\S* {status} ", log)
 
@@ -200,4 +204,4 @@ def test_a_request_the_script_never_saw_keeps_the_servers_lines(sync_server, t10
     marker = f"agent-{uuid.uuid4()}"
     refused = post(sync_server.score_url, b"{}", headers={"x-request-id": "x" * 101, "User-Agent": marker})
     assert refused.status_code == 431  # answered by azmlinfsrv before run()
-    assert marker in sync_server.log()  # gunicorn's access line for it
+    sync_server.wait_for_log(marker)  # gunicorn's access line for it, written after the response

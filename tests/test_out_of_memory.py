@@ -124,4 +124,4 @@ def test_over_http_every_request_succeeds_on_a_device_that_runs_out_of_memory(sm
         )
     assert [a.status_code for a in answers] == [200] * 8
     assert [class_id for a in answers for class_id in a.json()] == expected[:512].tolist()
-    assert "out of device memory scoring 256 rows" in small_device_server.log()
+    small_device_server.wait_for_log("out of device memory scoring 256 rows")

@@ -12,6 +12,6 @@ def test_the_servers_timeout_is_reported_as_a_timeout_not_as_our_internal_error(
         response = post(server.score_url, data_body(images[:2000]))
         assert response.status_code == 500
         assert response.json() == {"message": "Scoring timeout after 1 ms"}
-        assert "internal error while scoring" not in server.log()
+        assert "internal error while scoring" not in server.settled_log()
     finally:
         server.stop()
