@@ -110,7 +110,8 @@ class ContainerServer:
             with contextlib.suppress(OSError):
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
                 program = next((p for p in ("nginx", "azmlinfsrv", "serve.py") if p.encode() in cmdline), None)
-                if program and b"buildah" not in cmdline:  # buildah's own processes name serve.py too
+                runs = Path(cmdline.split(b"\0")[0].decode()).name
+                if program and (runs.startswith(("python", "nginx"))):  # not buildah's helpers, which name serve.py
                     status = Path(f"/proc/{pid}/status").read_text()
                     uid = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
                     ids.setdefault(program, set()).add(uid)
