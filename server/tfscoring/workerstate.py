@@ -34,6 +34,7 @@ class WorkerState:
         self._reason = ""
         self._load: Callable[[], dict] = dict
         self._call_age: Callable[[], float] = lambda: 0.0
+        self._warned = False
 
     def start(self) -> None:
         """Write the state now (loading) and every HEARTBEAT_S from a daemon thread."""
@@ -73,7 +74,10 @@ class WorkerState:
             temporary.write_text(json.dumps(state))
             temporary.replace(self._path)  # readers see the old file or the new one, never half of one
         except OSError as err:
-            log.warning("cannot write the worker state %s: %s", self._path, err.strerror)
+            if not self._warned:  # once: the thread retries every HEARTBEAT_S
+                log.warning("cannot write the worker state %s: %s (the probes will count this worker as down)",
+                            self._path, err.strerror)  # fmt: skip
+                self._warned = True
 
 
 def load(queued_rows: int, queue_rows: int, inflight: int, budget: int) -> dict:
