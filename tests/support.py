@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from tfscoring.config import Settings
+from tfscoring.config import ServerSettings, Settings
 
 REPO = Path(__file__).resolve().parents[1]
 SCORE_PY = REPO / "server" / "score.py"
@@ -28,7 +28,11 @@ MiB = 1024 * 1024
 SETTLE_S = 30
 
 # Settings of the scoring script and the server that must not leak in from the caller's shell.
-_ISOLATED = {name.upper() for name in Settings.model_fields} | {"WORKER_COUNT", "GUNICORN_CMD_ARGS", "WORKER_PRELOAD"}
+_ISOLATED = {name.upper() for name in [*Settings.model_fields, *ServerSettings.model_fields]} | {
+    "WORKER_COUNT",
+    "GUNICORN_CMD_ARGS",
+    "WORKER_PRELOAD",
+}
 # On a GPU machine the how-to's script would otherwise take all GPU memory from the other servers.
 GPU_SHARING = {"TF_FORCE_GPU_ALLOW_GROWTH": "true"}
 

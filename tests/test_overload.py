@@ -91,9 +91,7 @@ def crowd(port: int, bodies: list[list[tuple[np.ndarray, bytes]]]) -> list[Answe
     return [answer for mine in answers for answer in mine]
 
 
-def test_a_crowd_of_256_connections_gets_only_200_or_503_with_retry_after(
-    overloaded_server, howto_server, t10k
-):
+def test_a_crowd_of_256_connections_gets_only_200_or_503_with_retry_after(overloaded_server, howto_server, t10k):
     images, _ = t10k
     reference_rows = 8 * BIG_ROWS
     expected = np.array(post(howto_server.score_url, data_body(images[:reference_rows])).json())
