@@ -29,7 +29,7 @@ from tfscoring.body import check_declared, discard_unread, read_body
 from tfscoring.budget import InflightBudget
 from tfscoring.config import Settings
 from tfscoring.decode import decode_rows
-from tfscoring.errors import PayloadTooLarge, ScoringError, StartupError
+from tfscoring.errors import DeviceFailed, PayloadTooLarge, ScoringError, ServiceUnavailable, StartupError
 from tfscoring.model import GraphModel
 from tfscoring.sizing import BINARY_WEIGHT, JSON_WEIGHT
 
@@ -41,10 +41,11 @@ settings: Settings
 model: GraphModel
 batcher: Batcher
 budget: InflightBudget
+state: workerstate.WorkerState
 
 
 def init():
-    global settings, model, batcher, budget
+    global settings, model, batcher, budget, state
     try:
         settings = Settings.from_env()
         state = workerstate.WorkerState(settings.worker_state_dir, settings.session_hang_s)
@@ -70,7 +71,7 @@ def init():
         settings.log_requests,
         budget.capacity >> 20,
     )
-    model.on_failure = lambda reason: _replace_worker(state, reason)
+    model.on_failure = _replace_worker
     state.serving(
         lambda: workerstate.load(batcher.queued_rows, settings.queue_rows, budget.used, budget.capacity),
         model.call_age,
@@ -103,6 +104,8 @@ def _score(request, record: requestlog.RequestRecord):
             return responses.classes(class_ids)  # encode
     except ScoringError as err:
         record.error = err.message
+        if isinstance(err, ServiceUnavailable) and not isinstance(err, DeviceFailed):
+            state.refused()  # overload: readiness may drop
         if err.status_code != PayloadTooLarge.status_code:
             discard_unread(request)  # so that the answer reaches the client before the connection closes
         return responses.error(err)
@@ -120,7 +123,7 @@ def _request_id() -> str:
     return getattr(flask.g, "request_id", "") or str(uuid.uuid4())
 
 
-def _replace_worker(state: workerstate.WorkerState, reason: str) -> None:
+def _replace_worker(reason: str) -> None:
     """The device failed for good: report it (readiness drops) and stop this worker gracefully.
 
     SIGTERM is gunicorn's own graceful stop: the worker takes no new connection, the requests it holds

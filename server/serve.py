@@ -26,11 +26,13 @@ sys.path.insert(0, str(HERE))
 from tfscoring import supervisor  # noqa: E402 - needs the path above
 from tfscoring.config import ServerSettings  # noqa: E402
 from tfscoring.errors import StartupError  # noqa: E402
-from tfscoring.sizing import default_size, usable_cpus, visible_gpus  # noqa: E402
+from tfscoring.sizing import default_size, memory_limit, usable_cpus, visible_gpus  # noqa: E402
 
 # Behind nginx, gunicorn keeps idle worker connections longer than nginx does (60 s), so that nginx
-# always closes an idle one first and never sends a request on a connection gunicorn is closing.
-KEEP_ALIVE = "--keep-alive 75"
+# always closes an idle one first and never sends a request on a connection gunicorn is closing; and
+# nginx is the only gate for request lines and headers (16 KiB each, answered in JSON): gunicorn's own
+# lower limits would answer requests between the two with its plain-text errors.
+BEHIND_NGINX = "--keep-alive 75 --limit-request-line 0 --limit-request-field_size 16384 --limit-request-fields 32768"
 # glibc maps every allocation above 1 MiB on its own and returns it to the kernel when freed.  Without
 # it, glibc raises its threshold as large bodies come and go, and keeps their memory in heaps that never
 # shrink: measured, workers grew 1.2 -> 2.4 GB over three rounds of 32 maximum-size bodies and stayed
@@ -50,14 +52,14 @@ def main(argv: list[str]) -> None:
         logging.critical("start-up failed: %s", err)
         sys.exit(3)
     cpus, gpus = usable_cpus(), visible_gpus()
-    size = default_size(cpus, gpus)
+    size = default_size(cpus, gpus, memory_limit(), settings.max_request_bytes)
     env = dict(os.environ)
-    env.setdefault("WORKER_COUNT", str(size.workers))
+    env["WORKER_COUNT"] = str(settings.worker_count or size.workers)
     env.setdefault("GUNICORN_CMD_ARGS", f"--threads {size.threads}")
     env.setdefault("AML_APP_ROOT", str(HERE))  # azmlinfsrv serves swagger2.json / swagger3.json from here
     env.setdefault("MALLOC_MMAP_THRESHOLD_", MMAP_THRESHOLD)
     if settings.front_door and "--keep-alive" not in env["GUNICORN_CMD_ARGS"]:
-        env["GUNICORN_CMD_ARGS"] += " " + KEEP_ALIVE
+        env["GUNICORN_CMD_ARGS"] += " " + BEHIND_NGINX
     print(
         f"serve.py: {cpus} usable CPU core(s), {gpus} GPU(s): WORKER_COUNT={env['WORKER_COUNT']} "
         f"GUNICORN_CMD_ARGS={env['GUNICORN_CMD_ARGS']!r}",

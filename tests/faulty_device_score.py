@@ -4,6 +4,8 @@
   $STALL_FILE-reached appears when one does.
 - While $BREAK_FILE exists, session calls raise TensorFlow's InternalError, as a CUDA error would, and a
   worker starting meanwhile waits in init() (a replacement stays "loading" until the test lets it go).
+- While $FLAKY_FILE exists, a worker's first session call raises InternalError and every later one waits
+  (a device that fails, then hangs).
 
 Everything else is the real entry script.
 """
@@ -23,10 +25,10 @@ run = score.run  # decorated with @rawhttp: the server calls it with the Flask r
 
 
 def init():
-    stall, broken = (
-        Path(os.environ.get("STALL_FILE", "/nonexistent")),
-        Path(os.environ.get("BREAK_FILE", "/nonexistent")),
+    stall, broken, flaky = (
+        Path(os.environ.get(name, "/nonexistent")) for name in ("STALL_FILE", "BREAK_FILE", "FLAKY_FILE")
     )
+    failed_once = []
     deadline = time.monotonic() + 120
     while broken.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -34,6 +36,11 @@ def init():
     session_call = score.model._run
 
     def faulty_device(rows):
+        if flaky.exists() and not failed_once:
+            failed_once.append(True)
+            raise tf.errors.InternalError(None, None, "CUDA_ERROR_LAUNCH_FAILED: unspecified launch failure (pretend)")
+        while flaky.exists():
+            time.sleep(0.01)
         if stall.exists():
             stall.with_name(stall.name + "-reached").touch()  # the test's sign that a call is stalled
         while stall.exists():

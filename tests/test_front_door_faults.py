@@ -6,8 +6,11 @@ stall file exists and raise a CUDA-like InternalError while a break file exists.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,6 +30,7 @@ def faulty_server(model_dir: Path, tmp: Path, **env: str) -> FrontDoorProcess:
         "GUNICORN_CMD_ARGS": "--threads 4",
         "STALL_FILE": str(tmp / "stall"),
         "BREAK_FILE": str(tmp / "break"),
+        "FLAKY_FILE": str(tmp / "flaky"),
         **env,
     }
     return FrontDoorProcess(model_dir, tmp, settings, entry_script=FAULTY_SCORE_PY)
@@ -45,10 +49,10 @@ def replaced(server: FrontDoorProcess, old: int) -> int:
 
 @pytest.fixture(scope="module")
 def fragile(model_dir, tmp_path_factory):
-    """One worker; a session call hung for 3 s ends the worker, a worker frozen for 3 s is killed."""
+    """One worker; a session call hung for 5 s ends the worker, a worker frozen for 5 s is killed."""
     tmp = tmp_path_factory.mktemp("fragile")
-    with faulty_server(model_dir, tmp, SESSION_HANG_S="3", WORKER_HANG_S="3") as server:
-        server.stall, server.broken = tmp / "stall", tmp / "break"
+    with faulty_server(model_dir, tmp, SESSION_HANG_S="5", WORKER_HANG_S="5") as server:
+        server.stall, server.broken, server.flaky = tmp / "stall", tmp / "break", tmp / "flaky"
         yield server
 
 
@@ -79,7 +83,21 @@ def test_a_session_call_that_never_returns_ends_the_worker(fragile):
     assert "replaced" in answer.json()["error"]
     replaced(fragile, hung)
     assert post(fragile.score_url, ONE_ROW).status_code == 200
-    wait_for(lambda: "SESSION_HANG_S=3" in fragile.log(), 30, "the watchdog's line")
+    wait_for(lambda: "SESSION_HANG_S=5" in fragile.log(), 30, "the watchdog's line")
+
+
+def test_a_device_that_fails_then_hangs_ends_the_worker(fragile):
+    """The device check after an error (one zero row) hangs: the watchdog sees that call too."""
+    (hung,) = workers(fragile)
+    fragile.flaky.touch()
+    try:
+        answer = post(fragile.score_url, ONE_ROW, timeout=90)
+        wait_for(lambda: hung not in workers(fragile), REPLACED_S, "the worker hung in its device check gone")
+    finally:
+        fragile.flaky.unlink()
+    assert answer.status_code == 502
+    replaced(fragile, hung)
+    assert post(fragile.score_url, ONE_ROW).status_code == 200
 
 
 def test_a_device_that_fails_for_good_ends_the_worker_and_readiness_drops_meanwhile(fragile):
@@ -112,17 +130,18 @@ def stalling(model_dir, tmp_path_factory):
 def test_readiness_is_false_while_the_queue_is_full_and_true_after(stalling):
     assert stalling.probe("ready") == 200
     stalling.stall.touch()
-    with ThreadPoolExecutor(8) as pool:
+    with ThreadPoolExecutor(4) as pool:
         try:
-            answers = [pool.submit(post, stalling.score_url, ONE_ROW, timeout=120) for _ in range(8)]
+            leader = pool.submit(post, stalling.score_url, ONE_ROW, timeout=120)
+            wait_for(stalling.stall.with_name("stall-reached").exists, 60, "the first request stalled in the device")
+            queued = [pool.submit(post, stalling.score_url, ONE_ROW, timeout=120) for _ in range(3)]  # 3 rows: full
             wait_for(lambda: stalling.probe("ready") == 503, 60, "readiness false with the queue full")
             reason = requests.get(f"{stalling.url}/health/ready", timeout=10).json()["reason"]
             assert "queue" in reason
             assert stalling.probe("live") == 200  # busy is not broken
         finally:
             stalling.stall.unlink()
-        statuses = [a.result().status_code for a in answers]
-    assert set(statuses) <= {200, 503} and 200 in statuses
+        assert [a.result().status_code for a in [leader, *queued]] == [200] * 4
     wait_for(lambda: stalling.probe("ready") == 200, 60, "readiness back once the queue drains")
 
 
@@ -177,3 +196,32 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_a_slow_client_does_not_hold_the_drain(model_dir, tmp_path):
+    """nginx closes what is still open after worker_shutdown_timeout: serve.py never has to SIGKILL it."""
+    head = b"POST /score HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    with faulty_server(model_dir, tmp_path) as server, socket.create_connection(("127.0.0.1", server.port)) as slow:
+        slow.sendall(head)
+        stop = threading.Event()
+
+        def drip() -> None:  # a byte a second: never a pause long enough for client_body_timeout
+            with contextlib.suppress(OSError):
+                while not stop.wait(1.0):
+                    slow.send(b"[")
+
+        dripper = threading.Thread(target=drip, daemon=True)
+        dripper.start()
+        try:
+            server.process.send_signal(signal.SIGTERM)
+            assert server.process.wait(90) == 0
+        finally:
+            stop.set()
+            dripper.join()
+        assert "did not stop within" not in server.log()
+
+
+def test_an_invalid_worker_count_stops_start_up_with_one_line(model_dir, tmp_path):
+    server = faulty_server(model_dir, tmp_path, WORKER_COUNT="0")
+    assert server.wait_exit() == 3
+    assert "start-up failed: invalid configuration: WORKER_COUNT='0'" in server.log()

@@ -99,3 +99,15 @@ def test_a_serving_worker_silent_past_the_hang_limit_is_killed(health, tmp_path)
         assert frozen.wait(30) == -9
     finally:
         frozen.kill()
+
+
+def test_a_replacement_still_loading_keeps_the_pod_live(health, tmp_path):
+    write(tmp_path, 101)
+    write(tmp_path, 102)
+    health.refresh({101, 102})
+    write(tmp_path, 103, phase="loading")  # the only worker left, loading its model
+    health.refresh({103})
+    health._last_serving -= LIVE_GRACE_S + 1
+    health.refresh({103})
+    assert health.answer("live")[0] == 200
+    assert health.answer("ready")[0] == 503

@@ -156,3 +156,6 @@ class ServerSettings(_FromEnv):
         10.0, gt=0, description="a serving worker silent for this long (frozen) is killed and replaced"
     )
     max_request_bytes: pydantic.PositiveInt = Settings.model_fields["max_request_bytes"]  # nginx's limit too
+    worker_count: pydantic.PositiveInt | None = pydantic.Field(
+        None, description="gunicorn workers (azmlinfsrv's WORKER_COUNT); default sized to the machine (sizing.py)"
+    )

@@ -3,9 +3,10 @@
 - startup: every configured worker has loaded and warmed its model (once true, it stays true);
 - ready: started, not shutting down, as many workers serving as configured, none failed, and not
   every worker saturated (batch queue or in-flight budget nearly full);
-- live: false only when the server is beyond saving: no worker has served for LIVE_GRACE_S since
-  start-up finished (gunicorn could not replace them), so that Kubernetes restarts the container.
-  A busy or saturated pod stays live.
+- live: false only when the server is beyond saving: for LIVE_GRACE_S since start-up finished, no
+  worker has served and none has been loading (gunicorn could not bring one back), so that
+  Kubernetes restarts the container.  A busy or saturated pod stays live, and so does one whose
+  replacement worker is still loading its model (gunicorn's WORKER_TIMEOUT ends a load that hangs).
 
 The probes are answered by serve.py's own event loop, never by a scoring thread.
 """
@@ -69,14 +70,18 @@ class PodHealth:
                 log.critical("worker %d silent for %.0f s (frozen?): killed, to be replaced", pid, silent)
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-        if self.serving():
-            self._last_serving = now
+        if self.serving() or self._loading():
+            self._last_serving = now  # serving, or a replacement on its way
         if len(self.serving()) >= self.configured:
             self.started = True
 
     def serving(self) -> list[dict]:
         now = time.monotonic()
         return [s for s in self._states.values() if s["phase"] == "serving" and now - s["at"] <= STALE_S]
+
+    def _loading(self) -> list[dict]:
+        now = time.monotonic()
+        return [s for s in self._states.values() if s["phase"] == "loading" and now - s["at"] <= STALE_S]
 
     def startup(self) -> Verdict:
         if self.started:
@@ -99,7 +104,7 @@ class PodHealth:
     def live(self) -> Verdict:
         silent = time.monotonic() - self._last_serving
         if self.started and not self.serving() and silent > LIVE_GRACE_S:
-            return Verdict(False, f"no worker has served for {silent:.0f} s")
+            return Verdict(False, f"no worker has served or loaded for {silent:.0f} s")
         return Verdict(True, "the process tree is running")
 
     def answer(self, probe: str) -> tuple[int, dict]:

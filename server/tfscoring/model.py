@@ -145,8 +145,8 @@ class GraphModel:
         """After a session call failed for no reason of its rows: if one zero row fails too, the failure
         sticks (a CUDA error leaves the context unusable), so this worker is done: DeviceFailed (503) now and
         for every later call, and on_failure to have the worker replaced.  Otherwise the error was passing."""
-        try:
-            self._run(np.zeros((1, self.input_width), np.float32))
+        try:  # through _session_call: a probe that hangs is seen by the hang watchdog too
+            self._session_call(np.zeros((1, self.input_width), np.float32))
         except tf.errors.OpError as probe_err:
             self.failure = f"the device cannot run the model: {_first_line(err)} (then: {_first_line(probe_err)})"
             log.critical("%s; this worker stops and is replaced", self.failure)

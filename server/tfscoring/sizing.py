@@ -44,8 +44,13 @@ class ServerSize:
         return f"{self.workers} worker(s) x {self.threads} threads"
 
 
-def default_size(cpus: int, gpus: int) -> ServerSize:
+def default_size(cpus: int, gpus: int, memory: int | None = None, max_request_bytes: int = 64 << 20) -> ServerSize:
+    """Workers for the GPUs (else the cores), no more than `memory` holds: each needs its base and room
+    for one maximum-size request (its smallest in-flight budget), so that the budget keeps the sum inside."""
     workers = gpus if gpus else min(cpus, MAX_CPU_WORKERS)
+    if memory is not None:
+        fits = int(MEMORY_SHARE * memory // (WORKER_BASE_BYTES + JSON_WEIGHT * max_request_bytes))
+        workers = max(1, min(workers, fits))
     return ServerSize(workers, THREADS_PER_WORKER)
 
 

@@ -2,7 +2,8 @@
 
 A thread rewrites `<WORKER_STATE_DIR>/<pid>.json` every HEARTBEAT_S: the phase
 (loading, serving, failed), whether the worker is saturated (its batch queue
-or in-flight budget nearly full), and a monotonic timestamp.  serve.py reads
+or in-flight budget nearly full, or a request refused for overload within the
+last second), and a monotonic timestamp.  serve.py reads
 these files to answer the probes and kills a serving worker whose file has
 gone stale (a frozen process writes nothing).  Without WORKER_STATE_DIR (plain
 azmlinfsrv, as Azure ML runs score.py) nothing is written, but the watchdog
@@ -23,6 +24,7 @@ from tfscoring import log
 
 HEARTBEAT_S = 0.5
 SATURATED = 0.9  # a queue or budget this full counts as saturated
+REFUSED_S = 1.0  # so does a worker that refused a request for overload this recently
 HUNG_EXIT_CODE = 70  # EX_SOFTWARE: gunicorn replaces a worker that exits with anything but 3
 
 
@@ -35,6 +37,7 @@ class WorkerState:
         self._load: Callable[[], dict] = dict
         self._call_age: Callable[[], float] = lambda: 0.0
         self._warned = False
+        self._refused_at = float("-inf")
 
     def start(self) -> None:
         """Write the state now (loading) and every HEARTBEAT_S from a daemon thread."""
@@ -47,6 +50,10 @@ class WorkerState:
         self._load, self._call_age = load, call_age
         self._phase = "serving"
         self._write()
+
+    def refused(self) -> None:
+        """A request was refused for overload (503): saturated, whatever the queue holds this moment."""
+        self._refused_at = time.monotonic()
 
     def failed(self, reason: str) -> None:
         """The device failed: readiness drops at once, before the worker stops."""
@@ -69,6 +76,7 @@ class WorkerState:
             return
         state = {"pid": os.getpid(), "phase": self._phase, "reason": self._reason, "at": time.monotonic()}
         state.update(self._load())
+        state["saturated"] = state.get("saturated", False) or time.monotonic() - self._refused_at < REFUSED_S
         temporary = self._path.with_suffix(".tmp")
         try:
             temporary.write_text(json.dumps(state))
