@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from tests.support import SETTLE_S, wait_for
 from tfscoring.batching import Batcher
 from tfscoring.config import Settings
 from tfscoring.errors import ServiceUnavailable
@@ -101,8 +102,7 @@ def test_a_full_queue_refuses_at_once_with_503_and_retry_after(recorded, model, 
     scoring = batcher(recorded, max_queue_rows=20)
     pool = start_blocked_leader(scoring, recorded, images[:1])
     queued = [pool.submit(scoring.predict, images[i : i + 10]) for i in (10, 20)]  # 20 rows: the queue is full
-    while scoring._queued_rows < 20:
-        threading.Event().wait(0.01)
+    wait_for(lambda: scoring._queued_rows >= 20, SETTLE_S, "20 rows queued behind the leader")
 
     with pytest.raises(ServiceUnavailable) as refused:
         scoring.predict(images[30:31])
@@ -165,11 +165,9 @@ def test_an_interrupted_session_call_fails_its_requests_and_leaves_the_batcher_w
     scoring = Batcher(interrupted_infer, 784, max_batch_rows=15, max_delay_s=0, max_queue_rows=100, max_wait_s=30)
     with ThreadPoolExecutor(2) as pool:
         first = pool.submit(scoring.predict, images[:20])  # batches: [0:15], then [15:20] + 10 rows of the second
-        while scoring._queued_rows < 5:
-            threading.Event().wait(0.01)
+        wait_for(lambda: scoring._queued_rows >= 5, SETTLE_S, "the first request's last 5 rows queued")
         second = pool.submit(scoring.predict, images[20:40])
-        while scoring._queued_rows < 25:
-            threading.Event().wait(0.01)
+        wait_for(lambda: scoring._queued_rows >= 25, SETTLE_S, "the second request's 20 rows queued too")
         second_waiting.set()
         with pytest.raises(KeyboardInterrupt):
             first.result(30)
