@@ -11,8 +11,10 @@ import numpy as np
 import score
 from tests.support import data_body
 from tfscoring.batching import Batcher
+from tfscoring.budget import InflightBudget
 from tfscoring.config import Settings
 from tfscoring.model import GraphModel
+from tfscoring.workerstate import WorkerState
 
 
 def test_unexpected_failure_is_500_with_request_id_and_traceback_only_in_the_log(model_dir, monkeypatch, caplog):
@@ -23,6 +25,8 @@ def test_unexpected_failure_is_500_with_request_id_and_traceback_only_in_the_log
     monkeypatch.setattr(score, "model", broken, raising=False)
     batcher = Batcher(broken.infer, 784, max_batch_rows=8, max_delay_s=0, max_queue_rows=64, max_wait_s=10)
     monkeypatch.setattr(score, "batcher", batcher, raising=False)
+    monkeypatch.setattr(score, "budget", InflightBudget(settings.inflight_budget), raising=False)
+    monkeypatch.setattr(score, "state", WorkerState(None, settings.session_hang_s), raising=False)
     body = data_body(np.zeros((2, 784)))
 
     with flask.Flask(__name__).test_request_context("/score", method="POST", data=body), caplog.at_level(logging.ERROR):
