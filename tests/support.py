@@ -16,6 +16,7 @@ import numpy as np
 import requests
 
 from tfscoring.config import ServerSettings, Settings
+from tfscoring.supervisor import child_pids
 
 REPO = Path(__file__).resolve().parents[1]
 SCORE_PY = REPO / "server" / "score.py"
@@ -165,15 +166,7 @@ def _command_line(pid: int) -> str:
 
 def worker_pids(master: int) -> set[int]:
     """The gunicorn workers: the live child processes of the master, from /proc."""
-    pids = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # gone meanwhile
-        if int(fields[1]) == master and fields[0] != "Z":  # Z: exited, not yet reaped
-            pids.add(int(stat.parent.name))
-    return pids
+    return child_pids(master)
 
 
 def open_connections(port: int) -> int:
