@@ -38,7 +38,7 @@ import requests
 from bench import peer
 from model import idx
 from tests.support import HOWTO_SCORE_PY, REPO, SCORE_PY, ServerProcess
-from tfscoring.sizing import default_size, usable_cpus, visible_gpus
+from tfscoring.sizing import default_size, memory_limit, usable_cpus, visible_gpus
 
 EMPTY_SCORE_PY = REPO / "bench" / "empty_score.py"
 WRK_SCRIPT = REPO / "bench" / "post.lua"
@@ -83,7 +83,7 @@ def main() -> None:
         sys.exit("wrk not found: apt-get install wrk (make bench does it)")
 
     cpus, gpus = usable_cpus(), visible_gpus()
-    size = default_size(cpus, gpus)
+    size = default_size(cpus, memory_limit())
     server_env = {"WORKER_COUNT": str(size.workers), "GUNICORN_CMD_ARGS": f"--threads {size.threads}"}
     images, _ = idx.load_split(args.data_dir, "t10k")
     work = Path(tempfile.mkdtemp(prefix="tfscoring-bench-"))

@@ -52,7 +52,7 @@ def main(argv: list[str]) -> None:
         logging.critical("start-up failed: %s", err)
         sys.exit(3)
     cpus, gpus = usable_cpus(), visible_gpus()
-    size = default_size(cpus, gpus, memory_limit(), settings.max_request_bytes)
+    size = default_size(cpus, memory_limit(), settings.max_request_bytes)  # GPUs are shared round-robin
     env = dict(os.environ)
     env["WORKER_COUNT"] = str(settings.worker_count or size.workers)
     env.setdefault("GUNICORN_CMD_ARGS", f"--threads {size.threads}")

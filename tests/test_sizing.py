@@ -22,18 +22,17 @@ from tfscoring.sizing import (
 )
 
 
-def test_one_worker_per_gpu_else_one_per_core():
-    assert default_size(cpus=16, gpus=4) == ServerSize(workers=4, threads=THREADS_PER_WORKER)
-    assert default_size(cpus=2, gpus=0) == ServerSize(workers=2, threads=THREADS_PER_WORKER)
-    assert default_size(cpus=1, gpus=0).workers == 1
-    assert default_size(cpus=64, gpus=0).workers == MAX_CPU_WORKERS  # each worker holds a TensorFlow runtime
+def test_one_worker_per_core_with_or_without_gpus():
+    assert default_size(cpus=2) == ServerSize(workers=2, threads=THREADS_PER_WORKER)  # the how-to's AKS node
+    assert default_size(cpus=1).workers == 1
+    assert default_size(cpus=64).workers == MAX_CPU_WORKERS  # each worker holds a TensorFlow runtime
 
 
 def test_workers_are_no_more_than_the_memory_holds_with_one_maximum_request_each():
     GiB = 1 << 30
-    assert default_size(cpus=8, gpus=0, memory=4 * GiB).workers == 3  # 3 x (768 MiB + 3 x 64 MiB) <= 3 GiB
-    assert default_size(cpus=8, gpus=0, memory=64 * GiB).workers == 8
-    assert default_size(cpus=8, gpus=0, memory=1 * GiB).workers == 1  # at least one, whatever the memory
+    assert default_size(cpus=8, memory=4 * GiB).workers == 3  # 3 x (768 MiB + 3 x 64 MiB) <= 3 GiB
+    assert default_size(cpus=8, memory=64 * GiB).workers == 8
+    assert default_size(cpus=8, memory=1 * GiB).workers == 1  # at least one, whatever the memory
 
 
 def test_each_worker_gets_its_share_of_the_cores_for_tensorflow():
@@ -59,7 +58,7 @@ def test_serve_py_starts_the_server_sized_to_the_machine(model_dir, tmp_path):
     argv = [sys.executable, str(REPO / "server" / "serve.py"), "--model_dir", str(model_dir), "--port", str(port)]
     with log.open("wb") as out:
         process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    size = default_size(usable_cpus(), visible_gpus(), memory_limit())
+    size = default_size(usable_cpus(), memory_limit())
     try:
         deadline = time.monotonic() + 180
         while log.read_text().count("model ready on") < size.workers:

@@ -27,11 +27,13 @@ BASE_IMAGE = "mcr.microsoft.com/azureml/minimal-ubuntu22.04-py39-cuda11.8-gpu-in
 MODEL_NAME = "tf-dnn-mnist"
 SERVICE_NAME = "tfscoring-gpu"
 GPU_VM_SIZE = "Standard_NC6s_v3"  # one V100 per node; any NC/ND size with NVIDIA GPUs works
-# One gunicorn worker owns the replica's GPU; its threads feed the batcher. Azure ML's front end
+# One gunicorn worker per core of the replica (cpu_cores below), sharing its GPU, each with its own
+# session (server/tfscoring/sizing.py); each worker's threads feed its batcher. Azure ML's front end
 # must let that many requests in at once, or batching never sees concurrent requests.
+WORKERS = 2
 THREADS = 16
 SERVER_ENVIRONMENT = {
-    "WORKER_COUNT": "1",
+    "WORKER_COUNT": str(WORKERS),
     "GUNICORN_CMD_ARGS": f"--threads {THREADS}",
     "REQUIRE_GPU": "1",
     "MALLOC_MMAP_THRESHOLD_": "1048576",  # large bodies' memory goes back to the kernel (docs/operations.md)
@@ -57,9 +59,9 @@ def cluster_config():
 def service_config() -> AksWebservice:
     return AksWebservice.deploy_configuration(
         gpu_cores=1,
-        cpu_cores=2,
+        cpu_cores=WORKERS,
         memory_gb=8,
-        replica_max_concurrent_requests=2 * THREADS,  # the batcher's 16 threads plus as many queued
+        replica_max_concurrent_requests=WORKERS * THREADS,  # every worker's threads busy
         max_request_wait_time=5000,  # ms in Azure ML's queue before a 503, like MAX_QUEUE_WAIT_MS
         scoring_timeout_ms=60000,
         auth_enabled=True,

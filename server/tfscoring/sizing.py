@@ -2,13 +2,15 @@
 
 The reasoning, measured on a 2-core machine and kept for GPUs:
 
-- One worker process per GPU, each owning one session pinned to its GPU
-  (devices.py).  More processes per GPU only multiply CUDA contexts and
-  memory; the batcher already keeps the GPU busy.  Without a GPU: one worker
-  per core, at most MAX_CPU_WORKERS.  A worker's Python (the HTTP server,
-  decoding) is bound by the GIL: on 2 cores, 2 workers served twice the 1-row
-  requests of one.  The cap keeps memory in check on large hosts (each worker
-  holds its own TensorFlow runtime, a few hundred MB).
+- One worker process per usable core, at most MAX_CPU_WORKERS, with or without
+  a GPU.  A worker's Python (the HTTP server, decoding) is bound by the GIL and
+  serves about 600-1,000 1-row requests a second: on 2 cores, 2 workers served
+  twice the 1-row requests of one.  With this model the GPU is far from busy,
+  so one worker per GPU would leave every other core idle.  Workers share the
+  GPUs round-robin (devices.py), each with its own session and memory growth
+  on, so a GPU holds one CUDA context per worker (a few hundred MB each).  The
+  cap, and the memory cap below, keep memory in check on large hosts (each
+  worker holds its own TensorFlow runtime).
 - THREADS gunicorn threads per worker feed its batcher: while one batch is
   scored (TensorFlow releases the GIL), the others read and decode the next
   requests.  16 keeps a GPU or a few cores fed with 1-row requests.
@@ -44,10 +46,10 @@ class ServerSize:
         return f"{self.workers} worker(s) x {self.threads} threads"
 
 
-def default_size(cpus: int, gpus: int, memory: int | None = None, max_request_bytes: int = 64 << 20) -> ServerSize:
-    """Workers for the GPUs (else the cores), no more than `memory` holds: each needs its base and room
-    for one maximum-size request (its smallest in-flight budget), so that the budget keeps the sum inside."""
-    workers = gpus if gpus else min(cpus, MAX_CPU_WORKERS)
+def default_size(cpus: int, memory: int | None = None, max_request_bytes: int = 64 << 20) -> ServerSize:
+    """A worker per core (GPUs or not), no more than `memory` holds: each needs its base and room for one
+    maximum-size request (its smallest in-flight budget), so that the budget keeps the sum inside."""
+    workers = min(cpus, MAX_CPU_WORKERS)
     if memory is not None:
         fits = int(MEMORY_SHARE * memory // (WORKER_BASE_BYTES + JSON_WEIGHT * max_request_bytes))
         workers = max(1, min(workers, fits))

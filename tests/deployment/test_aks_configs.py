@@ -52,7 +52,7 @@ def test_v1_service_has_one_gpu_and_lets_enough_requests_in_for_batching():
     service = v1.service_config()
     service.validate_configuration()  # azureml-core's own checks of the values
     assert service.gpu_cores == 1
-    assert service.replica_max_concurrent_requests >= v1.THREADS
+    assert service.replica_max_concurrent_requests >= v1.WORKERS * v1.THREADS
     assert service.auth_enabled
 
 
