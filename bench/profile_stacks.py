@@ -2,8 +2,9 @@
 
     python bench/profile_stacks.py NAME=busy.raw[,gil.raw[,requests]] ...
 
-Each sample (one thread's stack at one tick; "other" is mostly stacks py-spy --nonblocking read only in part) goes to exactly one component: the frames are walked from the
-leaf towards the root and the first frame that matches a rule below decides (so "flask/werkzeug" is
+Each sample (one thread's stack at one tick; "other" is mostly stacks py-spy --nonblocking read only
+in part) goes to exactly one component: the frames are walked from the leaf towards the root and the
+first frame that matches a rule below decides (so "flask/werkzeug" is
 Flask's own code, not the score.run it calls).  Frames of the stdlib's
 logging module are skipped over and the sample is counted as "logging (called from <component>)".
 Samples whose leaf is a blocking call (the thread pool's
@@ -17,6 +18,7 @@ from __future__ import annotations
 import collections
 import re
 import sys
+from pathlib import Path
 
 WAIT_LEAVES = [
     ("wait: pool thread idle (queue.get)", r"concurrent/futures/thread\.py:81\)"),
@@ -54,7 +56,7 @@ ORDER += ["logging (other)", "other"]
 
 
 def read(path: str):
-    for line in open(path, errors="replace"):
+    for line in Path(path).read_text(errors="replace").splitlines():
         stack, _, count = line.rstrip("\n").rpartition(" ")
         if stack:
             yield [f.strip() for f in stack.split(";")], int(count)
