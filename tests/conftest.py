@@ -10,6 +10,7 @@ import pytest
 
 from model import idx
 from tests.support import GPU_SHARING, HOWTO_SCORE_PY, REPO, SCORE_PY, MiB, ServerProcess
+from tfscoring.config import Settings
 
 os.environ.update(GPU_SHARING)  # for the sessions the tests open in-process
 
@@ -40,6 +41,15 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def t10k(data_dir) -> tuple[np.ndarray, np.ndarray]:
     return idx.load_split(data_dir, "t10k")
+
+
+@pytest.fixture
+def env(monkeypatch):
+    """The environment of a worker as Azure ML starts it: the model directory and no other setting."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("AZUREML_MODEL_DIR", "/models/tf-dnn-mnist/1")
+    return monkeypatch
 
 
 @pytest.fixture(scope="session")

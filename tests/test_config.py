@@ -10,14 +10,6 @@ from tfscoring.config import Settings
 from tfscoring.errors import StartupError
 
 
-@pytest.fixture
-def env(monkeypatch):
-    for name in Settings.model_fields:
-        monkeypatch.delenv(name.upper(), raising=False)
-    monkeypatch.setenv("AZUREML_MODEL_DIR", "/models/tf-dnn-mnist/1")
-    return monkeypatch
-
-
 def test_defaults_match_the_howto(env):
     settings = Settings.from_env()
     assert settings.checkpoint_prefix == Path("/models/tf-dnn-mnist/1/model/mnist-tf.model")

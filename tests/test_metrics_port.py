@@ -152,14 +152,6 @@ def test_a_metrics_bind_that_is_not_an_ip_address_stops_start_up(model_dir, tmp_
     assert "Traceback" not in log
 
 
-@pytest.fixture
-def env(monkeypatch):
-    for name in Settings.model_fields:
-        monkeypatch.delenv(name.upper(), raising=False)
-    monkeypatch.setenv("AZUREML_MODEL_DIR", "/models/tf-dnn-mnist/1")
-    return monkeypatch
-
-
 def test_metrics_bind_defaults_to_every_interface(env):
     assert Settings.from_env().metrics_bind == "0.0.0.0"
 
