@@ -48,7 +48,7 @@ import numpy as np
 import requests
 
 from model import idx
-from tests.support import REPO, FrontDoorProcess, data_body, wait_for_health, worker_pids
+from tests.support import REPO, FrontDoorProcess, cut_short_request, data_body, send_raw, wait_for_health, worker_pids
 
 NORMAL = 80
 CLIENTS = 8
@@ -74,7 +74,6 @@ SLOW_HEADER = (
 BODY_HEAD = (
     b"POST /score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
 )
-RAW_ROW = np.zeros(784, np.float32).tobytes()
 
 
 # --- normal clients -------------------------------------------------------------------------------------------
@@ -253,17 +252,8 @@ def under_attack(port: int, bodies: list[bytes], expected: list[int], counts: di
 
 def cut_short(port: int) -> str:
     """Announce two raw float32 rows, send one, shut the write side: the status line, or "no answer"."""
-    answer = b""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
-            connection.sendall(
-                b"POST /score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n"
-                + f"Content-Length: {2 * len(RAW_ROW)}\r\nConnection: close\r\n\r\n".encode()
-                + RAW_ROW
-            )
-            connection.shutdown(socket.SHUT_WR)
-            while chunk := connection.recv(65536):
-                answer += chunk
+        answer = send_raw(port, cut_short_request(), timeout=30)
     except TimeoutError:
         return "no answer within 30 s"
     except OSError as err:

@@ -222,6 +222,27 @@ def stop_group(process: subprocess.Popen, grace: float = 30) -> None:
             process.wait()
 
 
+def send_raw(port: int, request: bytes, timeout: float = 60) -> bytes:
+    """Send raw bytes to 127.0.0.1:port, half-close, and read what comes back until the server closes."""
+    answer = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as connection:
+        connection.sendall(request)
+        connection.shutdown(socket.SHUT_WR)
+        while chunk := connection.recv(65536):
+            answer += chunk
+    return answer
+
+
+def cut_short_request() -> bytes:
+    """A POST /score announcing two raw float32 rows in Content-Length and carrying one."""
+    row = np.zeros(784, np.float32).tobytes()
+    return (
+        b"POST /score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n"
+        + f"Content-Length: {2 * len(row)}\r\nConnection: close\r\n\r\n".encode()
+        + row
+    )
+
+
 def data_body(rows: np.ndarray | list) -> bytes:
     """The how-to's request body, {"data": rows}, as JSON bytes."""
     return json.dumps({"data": rows.tolist() if isinstance(rows, np.ndarray) else rows}).encode()

@@ -20,7 +20,17 @@ import numpy as np
 import pytest
 import requests
 
-from tests.support import FrontDoorProcess, MiB, data_body, free_port, post, wait_for, wait_for_health
+from tests.support import (
+    FrontDoorProcess,
+    MiB,
+    cut_short_request,
+    data_body,
+    free_port,
+    post,
+    send_raw,
+    wait_for,
+    wait_for_health,
+)
 from tfscoring import frontdoor
 from tfscoring.config import ServerSettings
 
@@ -96,25 +106,9 @@ def test_normal_requests_are_served_while_slow_and_silent_clients_hold_connectio
             connection.close()
 
 
-def cut_short(port: int) -> bytes:
-    """Announce two raw float32 rows, send one, half-close; what the server answers (b"" for nothing)."""
-    row = np.zeros(784, np.float32).tobytes()
-    with socket.create_connection(("127.0.0.1", port), timeout=60) as connection:
-        connection.sendall(
-            b"POST /score HTTP/1.1\r\nHost: a\r\nContent-Type: application/octet-stream\r\n"
-            + f"Content-Length: {2 * len(row)}\r\nConnection: close\r\n\r\n".encode()
-            + row
-        )
-        connection.shutdown(socket.SHUT_WR)
-        answer = b""
-        while chunk := connection.recv(65536):
-            answer += chunk
-    return answer
-
-
 def test_a_body_cut_short_gets_400_from_the_scoring_script(server):
     """azmlinfsrv without the front door (as Azure ML runs score.py): gunicorn hands over what arrived."""
-    answer = cut_short(server.port)
+    answer = send_raw(server.port, cut_short_request())
     status_line, _, rest = answer.partition(b"\r\n")
     assert b" 400 " in status_line
     assert json.loads(rest.split(b"\r\n\r\n", 1)[1])["error"].startswith("body cut short: 3136 of the 6272 bytes")
@@ -122,7 +116,7 @@ def test_a_body_cut_short_gets_400_from_the_scoring_script(server):
 
 def test_a_body_cut_short_is_never_scored_through_the_front_door(front_door):
     """nginx never passes on a body shorter than its Content-Length: no answer, or a 400, never a score."""
-    answer = cut_short(front_door.port)
+    answer = send_raw(front_door.port, cut_short_request())
     assert answer == b"" or answer.startswith(b"HTTP/1.1 400 "), answer[:200]
 
 
@@ -205,13 +199,7 @@ def test_front_door_off_serves_azmlinfsrv_on_the_port_itself(model_dir, tmp_path
 
 def raw_exchange(port: int, request: bytes) -> tuple[bytes, dict, bytes]:
     """Send raw bytes, read to the end: (status line, headers, body)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=60) as connection:
-        connection.sendall(request)
-        connection.shutdown(socket.SHUT_WR)
-        answer = b""
-        while chunk := connection.recv(65536):
-            answer += chunk
-    head, _, body = answer.partition(b"\r\n\r\n")
+    head, _, body = send_raw(port, request).partition(b"\r\n\r\n")
     status, *lines = head.split(b"\r\n")
     return status, {k.strip().lower(): v.strip() for k, _, v in (line.decode().partition(":") for line in lines)}, body
 

@@ -32,8 +32,8 @@ def check_declared(request: flask.Request, max_bytes: int) -> int:
 
 
 def read_body(request: flask.Request, max_bytes: int) -> bytes:
+    """The whole body, once check_declared has passed: 400 when unreadable or cut short, 413 over the limit."""
     declared = request.content_length
-    check_declared(request, max_bytes)
     try:
         body = request.stream.read(max_bytes + 1)
     except _UNREADABLE as err:

@@ -141,7 +141,7 @@ class ServerSettings(_FromEnv):
         10, description="a client must send its request line and headers within this (connection closed after)"
     )
     client_body_timeout_s: pydantic.PositiveInt = pydantic.Field(
-        30, description="longest pause between two reads of a request body (408 after)"
+        30, description="longest pause between two reads of a request body (connection closed after, logged as 408)"
     )
     keepalive_timeout_s: pydantic.NonNegativeInt = pydantic.Field(
         65, description="an idle client connection is closed after this (0: no keep-alive)"

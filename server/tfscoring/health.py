@@ -70,18 +70,19 @@ class PodHealth:
                 log.critical("worker %d silent for %.0f s (frozen?): killed, to be replaced", pid, silent)
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-        if self.serving() or self._loading():
+        serving = self.serving()
+        if serving or self._fresh("loading"):
             self._last_serving = now  # serving, or a replacement on its way
-        if len(self.serving()) >= self.configured:
+        if len(serving) >= self.configured:
             self.started = True
 
     def serving(self) -> list[dict]:
-        now = time.monotonic()
-        return [s for s in self._states.values() if s["phase"] == "serving" and now - s["at"] <= STALE_S]
+        return self._fresh("serving")
 
-    def _loading(self) -> list[dict]:
+    def _fresh(self, phase: str) -> list[dict]:
+        """The states in `phase` written within STALE_S."""
         now = time.monotonic()
-        return [s for s in self._states.values() if s["phase"] == "loading" and now - s["at"] <= STALE_S]
+        return [s for s in self._states.values() if s["phase"] == phase and now - s["at"] <= STALE_S]
 
     def startup(self) -> Verdict:
         if self.started:

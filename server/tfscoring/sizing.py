@@ -62,7 +62,7 @@ def intra_op_threads(cpus: int, workers: int) -> int:
 
 def inflight_bytes_per_worker(memory: int, workers: int, max_request_bytes: int) -> int:
     """Each worker's in-flight budget: its share of MEMORY_SHARE of `memory` once every worker's base is paid,
-    never less than one largest request weighs (decode.weight), so that one always fits."""
+    never less than one largest request weighs (JSON_WEIGHT x max_request_bytes), so that one always fits."""
     spare = MEMORY_SHARE * memory - workers * WORKER_BASE_BYTES
     return max(int(spare / max(1, workers)), JSON_WEIGHT * max_request_bytes)
 
