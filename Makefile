@@ -23,13 +23,14 @@ DEPLOY_VENV := .venv-deploy
 SUDO := $(if $(filter 0,$(shell id -u)),env,sudo env)
 PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check -c requirements/constraints.txt
 
-.PHONY: help serve test test-contended bench soak image container-test deploy-test lint model system-packages bench-packages container-packages clean
+.PHONY: help serve test test-contended bench gpu-check soak image container-test deploy-test lint model system-packages bench-packages container-packages clean
 
 help:
 	@echo "make serve   install everything, build the model if missing, serve on http://127.0.0.1:$(PORT)/score"
 	@echo "make test    install everything, build the model if missing, run lint and every test"
 	@echo "make test-contended   the slowest test files with a busy loop on every core beside them"
 	@echo "make bench   throughput and latency against the how-to, the server's ceiling and MLServer (bench/results)"
+	@echo "make gpu-check   on an NVIDIA GPU: placement, accuracy, workers sharing it, out-of-memory, a short benchmark"
 	@echo "make soak    5 minutes at 64 connections on the server as make serve runs it: zero errors, bounded memory"
 	@echo "make image   build the image (docker when an engine runs, buildah otherwise)"
 	@echo "make container-test   build the Dockerfile on a Debian stand-in base, serve and score through it"
@@ -95,6 +96,16 @@ serve: $(VENV)/.server-installed model
 
 bench: $(VENV)/.bench-installed $(MLSERVER_VENV)/.installed model bench-packages
 	$(BIN)/python -m bench.run --mlserver $(MLSERVER_VENV)/bin/mlserver --model-dir $(MODEL_DIR) --data-dir $(DATA_DIR)
+
+# The server on a real NVIDIA GPU, checked end to end in under 5 minutes (bench/gpu_check.py, which also runs
+# as a plain program in a Python that already has GPU TensorFlow).  Writes bench/results/gpu-<gpu name>.md.
+# GPU TensorFlow is installed where nvidia-smi runs (TF_FLAVOR); without a GPU each check fails, saying why.
+gpu-check: $(VENV)/.gpu-check-installed model
+	$(BIN)/python bench/gpu_check.py --model-dir $(MODEL_DIR) --data-dir $(DATA_DIR)
+
+$(VENV)/.gpu-check-installed: $(VENV)/.server-installed requirements/gpu-check.txt
+	$(PIP_INSTALL) -r requirements/gpu-check.txt
+	@touch $@
 
 # wrk on the server started as make serve starts it; fails on any error or a worker's memory growing > 10 %.
 # Writes bench/results/soak.json.  SOAK_URL=http://127.0.0.1:5001/score soaks a running server instead.

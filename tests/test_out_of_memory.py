@@ -22,11 +22,21 @@ from tfscoring.model import GraphModel
 SMALL_DEVICE_SCORE_PY = Path(__file__).with_name("small_device_score.py")
 
 
-class SmallDevice:
-    """Session calls of more than `capacity` rows fail with ResourceExhaustedError; records every call's size."""
+def resource_exhausted(rows: int) -> tf.errors.OpError:
+    return tf.errors.ResourceExhaustedError(None, None, f"OOM when allocating tensor with shape[{rows},300]")
 
-    def __init__(self, model: GraphModel, capacity: int):
+
+def feed_not_copied(rows: int) -> tf.errors.OpError:
+    # What TensorFlow raises when the GPU has no room for the copy of a feed.
+    return tf.errors.InternalError(None, None, "Dst tensor is not initialized.")
+
+
+class SmallDevice:
+    """Session calls of more than `capacity` rows fail as a full device fails; records every call's size."""
+
+    def __init__(self, model: GraphModel, capacity: int, error=resource_exhausted):
         self.capacity = capacity
+        self.error = error
         self.calls: list[int] = []
         self._session_call = model._run
         model._run = self
@@ -34,9 +44,7 @@ class SmallDevice:
     def __call__(self, rows: np.ndarray) -> np.ndarray:
         self.calls.append(len(rows))
         if len(rows) > self.capacity:
-            raise tf.errors.ResourceExhaustedError(
-                None, None, f"OOM when allocating tensor with shape[{len(rows)},300]"
-            )
+            raise self.error(len(rows))
         return self._session_call(rows)
 
 
@@ -56,8 +64,9 @@ def expected(model_dir, t10k) -> np.ndarray:
         reference.close()
 
 
-def test_a_batch_too_large_for_the_device_is_split_until_it_fits(model, t10k, expected):
-    device = SmallDevice(model, capacity=40)
+@pytest.mark.parametrize("error", [resource_exhausted, feed_not_copied])
+def test_a_batch_too_large_for_the_device_is_split_until_it_fits(model, t10k, expected, error):
+    device = SmallDevice(model, capacity=40, error=error)
     assert model.infer(t10k[0][:256]).tolist() == expected[:256].tolist()
     assert device.calls[:3] == [256, 128, 64]  # halved until the halves fit
     assert max(size for size in device.calls if size <= 40) == 32
@@ -90,8 +99,9 @@ def test_the_limit_is_raised_again_once_calls_have_fitted_for_a_while(model, t10
     assert device.calls[-1] == 256  # doubled back, step by step, to MAX_BATCH_ROWS
 
 
-def test_a_single_row_that_does_not_fit_is_a_503_to_retry(model, t10k):
-    SmallDevice(model, capacity=0)
+@pytest.mark.parametrize("error", [resource_exhausted, feed_not_copied])
+def test_a_single_row_that_does_not_fit_is_a_503_to_retry(model, t10k, error):
+    SmallDevice(model, capacity=0, error=error)
     with pytest.raises(ServiceUnavailable) as refused:
         model.infer(t10k[0][:8])
     assert refused.value.status_code == 503

@@ -57,6 +57,11 @@ class Settings(_FromEnv):
     )
     max_queue_wait_ms: pydantic.PositiveInt = pydantic.Field(5000, description="longest wait in the queue (503 after)")
     require_gpu: bool = pydantic.Field(False, description="fail start-up when no GPU is visible")
+    gpu_memory_limit_mb: pydantic.PositiveInt | None = pydantic.Field(
+        None,
+        description="most GPU memory (MiB) each worker's session may take; default: grows as needed. For a GPU"
+        " shared with other processes, or to see the out-of-memory split at a known batch size (make gpu-check)",
+    )
     scoring_api_key: pydantic.SecretStr | None = pydantic.Field(
         None, description="when set (non-empty), POST /score needs `Authorization: Bearer <key>` (401 otherwise)"
     )

@@ -30,12 +30,15 @@ class Placement:
     gpu_index: int | None  # index among the GPUs visible to TensorFlow; None: CPU
     description: str
 
-    def session_config(self) -> tf.compat.v1.ConfigProto:
+    def session_config(self, gpu_memory_limit_mb: int | None = None) -> tf.compat.v1.ConfigProto:
         # TensorFlow's own TF_NUM_INTRAOP_THREADS wins; else each worker's session gets its share of the cores.
         threads = 0 if "TF_NUM_INTRAOP_THREADS" in os.environ else sizing.intra_op_threads(*_cpus_and_workers())
         if self.gpu_index is None:
             return tf.compat.v1.ConfigProto(device_count={"GPU": 0}, intra_op_parallelism_threads=threads)
         gpu_options = tf.compat.v1.GPUOptions(visible_device_list=str(self.gpu_index), allow_growth=True)
+        if gpu_memory_limit_mb:  # one virtual device of that size: its allocator refuses more (ResourceExhausted)
+            limit = gpu_options.experimental.virtual_devices.add()
+            limit.memory_limit_mb.append(float(gpu_memory_limit_mb))
         return tf.compat.v1.ConfigProto(
             gpu_options=gpu_options, allow_soft_placement=True, intra_op_parallelism_threads=threads
         )

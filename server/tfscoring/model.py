@@ -64,7 +64,7 @@ class GraphModel:
         )
         _require(y.shape.rank == 2, f"OUTPUT_TENSOR {y.name} has shape {y.shape}; expected (None, classes)")
 
-        session = tf.Session(graph=graph, config=placement.session_config())
+        session = tf.Session(graph=graph, config=placement.session_config(settings.gpu_memory_limit_mb))
         try:
             saver.restore(session, str(prefix))
         except (tf.errors.OpError, ValueError) as err:
@@ -116,30 +116,32 @@ class GraphModel:
     def _infer_or_split(self, rows: np.ndarray) -> np.ndarray:
         try:
             class_ids = self._session_call(rows).argmax(axis=1)
-        except tf.errors.ResourceExhaustedError as err:
-            if len(rows) == 1:
-                raise ServiceUnavailable(
-                    "the device ran out of memory scoring a single row; retry later", {"Retry-After": "1"}
-                ) from None
-            half = (len(rows) + 1) // 2
-            self._calls_since_split = 0
-            if half < self._fits_rows:
-                self._fits_rows = half
-                log.warning(
-                    "out of device memory scoring %d rows (%s): split; at most %d rows per session call from now on",
-                    len(rows),
-                    _first_line(err),
-                    half,
-                )
-                metrics.SPLIT_RETRIES.inc()
-            return np.concatenate([self.infer(rows[:half]), self.infer(rows[half:])])
-        except tf.errors.InvalidArgumentError:
-            raise  # the rows' values, not the device
         except tf.errors.OpError as err:
-            self._check_device(err)
+            if _out_of_memory(err):
+                return self._split(rows, err)
+            if not isinstance(err, tf.errors.InvalidArgumentError):  # that one is the rows' values, not the device
+                self._check_device(err)
             raise
         self._calls_since_split += 1
         return class_ids
+
+    def _split(self, rows: np.ndarray, err: tf.errors.OpError) -> np.ndarray:
+        if len(rows) == 1:
+            raise ServiceUnavailable(
+                "the device ran out of memory scoring a single row; retry later", {"Retry-After": "1"}
+            ) from None
+        half = (len(rows) + 1) // 2
+        self._calls_since_split = 0
+        if half < self._fits_rows:
+            self._fits_rows = half
+            log.warning(
+                "out of device memory scoring %d rows (%s): split; at most %d rows per session call from now on",
+                len(rows),
+                _first_line(err),
+                half,
+            )
+            metrics.SPLIT_RETRIES.inc()
+        return np.concatenate([self.infer(rows[:half]), self.infer(rows[half:])])
 
     def _check_device(self, err: tf.errors.OpError) -> None:
         """After a session call failed for no reason of its rows: if one zero row fails too, the failure
@@ -180,6 +182,14 @@ class GraphModel:
 
     def close(self) -> None:
         self._session.close()
+
+
+def _out_of_memory(err: tf.errors.OpError) -> bool:
+    """Whether a session call failed for want of device memory.  Besides ResourceExhaustedError, TensorFlow
+    raises InternalError "Dst tensor is not initialized" when it cannot allocate the copy of a feed on the GPU."""
+    return isinstance(err, tf.errors.ResourceExhaustedError) or (
+        isinstance(err, tf.errors.InternalError) and "Dst tensor is not initialized" in str(err)
+    )
 
 
 def _tensor(graph: tf.Graph, name: str, variable: str, meta: object) -> tf.Tensor:
