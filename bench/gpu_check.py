@@ -111,8 +111,10 @@ class Server:
         raise RuntimeError(f"{workers} worker(s) not ready within {timeout:.0f} s: {self.tail()}")
 
     def tail(self, lines: int = 6) -> str:
-        useful = [line for line in self.log().splitlines() if line.strip()]
-        return " | ".join(useful[-lines:])
+        """The start-up failure the log names, else its last lines."""
+        useful = [line.strip() for line in self.log().splitlines() if line.strip()]
+        causes = [line for line in useful if "start-up failed" in line]
+        return causes[0] if causes else " | ".join(useful[-lines:])
 
     def stop(self) -> None:
         if self.process.poll() is None:
