@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tfscoring import devices
 from tfscoring.config import Settings
 from tfscoring.errors import StartupError
 
@@ -38,9 +39,25 @@ def test_missing_model_dir_is_named(env):
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("MAX_BATCH_ROWS", "0"), ("MAX_BATCH_ROWS", "100000"), ("MAX_REQUEST_ROWS", "many"), ("REQUIRE_GPU", "perhaps")],
+    [
+        ("MAX_BATCH_ROWS", "0"),
+        ("MAX_BATCH_ROWS", "100000"),
+        ("MAX_REQUEST_ROWS", "many"),
+        ("REQUIRE_GPU", "perhaps"),
+        ("GPU_MEMORY_LIMIT_MB", "0"),
+    ],
 )
 def test_invalid_values_are_named_with_their_value(env, name, value):
     env.setenv(name, value)
     with pytest.raises(StartupError, match=f"invalid configuration: {name}='{value}': "):
         Settings.from_env()
+
+
+def test_a_gpu_memory_limit_gives_the_session_one_virtual_device_of_that_size(env):
+    # make gpu-check relies on it: on an H100, a 65,536-row call ran out of 128 MiB and was split.
+    env.setenv("GPU_MEMORY_LIMIT_MB", "128")
+    limited = devices.Placement(0, "GPU 0").session_config(Settings.from_env().gpu_memory_limit_mb)
+    assert list(limited.gpu_options.experimental.virtual_devices[0].memory_limit_mb) == [128.0]
+    assert limited.gpu_options.visible_device_list == "0" and limited.gpu_options.allow_growth
+    unlimited = devices.Placement(0, "GPU 0").session_config(None)
+    assert not unlimited.gpu_options.experimental.virtual_devices

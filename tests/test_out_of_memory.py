@@ -135,3 +135,31 @@ def test_over_http_every_request_succeeds_on_a_device_that_runs_out_of_memory(sm
     assert [a.status_code for a in answers] == [200] * 8
     assert [class_id for a in answers for class_id in a.json()] == expected[:512].tolist()
     small_device_server.wait_for_log("out of device memory scoring 256 rows")
+
+
+def test_the_split_is_logged_with_tensorflows_reason_not_its_graph_execution_header(model, t10k, caplog):
+    # On a GPU (make gpu-check, H100), TensorFlow 2's message opened with "Graph execution error:" and the
+    # node's definition, and the log line said only that.  The reason is the line after "Node: '<name>'".
+    def out_of_memory(rows: int) -> tf.errors.OpError:
+        message = (
+            "Graph execution error:\n\nDetected at node 'network/h1/MatMul' defined at (most recent call last):\n"
+            "    File \"score.py\", line 1, in <module>\nNode: 'network/h1/MatMul'\n"
+            f"OOM when allocating tensor with shape[{rows},300] and type float on /device:GPU:0\n"
+            "\t [[{{node network/h1/MatMul}}]]"
+        )
+        return tf.errors.ResourceExhaustedError(None, None, message)
+
+    SmallDevice(model, capacity=100, error=out_of_memory)
+    model.infer(t10k[0][:256])
+    assert "out of device memory scoring 256 rows (OOM when allocating tensor with shape[256,300]" in caplog.text
+
+
+def test_a_real_tensorflow_session_error_is_summarised_by_its_reason():
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 2])
+        checked = tf.debugging.check_numerics(x, "rows hold NaN")
+    with tf.compat.v1.Session(graph=graph) as session, pytest.raises(tf.errors.InvalidArgumentError) as raised:
+        session.run(checked, {x: np.array([[np.nan, 1.0]], np.float32)})
+    assert str(raised.value).startswith("Graph execution error")
+    assert model_module._first_line(raised.value) == "rows hold NaN : Tensor had NaN values"

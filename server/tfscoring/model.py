@@ -9,6 +9,7 @@ caller, one batch at a time, so the row limit it learns needs no lock.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 
@@ -205,4 +206,11 @@ def _require(condition: bool, message: str) -> None:
 
 
 def _first_line(err: BaseException) -> str:
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    """The line of an error worth logging.  A TensorFlow 2 session error opens with "Graph execution error:"
+    and the node's definition; what went wrong is the line after "Node: '<name>'"."""
+    lines = [line.strip() for line in str(getattr(err, "message", "") or err).strip().splitlines()]
+    if lines and lines[0].startswith("Graph execution error"):
+        after_node = [line for before, line in itertools.pairwise(lines) if before.startswith("Node: ") and line]
+        if after_node:
+            return after_node[0]
+    return lines[0] if lines and lines[0] else type(err).__name__

