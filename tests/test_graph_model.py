@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from tfscoring import model as model_module
 from tfscoring.config import Settings
 from tfscoring.devices import claim_worker_slot
 from tfscoring.errors import StartupError
@@ -95,3 +96,22 @@ def test_worker_slots_are_distinct_per_live_process_and_reused_after_exit(tmp_pa
         for w in workers:
             w.kill()
             w.wait()
+
+
+def test_session_calls_through_the_callable_handle_equal_session_run(graph_model, t10k):
+    # model.py calls the session through TensorFlow's private callable handle (a quarter of the Python cost
+    # of the public make_callable); its outputs must be session.run's, bit for bit.
+    rows = t10k[0][:300]
+    session, x, y = graph_model._session, graph_model._x, graph_model._y
+    assert np.array_equal(model_module._session_callable(session, x, y)(rows), session.run(y, {x: rows}))
+
+
+def test_without_the_private_handle_session_calls_take_the_public_path(graph_model, t10k, caplog):
+    class PublicSessionOnly:  # a TensorFlow whose Session lacks _make_callable_from_options
+        def __init__(self, session):
+            self.make_callable = session.make_callable
+
+    session, x, y = graph_model._session, graph_model._x, graph_model._y
+    call = model_module._session_callable(PublicSessionOnly(session), x, y)
+    assert np.array_equal(call(t10k[0][:64]), session.run(y, {x: t10k[0][:64]}))
+    assert "callable handle is unavailable" in caplog.text
