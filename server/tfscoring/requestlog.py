@@ -11,6 +11,14 @@ it, is dropped always: the header still works and is echoed.
 
 LOG_REQUESTS: `all` (default) logs every request, `errors` only those not 2xx,
 `none` none.
+
+Cost, measured with py-spy (bench/results/profile.md): gunicorn built its access
+line (a dict of atoms and a log record) only for the filter to drop it, 7 % of a
+worker's Python time; it is now not built for requests logged here.  Our own
+line went through a logging handler whose lock is held across the write and
+flush, a convoy of up to 15 % of samples with 16 threads; it is now one
+`os.write` of a line built without that lock (a write of a line to a pipe or
+file is not interleaved with other writes).
 """
 
 from __future__ import annotations
@@ -19,8 +27,6 @@ import datetime
 import logging
 import os
 import re
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,11 +37,12 @@ import orjson
 
 from tfscoring import metrics
 
-_logger = logging.getLogger("tfscoring.requests")  # not under "azmlinfsrv": its lines are JSON, not the server's format
-_handled = threading.local()  # .request_id: the request this thread logged last, until gunicorn's access line for it
+_enabled = True
 _errors_only = False
 _DEPRECATED_HEADER = "x-ms-request-id header has been deprecated"
 _SCORE_LINE = re.compile(r"[A-Z]+ /score[ ?]")  # azmlinfsrv's "<method> <path> <status> <ms>ms <bytes>"
+_LOGGED = "tfscoring.logged"  # key in the WSGI environ of a request this module logs: gunicorn skips its line
+_STDOUT = 1
 
 
 @dataclass
@@ -47,23 +54,20 @@ class RequestRecord:
 
 def configure(mode: str) -> None:
     """Log request lines as JSON on stdout, and drop the server's own lines for the requests logged here."""
-    global _errors_only
-    _logger.handlers[:] = [_json_handler()] if mode != "none" else []
-    _logger.setLevel(logging.INFO)
-    _logger.propagate = False
-    _logger.disabled = mode == "none"
+    global _enabled, _errors_only
+    _enabled = mode != "none"
     _errors_only = mode == "errors"
-    for name in ("azmlinfsrv", "gunicorn.access"):
-        for handler in logging.getLogger(name).handlers:
-            if not any(isinstance(f, _ServerRequestLines) for f in handler.filters):
-                handler.addFilter(_ServerRequestLines())
+    for handler in logging.getLogger("azmlinfsrv").handlers:
+        if not any(isinstance(f, _ServerRequestLines) for f in handler.filters):
+            handler.addFilter(_ServerRequestLines())
+    _skip_gunicorn_access_lines()
 
 
 @contextmanager
 def observed(request: flask.Request) -> Iterator[RequestRecord]:
     """Time a request; on the way out count it and log its line, also when the server's timeout cuts it short."""
     flask.g.tfscoring_logged = True  # per request: the server's own lines for it are dropped
-    _handled.request_id = _escaped(getattr(flask.g, "request_id", ""))
+    request.environ[_LOGGED] = True  # and gunicorn's access line is not built
     record = RequestRecord()
     started = time.perf_counter()
     try:
@@ -77,7 +81,7 @@ def observed(request: flask.Request) -> Iterator[RequestRecord]:
         metrics.REQUEST_SECONDS.observe(seconds)
         if record.status < 300:
             metrics.ROWS.inc(record.rows)
-        if not _logger.disabled and not (_errors_only and record.status < 300):
+        if _enabled and not (_errors_only and record.status < 300):
             _log_line(request, record, seconds)
 
 
@@ -94,39 +98,48 @@ def _log_line(request: flask.Request, record: RequestRecord, seconds: float) -> 
     }
     if record.error is not None:
         fields["error"] = record.error[:300]
-    _logger.info("request", extra={"fields": fields})
+    line = {
+        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
+        "level": "INFO",
+        "pid": os.getpid(),
+        "event": "request",
+        **fields,
+    }
+    _write(orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE))
 
 
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        line = {
-            "time": datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc).isoformat(
-                timespec="milliseconds"
-            ),
-            "level": record.levelname,
-            "pid": os.getpid(),
-            "event": record.getMessage(),
-            **getattr(record, "fields", {}),
-        }
-        return orjson.dumps(line).decode()
+def _write(line: bytes) -> None:
+    """Write the whole line to stdout; a log that cannot be written never fails the request."""
+    try:
+        while line:
+            line = line[os.write(_STDOUT, line) :]
+    except OSError:
+        pass
 
 
-def _json_handler() -> logging.Handler:
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(_JsonFormatter())
-    return handler
+def _skip_gunicorn_access_lines() -> None:
+    """Make gunicorn's access log skip the requests logged here, in this worker process: it would build
+    the line (every atom of the request) only for the filter to drop it.  Other requests keep theirs."""
+    try:
+        from gunicorn import glogging
+    except ImportError:  # served by something other than gunicorn: nothing to skip
+        return
+    build_line = glogging.Logger.access
+    if getattr(build_line, "skips_logged_requests", False):
+        return
+
+    def access(self, resp, req, environ, request_time):
+        if not environ.get(_LOGGED):
+            build_line(self, resp, req, environ, request_time)
+
+    access.skips_logged_requests = True
+    glogging.Logger.access = access
 
 
 class _ServerRequestLines(logging.Filter):
-    """Drop azmlinfsrv's and gunicorn's per-request lines for a request this script logged itself."""
+    """Drop azmlinfsrv's per-request lines for a request this script logged itself."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.name == "gunicorn.access":  # written after the response, outside Flask's context
-            request_id = getattr(_handled, "request_id", None)
-            if request_id and isinstance(record.args, dict) and record.args["{x-request-id}o"] == request_id:
-                _handled.request_id = None
-                return False
-            return True
         if record.name != "azmlinfsrv":
             return True
         message = record.getMessage()
@@ -135,7 +148,3 @@ class _ServerRequestLines(logging.Filter):
         if flask.has_request_context() and flask.g.get("tfscoring_logged"):
             return not (message == "run() output is HTTP Response" or _SCORE_LINE.match(message))
         return True
-
-
-def _escaped(request_id: str) -> str:
-    return request_id.replace('"', '\\"')  # as gunicorn escapes the values of its access-log atoms
