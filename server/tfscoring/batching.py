@@ -83,7 +83,10 @@ class Batcher:
         self._arrived = threading.Condition(self._lock)  # a gathering leader waits on it
         self._queue: deque[_Job] = deque()
         self._queued_rows = 0  # rows in the queue not yet taken into a batch
-        self._incoming = 0  # requests inside incoming(): being read or decoded, not yet queued
+        # One item per request inside incoming() (being read or decoded, not yet queued).  A deque's append
+        # and pop are thread-safe without the lock, which 16 threads entering and leaving contended for.
+        self._incoming: deque[None] = deque()
+        self._gathering = False  # a leader waits on _arrived for requests still incoming
         self._led = False  # some caller is the leader
         self._leader: int | None = None  # the leading caller's thread
 
@@ -95,14 +98,16 @@ class Batcher:
     @contextmanager
     def incoming(self) -> Iterator[None]:
         """Mark a request on its way to the queue, so a batch being formed may wait for it."""
-        with self._lock:
-            self._incoming += 1
+        self._incoming.append(None)
         try:
             yield
         finally:
-            with self._lock:
-                self._incoming -= 1
-                self._arrived.notify()
+            self._incoming.pop()
+            # The leader sets _gathering before it counts the incoming requests, and this pops before it
+            # reads _gathering: either the leader sees one fewer, or this sees it gathering and wakes it.
+            if self._gathering:
+                with self._lock:
+                    self._arrived.notify()
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
         """Class ids for `rows`, scored together with other callers' rows; 503 on overload."""
@@ -230,13 +235,17 @@ class Batcher:
         Returns the parts taken, (job, first row, count), and how long each request starting now waited.
         """
         with self._lock:
-            if self._incoming and self._queued_rows < self._max_batch_rows and self._max_delay_s:
-                gather_until = time.monotonic() + self._max_delay_s
-                while self._incoming and self._queued_rows < self._max_batch_rows:
-                    left = gather_until - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._arrived.wait(left)
+            self._gathering = True
+            try:
+                if self._incoming and self._queued_rows < self._max_batch_rows and self._max_delay_s:
+                    gather_until = time.monotonic() + self._max_delay_s
+                    while self._incoming and self._queued_rows < self._max_batch_rows:
+                        left = gather_until - time.monotonic()
+                        if left <= 0:
+                            break
+                        self._arrived.wait(left)
+            finally:
+                self._gathering = False
             parts: list[tuple[_Job, int, int]] = []  # (job, first row, count)
             waits: list[float] = []
             filled = 0
