@@ -94,8 +94,16 @@ $(DEPLOY_VENV)/.installed: requirements/deploy.txt requirements/deploy-constrain
 serve: $(VENV)/.server-installed model
 	$(BIN)/python server/serve.py --model_dir $(MODEL_DIR) --port $(PORT)
 
-bench: $(VENV)/.bench-installed $(MLSERVER_VENV)/.installed model bench-packages
+# On a GPU machine (TF_FLAVOR=gpu), the GPU mode: bench/gpu_check.py's benchmark, several workers against one,
+# GPU utilisation through NVML, under 5 minutes (bench/results/gpu-<gpu name>.md).  BENCH_MODE=compare forces
+# the comparison with the how-to, the ceilings and MLServer there too.
+BENCH_MODE ?= $(if $(filter gpu,$(TF_FLAVOR)),gpu,compare)
+bench: $(VENV)/.bench-installed model $(if $(filter gpu,$(BENCH_MODE)),$(VENV)/.gpu-check-installed,$(MLSERVER_VENV)/.installed bench-packages)
+ifeq ($(BENCH_MODE),gpu)
+	$(BIN)/python bench/gpu_check.py --only placement,bench --model-dir $(MODEL_DIR) --data-dir $(DATA_DIR)
+else
 	$(BIN)/python -m bench.run --mlserver $(MLSERVER_VENV)/bin/mlserver --model-dir $(MODEL_DIR) --data-dir $(DATA_DIR)
+endif
 
 # The server on a real NVIDIA GPU, checked end to end in under 5 minutes (bench/gpu_check.py, which also runs
 # as a plain program in a Python that already has GPU TensorFlow).  Writes bench/results/gpu-<gpu name>.md.

@@ -48,8 +48,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a file: `python bench/gpu_check.py`
     sys.path.insert(0, str(REPO))
 
-from bench import loadgen  # noqa: E402
+from bench import loadgen  # noqa: E402 - bench/__init__.py puts server/ on the path too
 from model import idx  # noqa: E402
+from tfscoring.sizing import default_size, memory_limit, usable_cpus  # noqa: E402
 
 SERVE_PY = REPO / "server" / "serve.py"
 CHECKS = ("placement", "accuracy", "workers-2", "workers-4", "oom", "hidden-gpu", "bench")
@@ -372,11 +373,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=idx.DEFAULT_DATA_DIR)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--only", default=",".join(CHECKS), help=f"comma-separated, of: {', '.join(CHECKS)}")
-    parser.add_argument("--workers", type=int, default=4, help="the 'several workers' of the benchmark")
+    parser.add_argument(
+        "--workers", type=int, help="the several workers of placement, accuracy and bench; default: as make serve sizes"
+    )
     parser.add_argument("--seconds", type=float, default=3.0, help="length of one benchmark cell")
     parser.add_argument("--budget-s", type=float, default=280.0, help="checks not started by then are skipped")
     parser.add_argument("--allow-cpu", action="store_true", help="no REQUIRE_GPU: try the program on a CPU")
     args = parser.parse_args(argv)
+    args.workers = args.workers or max(2, default_size(usable_cpus(), memory_limit()).workers)
     args.model_dir, args.data_dir = args.model_dir.resolve(), args.data_dir.resolve()
     wanted = [c.strip() for c in args.only.split(",") if c.strip()]
     unknown = sorted(set(wanted) - set(CHECKS))

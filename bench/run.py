@@ -1,19 +1,21 @@
-"""make bench: throughput and latency of four servers on loopback, measured in one run.
+"""make bench: throughput and latency of the servers below on loopback, measured in one run.
 
-    python -m bench.run --mlserver .venv-mlserver/bin/mlserver [--rounds 3] [--seconds 5]
+    python -m bench.run --mlserver .venv-mlserver/bin/mlserver [--rounds 2] [--seconds 5]
 
 Servers, all with the same model and venv:
-  baseline  the how-to's score.py on azmlinfsrv with its defaults (1 sync worker)
-  ours      server/score.py with the defaults of server/serve.py (workers and threads sized to the machine)
-  ceiling   bench/empty_score.py (reads the body, answers at once) with the same server settings as ours,
-            sent the same JSON and raw float32 bodies
-  mlserver  Seldon MLServer with adaptive batching, the same graph through bench/mlserver/tf1_runtime.py
+  baseline        the how-to's score.py on azmlinfsrv with its defaults (1 sync worker), as Azure ML runs it
+  ours            server/serve.py as make serve runs it: nginx in front, workers and threads sized to the machine
+  ours-direct     the same score.py and settings on azmlinfsrv's own port (FRONT_DOOR=0)
+  ceiling         bench/empty_score.py (reads the body, answers at once) behind the same front door and settings
+  ceiling-direct  the same on azmlinfsrv's own port: what ours-direct is compared with
+  mlserver        Seldon MLServer with adaptive batching, the same graph through bench/mlserver/tf1_runtime.py
 
 Cells: concurrency 1, 16, 64 x bodies of 1 and 64 Fashion-MNIST t10k rows, as JSON for
-every server (V2 protocol for MLServer) and as raw float32 for ours and the ceiling.  wrk drives each
-cell; rounds alternate the servers so that drift on the machine hits them all alike,
-and the median over rounds is reported.  Output: results.md, results.json and
-results.png in --out.
+every server (V2 protocol for MLServer) and as raw float32 for ours and the ceilings.  wrk drives each
+cell (bench/loadgen.py, pure Python, where wrk is missing); rounds alternate the servers so that drift
+on the machine hits them all alike, and the median over rounds is reported.  Output: results.md,
+results.json and results.png in --out.  On a GPU machine, make bench runs bench/gpu_check.py's benchmark
+instead (docs/gpu.md).
 """
 
 from __future__ import annotations
@@ -35,9 +37,9 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from bench import peer
+from bench import loadgen, peer
 from model import idx
-from tests.support import HOWTO_SCORE_PY, REPO, SCORE_PY, ServerProcess
+from tests.support import HOWTO_SCORE_PY, REPO, SCORE_PY, FrontDoorProcess, ServerProcess
 from tfscoring.sizing import default_size, memory_limit, usable_cpus, visible_gpus
 
 EMPTY_SCORE_PY = REPO / "bench" / "empty_score.py"
@@ -75,12 +77,10 @@ def main() -> None:
     parser.add_argument("--mlserver", type=Path, help="the mlserver command of its own venv (make bench installs it)")
     parser.add_argument("--model-dir", type=Path, default=REPO / "models" / "tf-dnn-mnist" / "1")
     parser.add_argument("--data-dir", type=Path, default=Path(idx.DEFAULT_DATA_DIR))
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seconds", type=int, default=5, help="length of one wrk run")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = parser.parse_args()
-    if not shutil.which("wrk"):
-        sys.exit("wrk not found: apt-get install wrk (make bench does it)")
 
     cpus, gpus = usable_cpus(), visible_gpus()
     size = default_size(cpus, memory_limit())
@@ -91,20 +91,20 @@ def main() -> None:
 
     servers = {
         "baseline": ServerProcess(HOWTO_SCORE_PY, args.model_dir, work),
-        "ours": ServerProcess(SCORE_PY, args.model_dir, work, server_env),
-        "ceiling": ServerProcess(EMPTY_SCORE_PY, args.model_dir, work, server_env),
+        "ours": FrontDoorProcess(args.model_dir, work, server_env),
+        "ours-direct": ServerProcess(SCORE_PY, args.model_dir, work, server_env),
+        "ceiling": FrontDoorProcess(args.model_dir, work, server_env, entry_script=EMPTY_SCORE_PY),
+        "ceiling-direct": ServerProcess(EMPTY_SCORE_PY, args.model_dir, work, server_env),
     }
     if args.mlserver:
         servers["mlserver"] = peer.MLServerProcess(args.mlserver, args.model_dir, work, workers=size.workers)
     try:
         for process in servers.values():
             process.wait_healthy()
-        targets = [
-            Target("baseline", servers["baseline"].score_url, "json"),
-            Target("ours", servers["ours"].score_url, "json"),
-            Target("ours", servers["ours"].score_url, "binary"),
-            Target("ceiling", servers["ceiling"].score_url, "json"),
-            Target("ceiling", servers["ceiling"].score_url, "binary"),
+        targets = [Target("baseline", servers["baseline"].score_url, "json")] + [
+            Target(name, servers[name].score_url, body)
+            for name in ("ours", "ours-direct", "ceiling", "ceiling-direct")
+            for body in ("json", "binary")
         ]
         if "mlserver" in servers:
             targets.append(Target("mlserver", servers["mlserver"].score_url, "v2"))
@@ -156,7 +156,7 @@ def check_answers(targets: list[Target], bodies: dict, images: np.ndarray) -> No
         answer = response.json()
         if target.body == "v2":
             answer = answer["outputs"][0]["data"]
-        if target.name == "ceiling":
+        if target.name.startswith("ceiling"):
             continue
         expected = answer if expected is None else expected
         if answer != expected:
@@ -170,7 +170,7 @@ def measure(targets: list[Target], bodies: dict, rounds: int, seconds: int) -> l
         for rows in ROWS:
             for concurrency in CONCURRENCY:
                 for target in order:
-                    cell = run_wrk(target, bodies[target.body, rows], rows, concurrency, seconds)
+                    cell = run_load(target, bodies[target.body, rows], rows, concurrency, seconds)
                     runs.setdefault((target.name, target.body, rows, concurrency), []).append(cell)
                     print(
                         f"round {round_no + 1}/{rounds} {target.name:8} {target.body:6} rows={rows:<2} "
@@ -179,6 +179,22 @@ def measure(targets: list[Target], bodies: dict, rounds: int, seconds: int) -> l
                         flush=True,
                     )
     return [median_cell(cells) for cells in runs.values()]
+
+
+def run_load(target: Target, body: Path, rows: int, concurrency: int, seconds: int) -> Cell:
+    if shutil.which("wrk"):
+        return run_wrk(target, body, rows, concurrency, seconds)
+    result = loadgen.run(target.url, body.read_bytes(), BODIES[target.body], concurrency, seconds)
+    return Cell(
+        target.name,
+        target.body,
+        rows,
+        concurrency,
+        result.rps,
+        result.p50_ms,
+        result.p99_ms,
+        result.errors + result.shed,
+    )
 
 
 def run_wrk(target: Target, body: Path, rows: int, concurrency: int, seconds: int) -> Cell:
@@ -237,19 +253,22 @@ def describe_machine(cpus: int, gpus: int, size: str) -> str:
 
 def markdown(cells: list[Cell], machine: str, args: argparse.Namespace) -> str:
     baseline = {(c.rows, c.concurrency): c for c in cells if c.target == "baseline"}
-    ceiling = {(c.body, c.rows, c.concurrency): c for c in cells if c.target == "ceiling"}
+    ceiling = {(c.target, c.body, c.rows, c.concurrency): c for c in cells if c.target.startswith("ceiling")}
     lines = [
         f"Machine: {machine}. Median of {args.rounds} alternating rounds of {args.seconds} s per cell, "
-        f"wrk on 127.0.0.1, {time.strftime('%Y-%m-%d')}.",
+        f"{'wrk' if shutil.which('wrk') else 'bench/loadgen.py'} on 127.0.0.1, {time.strftime('%Y-%m-%d')}. "
+        "ours and ceiling: through the nginx front door (make serve); -direct: on azmlinfsrv's port; "
+        "each is compared with the ceiling of its own path.",
         "",
         "| server | body | rows | conc. | req/s | rows/s | p50 ms | p99 ms | errors | rows/s vs baseline "
         "| p50 vs baseline | req/s vs ceiling |",
         "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
-    order = {"baseline": 0, "ours": 1, "ceiling": 2, "mlserver": 3}
+    order = {"baseline": 0, "ours": 1, "ours-direct": 2, "ceiling": 3, "ceiling-direct": 4, "mlserver": 5}
     for c in sorted(cells, key=lambda c: (c.rows, c.concurrency, order[c.target], c.body)):
         base = baseline[c.rows, c.concurrency]
-        top = ceiling.get((c.body, c.rows, c.concurrency))  # the same body, sent to the empty run()
+        path = "ceiling-direct" if c.target.endswith("-direct") else "ceiling"
+        top = ceiling.get((path, c.body, c.rows, c.concurrency))  # the same body and path, to the empty run()
         lines.append(
             f"| {c.target} | {c.body} | {c.rows} | {c.concurrency} | {c.rps:.0f} | {c.rows_per_s:.0f} | "
             f"{c.p50_ms:.1f} | {c.p99_ms:.1f} | {c.errors} | {c.rows_per_s / base.rows_per_s:.2f}x | "
