@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -41,6 +42,7 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -50,9 +52,11 @@ if str(REPO) not in sys.path:  # run as a file: `python bench/gpu_check.py`
 
 from bench import loadgen  # noqa: E402 - bench/__init__.py puts server/ on the path too
 from model import idx  # noqa: E402
+from tfscoring.config import RETRY_LARGER_AFTER, ServerSettings, Settings  # noqa: E402
 from tfscoring.sizing import default_size, memory_limit, usable_cpus  # noqa: E402
 
 SERVE_PY = REPO / "server" / "serve.py"
+_SETTINGS = set(Settings.model_fields) | set(ServerSettings.model_fields)  # environment names, lower-cased
 CHECKS = ("placement", "accuracy", "workers-2", "workers-4", "oom", "hidden-gpu", "bench")
 OOM_LIMIT_MB = 128  # the model needs ~4.8 KB a row on the GPU: 65,536 rows (~300 MB) cannot fit, 16,384 can
 OOM_BATCH_ROWS = 65536
@@ -82,6 +86,8 @@ class Check:
 class Server:
     """server/serve.py on a free loopback port, its output in a log file, in its own process group."""
 
+    running: ClassVar[set[Server]] = set()  # every server started and not yet stopped: stopped on any exit
+
     def __init__(self, name: str, work: Path, model_dir: Path, env: dict[str, str]):
         self.name = name
         self.port = _free_port()
@@ -96,6 +102,7 @@ class Server:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        Server.running.add(self)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -118,6 +125,7 @@ class Server:
         return causes[0] if causes else " | ".join(useful[-lines:])
 
     def stop(self) -> None:
+        Server.running.discard(self)
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
@@ -139,11 +147,23 @@ class Checker:
         self.device_lines: list[str] = []
         self.bench_rows: list[dict] = []
         self.gpu = gpu_description()
+        self.log_excerpts: list[str] = []
+
+    def cleanup(self, keep_logs: bool) -> None:
+        """Remove the work directory; where a check failed, keep the servers' logs and say where."""
+        self.log_excerpts = _log_excerpts(self.work)
+        if keep_logs:
+            for array in self.work.glob("*.npy"):
+                array.unlink()
+            print(f"gpu-check: the servers' logs are in {self.work}", flush=True)
+        else:
+            shutil.rmtree(self.work, ignore_errors=True)
 
     # -- servers -----------------------------------------------------------------------------------------------
 
     def server_env(self, workers: int, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("GUNICORN_", "WORKER_COUNT"))}
+        # The caller's server settings stay out (an API key would make every request a 401): each check sets its own.
+        env = {k: v for k, v in os.environ.items() if k.lower() not in _SETTINGS and not k.startswith("GUNICORN_")}
         env.update(
             {
                 "PYTHONUNBUFFERED": "1",
@@ -217,11 +237,11 @@ class Checker:
             )
             return
         gpus = int(pinned[0][3])
-        expected = {slot % gpus for slot in range(workers)}
         used = {int(gpu) for _, _, gpu, _, _ in pinned}
-        if used != expected:
+        astray = [(int(slot), int(gpu)) for _, slot, gpu, _, _ in pinned if int(gpu) != int(slot) % gpus]
+        if astray:
             check.failed(
-                f"{workers} workers over {gpus} GPU(s) used GPUs {sorted(used)}, not round-robin {sorted(expected)}"
+                f"not round-robin over {gpus} GPU(s): (slot, GPU) {astray}; slot n should use GPU n mod {gpus}"
             )
             return
         if "mapped to multiple CUDA devices" in log:
@@ -271,6 +291,9 @@ class Checker:
             server.stop()
 
     def check_oom(self, check: Check) -> None:
+        """GPU_MEMORY_LIMIT_MB caps the session: the warm-up's 65,536-row call runs out and is split; after
+        RETRY_LARGER_AFTER calls that fit, the worker tries larger calls again, so a large request runs out
+        too, in front of us, and is split and retried with every answer exact."""
         server = self.start(
             "oom",
             1,
@@ -278,18 +301,18 @@ class Checker:
             MAX_BATCH_ROWS=str(OOM_BATCH_ROWS),
             MAX_REQUEST_ROWS=str(OOM_BATCH_ROWS),
             MAX_QUEUE_ROWS=str(2 * OOM_BATCH_ROWS),
+            MAX_REQUEST_BYTES=str(4 * OOM_BATCH_ROWS * 784 + 1024),
         )
         try:
             server.wait_ready(1, min(240.0, self.remaining()))
-            splits = re.findall(
-                r"out of device memory scoring (\d+) rows .*?at most (\d+) rows per session call", server.log()
-            )
+            if self.reference is None:
+                check.failed("no CPU reference to compare the answers with")
+                return
+            warm_up = _splits(server.log())
             check.details += [
-                f"split: {rows} rows did not fit in {OOM_LIMIT_MB} MiB -> at most {fits}" for rows, fits in splits
+                f"warm-up: {rows} rows did not fit in {OOM_LIMIT_MB} MiB -> {fits}" for rows, fits in warm_up
             ]
-            answers = np.asarray(_post(server.url, self.images.astype("<f4").tobytes(), "application/octet-stream"))
-            differ = int((answers != self.reference).sum()) if self.reference is not None else -1
-            if not splits:
+            if not warm_up:
                 check.failed(
                     f"no out-of-memory split with GPU_MEMORY_LIMIT_MB={OOM_LIMIT_MB} and {OOM_BATCH_ROWS}-row calls"
                     + (
@@ -298,13 +321,26 @@ class Checker:
                         else ": the worker runs on the CPU, which has no such limit"
                     )
                 )
+                return
+            one_row = self.images[:1].astype("<f4").tobytes()
+            for _ in range(RETRY_LARGER_AFTER):  # calls that fit: the worker then tries twice the rows again
+                _post(server.url, one_row, "application/octet-stream")
+            fits = int(warm_up[-1][1])
+            rows = self.images[np.arange(2 * fits) % len(self.images)]
+            answers = np.asarray(_post(server.url, rows.astype("<f4").tobytes(), "application/octet-stream"))
+            expected = self.reference[np.arange(2 * fits) % len(self.images)]
+            in_request = _splits(server.log())[len(warm_up) :]
+            check.details += [f"request: {r} rows did not fit -> {f}" for r, f in in_request]
+            differ = int((answers != expected).sum())
+            if not in_request:
+                check.failed(f"a {2 * fits}-row request after {RETRY_LARGER_AFTER} small ones was not split")
             elif differ:
                 check.failed(f"after the split, {differ} of {len(answers)} answers differ from the CPU model")
             else:
                 check.passed(
-                    f"{OOM_BATCH_ROWS}-row calls did not fit in {OOM_LIMIT_MB} MiB: "
-                    f"split to {splits[-1][1]} rows a call; "
-                    f"all {len(answers)} t10k answers in one request equal the CPU model"
+                    f"{OOM_LIMIT_MB} MiB: warm-up split {warm_up[0][0]} -> {fits} rows a call; a {2 * fits}-row "
+                    f"request ran out, was split to {in_request[-1][1]} and retried, all answers exact "
+                    "(the single-row 503 is not reachable with this model: see details)"
                 )
             check.details.append(
                 "a single row that cannot fit (503) is not reachable with this model (4.8 KB a row); "
@@ -382,6 +418,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.workers = args.workers or max(2, default_size(usable_cpus(), memory_limit()).workers)
     args.model_dir, args.data_dir = args.model_dir.resolve(), args.data_dir.resolve()
+    if not (args.model_dir / "model").is_dir():
+        parser.error(f"no model at {args.model_dir} (a folder holding model/): run make model, or pass --model-dir")
+    try:
+        idx.find_split(args.data_dir, "t10k", "images")
+    except FileNotFoundError as err:
+        parser.error(f"{err}: pass --data-dir, the folder of Fashion-MNIST's t10k files")
     wanted = [c.strip() for c in args.only.split(",") if c.strip()]
     unknown = sorted(set(wanted) - set(CHECKS))
     if unknown:
@@ -409,43 +451,15 @@ def main(argv: list[str] | None = None) -> int:
         for line in check.details[:12]:
             print(f"       {line}", flush=True)
 
-    # The several-workers server first: its start-up overlaps the CPU reference.
-    several: Server | None = None
-    if {"placement", "accuracy", "bench"} & set(checks):
-        several = checker.start(f"workers-{args.workers}-main", args.workers)
+    # SIGTERM (a timeout, a cancelled job) unwinds like Ctrl-C, so that the finally below stops every server.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
-        checker.compute_reference()
-        print(f"reference: {len(checker.reference)} t10k class ids from the CPU model {checker.reference_info}")
-    except Exception as err:
-        print(f"FAIL reference: {err}", flush=True)
-    try:
-        if several:
-            try:
-                several.wait_ready(args.workers, min(300.0, checker.remaining()))
-                run("placement", lambda c: checker.check_placement(c, several, args.workers))
-                run("accuracy", lambda c: checker.check_accuracy(c, several))
-                if "bench" in checks:
-                    checker.bench(several, args.workers, args.seconds, nvml)
-            except RuntimeError as err:
-                for name in ("placement", "accuracy", "bench"):
-                    if name in checks:
-                        checks[name].failed(f"the {args.workers}-worker server did not start: {err}")
-                        print(f"FAIL {name}: {checks[name].summary}", flush=True)
-            finally:
-                several.stop()
-        if "bench" in checks and checks["bench"].ok is None:
-            run("bench", lambda c: bench_one_worker(checker, c, args, nvml))
-        # Independent short checks, side by side: each is its own server.
-        with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            jobs = {
-                "workers-2": lambda c: checker.check_workers(c, 2),
-                "workers-4": lambda c: checker.check_workers(c, 4),
-                "oom": checker.check_oom,
-                "hidden-gpu": checker.check_hidden_gpu,
-            }
-            list(pool.map(lambda item: run(*item), jobs.items()))
+        run_checks(checker, checks, args, nvml, run)
     finally:
+        for server in list(Server.running):
+            server.stop()
         nvml.close()
+        checker.cleanup(keep_logs=any(c.ok is False for c in checks.values()))
 
     report = write_report(checker, checks, args, time.monotonic() - started)
     print(f"gpu-check: wrote {report}")
@@ -457,6 +471,49 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
+def run_checks(checker: Checker, checks: dict[str, Check], args: argparse.Namespace, nvml: Nvml, run) -> None:
+    # The several-workers server first: its start-up overlaps the CPU reference.
+    several: Server | None = None
+    if {"placement", "accuracy", "bench"} & set(checks):
+        several = checker.start(f"workers-{args.workers}-main", args.workers)
+    try:
+        checker.compute_reference()
+        print(f"reference: {len(checker.reference)} t10k class ids from the CPU model {checker.reference_info}")
+    except Exception as err:
+        print(f"FAIL reference: {err}", flush=True)
+    if several:
+        try:
+            several.wait_ready(args.workers, min(300.0, checker.remaining()))
+        except RuntimeError as err:
+            for name in ("placement", "accuracy", "bench"):
+                if name in checks:
+                    checks[name].failed(f"the {args.workers}-worker server did not start: {err}")
+                    print(f"FAIL {name}: {checks[name].summary}", flush=True)
+        else:
+            run("placement", lambda c: checker.check_placement(c, several, args.workers))
+            run("accuracy", lambda c: checker.check_accuracy(c, several))
+            if "bench" in checks:
+                try:
+                    checker.bench(several, args.workers, args.seconds, nvml)
+                except Exception as err:  # its verdict; the checks after it still run
+                    checks["bench"].failed(f"{args.workers} workers: {type(err).__name__}: {err}")
+                    print(f"FAIL bench: {checks['bench'].summary}", flush=True)
+        finally:
+            several.stop()
+    if "bench" in checks and checks["bench"].ok is not False:
+        run("bench", lambda c: bench_one_worker(checker, c, args, nvml))
+    # Independent short checks, side by side (each is its own server), unless the GPU has little room.
+    side_by_side = 4 if nvml.free_mib() is None or nvml.free_mib() > 8192 else 1
+    with concurrent.futures.ThreadPoolExecutor(side_by_side) as pool:
+        jobs = {
+            "workers-2": lambda c: checker.check_workers(c, 2),
+            "workers-4": lambda c: checker.check_workers(c, 4),
+            "oom": checker.check_oom,
+            "hidden-gpu": checker.check_hidden_gpu,
+        }
+        list(pool.map(lambda item: run(*item), jobs.items()))
+
+
 def bench_one_worker(checker: Checker, check: Check, args: argparse.Namespace, nvml: Nvml) -> None:
     server = checker.start("workers-1-bench", 1)
     try:
@@ -464,14 +521,22 @@ def bench_one_worker(checker: Checker, check: Check, args: argparse.Namespace, n
         checker.bench(server, 1, args.seconds, nvml)
     finally:
         server.stop()
-    errors = sum(row["errors"] for row in checker.bench_rows)
-    cells = len(checker.bench_rows)
-    if not cells:
+    rows = checker.bench_rows
+    errors = sum(row["errors"] for row in rows)
+    missing = 2 * len(BENCH_CELLS) - len(rows)
+    if not rows:
         check.failed("no benchmark cell ran")
     elif errors:
-        check.failed(f"{errors} error(s) over {cells} cells")
+        check.failed(f"{errors} error(s) over {len(rows)} cells")
+    elif missing:
+        check.failed(f"{missing} of {2 * len(BENCH_CELLS)} cells not run (out of time: raise --budget-s)")
+    elif checker.gpu["names"] and not any("gpu_util_mean" in row for row in rows):
+        check.failed(f"{len(rows)} cells, but no GPU utilisation read: NVML (nvidia-ml-py) unavailable")
     else:
-        check.passed(f"{cells} cells, no errors")
+        check.passed(
+            f"{len(rows)} cells ({args.workers} workers and 1), no errors"
+            + ("" if checker.gpu["names"] else "; no GPU, so no utilisation")
+        )
 
 
 # -- NVML ----------------------------------------------------------------------------------------------------------
@@ -493,6 +558,12 @@ class Nvml:
 
     def sampling(self) -> _Sampling:
         return _Sampling(self)
+
+    def free_mib(self) -> float | None:
+        """The least free memory of the GPUs, in MiB; None where NVML cannot tell."""
+        if not self.handles:
+            return None
+        return min(self.nvml.nvmlDeviceGetMemoryInfo(h).free for h in self.handles) / 2**20
 
     def sample(self) -> tuple[float, float] | None:
         if not self.handles:
@@ -607,6 +678,7 @@ def write_report(checker: Checker, checks: dict[str, Check], args: argparse.Name
         "machine": machine,
         "checks": [asdict(c) for c in checks.values()],
         "device_lines": checker.device_lines,
+        "log_excerpts": checker.log_excerpts,
         "bench": checker.bench_rows,
     }
     (args.out / f"gpu-{slug}.json").write_text(json.dumps(data, indent=1) + "\n")
@@ -624,6 +696,8 @@ def write_report(checker: Checker, checks: dict[str, Check], args: argparse.Name
     lines += [f"| {c.name} | {_verdict(c)} | {c.summary.replace('|', '/')} |" for c in checks.values()]
     lines += ["", "## TensorFlow's devices, as logged", "", "```"]
     lines += sorted(set(checker.device_lines))[:40] or ["(none)"]
+    lines += ["```", "", "## From the servers' logs", "", "```"]
+    lines += checker.log_excerpts[:60] or ["(none)"]
     lines += ["```", "", "## Details", ""]
     for c in checks.values():
         lines += [f"- **{c.name}**"] + [f"  - {d.strip().splitlines()[-1] if d.strip() else d}" for d in c.details[:16]]
@@ -651,6 +725,27 @@ def write_report(checker: Checker, checks: dict[str, Check], args: argparse.Name
 # -- helpers -------------------------------------------------------------------------------------------------------
 
 
+_EXCERPT = re.compile(
+    r"Booting worker|pinned to GPU|model ready on|out of device memory|ran out of memory|start-up failed|cuInit"
+    r"|mapped to multiple|unable to allocate"
+)
+
+
+def _log_excerpts(work: Path) -> list[str]:
+    """The lines of each server's log that tell what happened on the device, each with the server's name."""
+    lines = []
+    for log in sorted(work.glob("server-*.log")):
+        name = log.stem.removeprefix("server-")
+        text = log.read_text(errors="replace")
+        lines += [f"{name}: {line.strip()[:300]}" for line in text.splitlines() if _EXCERPT.search(line)]
+    return lines
+
+
+def _splits(log: str) -> list[tuple[str, str]]:
+    """(rows that did not fit, rows a call from then on) for each out-of-memory split a worker logged."""
+    return re.findall(r"out of device memory scoring (\d+) rows .*?at most (\d+) rows per session call", log)
+
+
 def _verdict(check: Check) -> str:
     return {True: "PASS", False: "FAIL", None: "SKIP"}[check.ok]
 
@@ -671,16 +766,16 @@ def _free_port() -> int:
 
 def _answers(url: str) -> bool:
     try:
-        _post(url, json.dumps({"data": [[0.0] * 784]}).encode(), "application/json")
+        _post(url, json.dumps({"data": [[0.0] * 784]}).encode(), "application/json", timeout=5)
         return True
     except (OSError, RuntimeError):
         return False
 
 
-def _post(url: str, body: bytes, content_type: str) -> list:
+def _post(url: str, body: bytes, content_type: str, timeout: float = 120) -> list:
     request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type}, method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=120) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as err:
         raise RuntimeError(f"HTTP {err.code}: {err.read()[:300]!r}") from None

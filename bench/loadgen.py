@@ -6,7 +6,7 @@ For machines without wrk (a GPU host's own Python, say).  Each connection sends 
 request, reads the whole answer (Content-Length, or until close) and sends the
 next; latencies are taken per request.  One asyncio loop is about one core's
 worth of requests, so large concurrencies are spread over a few processes
-(forked: the caller must not have started CUDA).  Only the standard library.
+(started with spawn, so the caller's threads and CUDA state stay out).  Only the standard library.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ def run(url: str, body: bytes, content_type: str, concurrency: int, seconds: flo
     if processes == 1:
         parts = [_one_process(*job, shares[0])]
     else:
-        with multiprocessing.get_context("fork").Pool(processes) as pool:
+        # spawn, not fork: the caller may run threads (an NVML sampler, TensorFlow's pools under pytest).
+        with multiprocessing.get_context("spawn").Pool(processes) as pool:
             parts = pool.starmap(_one_process, [(*job, share) for share in shares])
     latencies = sorted(latency for part in parts for latency in part[0])
     return Result(
@@ -59,9 +60,10 @@ def run(url: str, body: bytes, content_type: str, concurrency: int, seconds: flo
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile: the smallest value at or above a share q of the values."""
     if not sorted_values:
         return float("nan")
-    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+    return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]
 
 
 def _one_process(
@@ -105,7 +107,7 @@ async def _drive(
                 if not keep_alive:
                     writer.close()
                     writer = None
-            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError):
+            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
                 errors[0] += 1
                 if writer is not None:
                     writer.close()
@@ -121,12 +123,16 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
     """Read one response; its status and whether the connection stays open."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ", 2)[1])
+    version, status_text = lines[0].split(" ", 2)[:2]
+    status = int(status_text)
     headers = {}
     for line in lines[1:]:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip().lower()
-    keep_alive = headers.get("connection") != "close"
+    # HTTP/1.1 keeps the connection unless told to close; HTTP/1.0 closes it unless told to keep it.
+    keep_alive = (
+        headers.get("connection") == "keep-alive" if version == "HTTP/1.0" else headers.get("connection") != "close"
+    )
     if "content-length" in headers:
         await reader.readexactly(int(headers["content-length"]))
     elif headers.get("transfer-encoding") == "chunked":

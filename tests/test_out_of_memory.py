@@ -154,6 +154,17 @@ def test_the_split_is_logged_with_tensorflows_reason_not_its_graph_execution_hea
     assert "out of device memory scoring 256 rows (OOM when allocating tensor with shape[256,300]" in caplog.text
 
 
+def test_an_error_of_a_node_tensorflow_inserted_is_summarised_by_its_reason():
+    # The first out-of-memory error on the H100: the copy of the feed to the GPU, a node with no "Node:" line.
+    message = (
+        "Graph execution error:\n\nSameWorkerRecvDone unable to allocate output tensor. "
+        "Key: /job:localhost/replica:0/task:0/device:CPU:0;0000000000000001;network/X\n"
+        "\t [[{{node network/X/_1}}]]"
+    )
+    err = tf.errors.ResourceExhaustedError(None, None, message)
+    assert model_module._first_line(err).startswith("SameWorkerRecvDone unable to allocate output tensor")
+
+
 def test_a_real_tensorflow_session_error_is_summarised_by_its_reason():
     graph = tf.Graph()
     with graph.as_default():

@@ -18,6 +18,9 @@ from tfscoring import sizing
 from tfscoring.errors import StartupError
 
 MiB = 1024 * 1024
+# Session calls that fit before a rows-per-call limit lowered by running out of device memory is doubled again
+# (model.py; make gpu-check makes that many calls to see a split in a request).
+RETRY_LARGER_AFTER = 1000
 
 
 class _FromEnv(BaseSettings):

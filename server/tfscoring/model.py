@@ -17,10 +17,8 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from tfscoring import devices, log, metrics
-from tfscoring.config import Settings
+from tfscoring.config import RETRY_LARGER_AFTER, Settings
 from tfscoring.errors import DeviceFailed, ServiceUnavailable, StartupError
-
-RETRY_LARGER_AFTER = 1000  # session calls that fit before a lowered rows-per-call limit is doubled again
 
 
 class GraphModel:
@@ -228,6 +226,9 @@ def _first_line(err: BaseException) -> str:
     lines = [line.strip() for line in str(getattr(err, "message", "") or err).strip().splitlines()]
     if lines and lines[0].startswith("Graph execution error"):
         after_node = [line for before, line in itertools.pairwise(lines) if before.startswith("Node: ") and line]
-        if after_node:
-            return after_node[0]
+        # Without a "Node:" line (a node TensorFlow inserted itself, such as the copy of a feed to the GPU):
+        # the first line that is neither the node's definition nor the trace around it.
+        told = [line for line in lines[1:] if line and not line.startswith(("Detected at node", "File ", "[["))]
+        if after_node or told:
+            return (after_node or told)[0]
     return lines[0] if lines and lines[0] else type(err).__name__
