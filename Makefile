@@ -95,12 +95,15 @@ serve: $(VENV)/.server-installed model
 	$(BIN)/python server/serve.py --model_dir $(MODEL_DIR) --port $(PORT)
 
 # On a GPU machine (TF_FLAVOR=gpu), the GPU mode: bench/gpu_check.py's benchmark, several workers against one,
-# GPU utilisation through NVML, under 5 minutes (bench/results/gpu-<gpu name>.md).  BENCH_MODE=compare forces
+# GPU utilisation through NVML, under 5 minutes (bench/results/gpu-bench-<gpu name>.md).  BENCH_MODE=compare forces
 # the comparison with the how-to, the ceilings and MLServer there too.
 BENCH_MODE ?= $(if $(filter gpu,$(TF_FLAVOR)),gpu,compare)
+ifeq ($(filter $(BENCH_MODE),gpu compare),)
+$(error BENCH_MODE=$(BENCH_MODE): use gpu or compare)
+endif
 bench: $(VENV)/.bench-installed model $(if $(filter gpu,$(BENCH_MODE)),$(VENV)/.gpu-check-installed,$(MLSERVER_VENV)/.installed bench-packages)
 ifeq ($(BENCH_MODE),gpu)
-	$(BIN)/python bench/gpu_check.py --only placement,bench --model-dir $(MODEL_DIR) --data-dir $(DATA_DIR)
+	$(BIN)/python bench/gpu_check.py --only placement,bench --report gpu-bench --model-dir $(MODEL_DIR) --data-dir $(DATA_DIR)
 else
 	$(BIN)/python -m bench.run --mlserver $(MLSERVER_VENV)/bin/mlserver --model-dir $(MODEL_DIR) --data-dir $(DATA_DIR)
 endif

@@ -414,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seconds", type=float, default=3.0, help="length of one benchmark cell")
     parser.add_argument("--budget-s", type=float, default=280.0, help="checks not started by then are skipped")
+    parser.add_argument("--report", default="gpu", help="the report's file name: <report>-<gpu name>.md and .json")
     parser.add_argument("--allow-cpu", action="store_true", help="no REQUIRE_GPU: try the program on a CPU")
     args = parser.parse_args(argv)
     args.workers = args.workers or max(2, default_size(usable_cpus(), memory_limit()).workers)
@@ -681,9 +682,10 @@ def write_report(checker: Checker, checks: dict[str, Check], args: argparse.Name
         "log_excerpts": checker.log_excerpts,
         "bench": checker.bench_rows,
     }
-    (args.out / f"gpu-{slug}.json").write_text(json.dumps(data, indent=1) + "\n")
+    (args.out / f"{args.report}-{slug}.json").write_text(json.dumps(data, indent=1) + "\n")
     lines = [
-        f"# make gpu-check on {gpu['summary']}",
+        f"# {'make gpu-check' if set(checks) == set(CHECKS) else 'GPU checks: ' + ', '.join(checks)} "
+        f"on {gpu['summary']}",
         "",
         f"{machine['date']}; {machine['cpus']} CPU cores, Python {machine['python']}, TensorFlow "
         f"{checker.reference_info.get('tensorflow', '?')} (built for {checker.reference_info.get('build', {})}); "
@@ -717,7 +719,7 @@ def write_report(checker: Checker, checks: dict[str, Check], args: argparse.Name
                 f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} | {r['shed_503']} | "
                 f"{r.get('gpu_util_mean', '-')} / {r.get('gpu_util_max', '-')} | {r.get('gpu_memory_mib', '-')} |"
             )
-    path = args.out / f"gpu-{slug}.md"
+    path = args.out / f"{args.report}-{slug}.md"
     path.write_text("\n".join(lines) + "\n")
     return path
 

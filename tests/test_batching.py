@@ -197,3 +197,24 @@ def test_a_sync_worker_whose_alarm_cut_the_lead_hand_off_short_takes_the_lead_ba
         sys.settrace(None)
     assert fired, "the alarm never landed in the hand-off"
     assert scoring.predict(images[3:6]).tolist() == model.infer(images[3:6]).tolist()  # not a 503
+
+
+def test_a_gathering_leader_is_woken_when_the_last_incoming_request_leaves(recorded, t10k):
+    # The request that leaves incoming() without being queued (its body failed to decode, say) wakes the
+    # leader waiting for it; without that, the leader waits out MAX_BATCH_DELAY_MS (here a minute).
+    images, _ = t10k
+    scoring = batcher(recorded, max_delay_s=60.0)
+    leave = threading.Event()
+
+    def incoming_then_refused():
+        with scoring.incoming():
+            assert leave.wait(30)
+
+    with ThreadPoolExecutor(2) as pool:
+        other = pool.submit(incoming_then_refused)
+        wait_for(lambda: len(scoring._incoming) == 1, 10, "a request incoming")
+        leader = pool.submit(scoring.predict, images[:2])
+        wait_for(lambda: scoring._gathering, 10, "the leader gathering")
+        leave.set()
+        assert leader.result(20).tolist() == recorded.model.infer(images[:2]).tolist()
+        other.result(5)

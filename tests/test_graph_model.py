@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tfscoring import model as model_module
 from tfscoring.config import Settings
@@ -104,6 +105,23 @@ def test_session_calls_through_the_callable_handle_equal_session_run(graph_model
     rows = t10k[0][:300]
     session, x, y = graph_model._session, graph_model._x, graph_model._y
     assert np.array_equal(model_module._session_callable(session, x, y)(rows), session.run(y, {x: rows}))
+
+
+def test_loading_takes_the_callable_handle(settings, caplog):
+    # A TensorFlow that drops the private handle must show here, not only as a slower server.
+    GraphModel.load(settings).close()
+    assert "callable handle is unavailable" not in caplog.text
+
+
+@pytest.mark.parametrize("dtype", [tf.float64, tf.float16])
+def test_a_placeholder_of_another_float_dtype_still_gets_its_rows_converted(dtype):
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(dtype, [None, 3])
+        y = tf.reduce_sum(x, axis=1, keepdims=True)
+    with tf.compat.v1.Session(graph=graph) as session:
+        rows = np.arange(6, dtype=np.float32).reshape(2, 3)
+        assert model_module._session_callable(session, x, y)(rows).ravel().tolist() == [3.0, 12.0]
 
 
 def test_without_the_private_handle_session_calls_take_the_public_path(graph_model, t10k, caplog):

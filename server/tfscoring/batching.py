@@ -235,8 +235,8 @@ class Batcher:
         Returns the parts taken, (job, first row, count), and how long each request starting now waited.
         """
         with self._lock:
-            self._gathering = True
             try:
+                self._gathering = True
                 if self._incoming and self._queued_rows < self._max_batch_rows and self._max_delay_s:
                     gather_until = time.monotonic() + self._max_delay_s
                     while self._incoming and self._queued_rows < self._max_batch_rows:

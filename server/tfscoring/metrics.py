@@ -102,6 +102,9 @@ QUEUE_WAIT_SECONDS = Histogram(
 )
 SESSION_SECONDS = Histogram("tfscoring_session_seconds", "time of one session call", buckets=_LATENCY)
 QUEUED_ROWS = Gauge("tfscoring_queued_rows", "rows waiting to be scored", multiprocess_mode="livesum")
+LOG_LINES_DROPPED = Counter(
+    "tfscoring_log_lines_dropped", "request log lines that could not be written to stdout (closed or stuck)"
+)
 SPLIT_RETRIES = Counter(
     "tfscoring_oom_splits", "times a worker lowered its rows per session call after running out of device memory"
 )

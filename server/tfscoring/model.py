@@ -180,6 +180,7 @@ class GraphModel:
 
     def close(self) -> None:
         self._session.close()
+        self._run = _closed  # as TensorFlow's public calls on a closed session: not a device failure
 
 
 def _session_callable(session: tf.Session, x: tf.Tensor, y: tf.Tensor) -> Callable[[np.ndarray], np.ndarray]:
@@ -190,6 +191,10 @@ def _session_callable(session: tf.Session, x: tf.Tensor, y: tf.Tensor) -> Callab
     `_make_callable_from_options`, the handle Keras' TF1 backend uses.  That one is private, so where a
     TensorFlow no longer has it, the public wrapper is used, with a warning; tests compare the two.
     """
+    if x.dtype != tf.float32 or x.shape[0] is not None:
+        # The handle neither converts the rows to another dtype nor checks a fixed batch size, as the
+        # public path does: such graphs keep it.
+        return session.make_callable(y, feed_list=[x])
     try:
         from tensorflow.core.protobuf.config_pb2 import CallableOptions
 
@@ -198,6 +203,10 @@ def _session_callable(session: tf.Session, x: tf.Tensor, y: tf.Tensor) -> Callab
         log.warning("TensorFlow's callable handle is unavailable (%s): session calls take the slower path", err)
         return session.make_callable(y, feed_list=[x])
     return lambda rows: handle(rows)[0]
+
+
+def _closed(rows: np.ndarray) -> np.ndarray:
+    raise RuntimeError("Attempted to use a closed Session.")
 
 
 def _out_of_memory(err: tf.errors.OpError) -> bool:

@@ -16,9 +16,10 @@ Cost, measured with py-spy (bench/results/profile.md): gunicorn built its access
 line (a dict of atoms and a log record) only for the filter to drop it, 7 % of a
 worker's Python time; it is now not built for requests logged here.  Our own
 line went through a logging handler whose lock is held across the write and
-flush, a convoy of up to 15 % of samples with 16 threads; it is now one
-`os.write` of a line built without that lock (a write of a line to a pipe or
-file is not interleaved with other writes).
+flush, a convoy of up to 15 % of samples with 16 threads; it is now built
+without a lock and written with one `os.write` under a lock of its own.  Each
+field is cut to FIELD_CHARS, so a line stays under PIPE_BUF (4 KiB) and one
+write of it to a pipe is never interleaved with another process's lines.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ import datetime
 import logging
 import os
 import re
+import select
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,6 +47,9 @@ _DEPRECATED_HEADER = "x-ms-request-id header has been deprecated"
 _SCORE_LINE = re.compile(r"[A-Z]+ /score[ ?]")  # azmlinfsrv's "<method> <path> <status> <ms>ms <bytes>"
 _LOGGED = "tfscoring.logged"  # key in the WSGI environ of a request this module logs: gunicorn skips its line
 _STDOUT = 1
+FIELD_CHARS = 300  # longest text field in a line (ids, content type, error): lines stay under PIPE_BUF
+_STUCK_S = 1.0  # longest wait for a stdout that cannot take more (non-blocking and full) before a line is dropped
+_write_lock = threading.Lock()  # this worker's threads write whole lines, one at a time
 
 
 @dataclass
@@ -88,16 +95,16 @@ def observed(request: flask.Request) -> Iterator[RequestRecord]:
 def _log_line(request: flask.Request, record: RequestRecord, seconds: float) -> None:
     g = flask.g
     fields = {
-        "request_id": getattr(g, "request_id", ""),
-        "client_request_id": getattr(g, "client_request_id", ""),
+        "request_id": getattr(g, "request_id", "")[:FIELD_CHARS],
+        "client_request_id": getattr(g, "client_request_id", "")[:FIELD_CHARS],
         "status": record.status,
         "rows": record.rows,
         "ms": round(seconds * 1e3, 3),
         "bytes": request.content_length,
-        "content_type": request.mimetype,
+        "content_type": request.mimetype[:FIELD_CHARS],  # the client's, of any length
     }
     if record.error is not None:
-        fields["error"] = record.error[:300]
+        fields["error"] = record.error[:FIELD_CHARS]
     line = {
         "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
         "level": "INFO",
@@ -109,12 +116,27 @@ def _log_line(request: flask.Request, record: RequestRecord, seconds: float) -> 
 
 
 def _write(line: bytes) -> None:
-    """Write the whole line to stdout; a log that cannot be written never fails the request."""
-    try:
-        while line:
-            line = line[os.write(_STDOUT, line) :]
-    except OSError:
-        pass
+    """Write the whole line to stdout.  A log that cannot be written never fails the request: the line is
+    dropped, counted (tfscoring_log_lines_dropped_total), and the first drop is said on stderr."""
+    global _dropped
+    with _write_lock:
+        try:
+            while line:
+                try:
+                    line = line[os.write(_STDOUT, line) :]
+                except BlockingIOError:  # a non-blocking stdout that is full: wait, bounded, for room
+                    if not select.select([], [_STDOUT], [], _STUCK_S)[1]:
+                        raise
+        except TimeoutError:
+            raise  # the server's scoring timeout (SIGALRM), not the log's
+        except OSError as err:
+            metrics.LOG_LINES_DROPPED.inc()
+            if not _dropped:
+                _dropped = True
+                print(f"tfscoring: request log lines are being dropped: stdout: {err}", file=sys.stderr, flush=True)
+
+
+_dropped = False
 
 
 def _skip_gunicorn_access_lines() -> None:
