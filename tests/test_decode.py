@@ -160,3 +160,15 @@ def test_a_duplicate_data_key_is_read_as_the_careful_path_reads_it():
 def test_bodies_the_fast_parser_would_read_differently_get_the_careful_answer(raw, message):
     with pytest.raises(BadRequest, match=message):
         decode_rows(raw, 3, max_rows=1)
+
+
+def test_the_howto_clients_numpy_2_body_is_refused_with_the_cause_and_the_fix():
+    # The how-to's client: '{"data": [' + str(list(X_test[i])) + ']}'; numpy 2 prints np.float64(0.0) there.
+    rows = np.zeros((1, WIDTH)) + 0.5
+    body = ('{"data": [' + str(list(rows[0])) + "]}").encode()
+    assert b"np.float64(0.5)" in body
+    with pytest.raises(BadRequest) as caught:
+        decode_rows(body, WIDTH, max_rows=10)
+    message = caught.value.message
+    assert "numpy's np.float64(...) at line 1 column 12" in message
+    assert "str(list(array))" in message and 'json.dumps({"data": X.tolist()})' in message

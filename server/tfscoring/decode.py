@@ -16,6 +16,7 @@ of every error message.
 from __future__ import annotations
 
 import codecs
+import re
 import threading
 
 import numpy as np
@@ -110,6 +111,9 @@ def _parse_json(body: bytes, width: int) -> object:
         raise BadRequest(_describe_json_error(err)) from None
 
 
+_NUMPY_SCALAR = re.compile(r"np\.[a-z_]+[0-9]*\(")  # np.float64(0.0): numpy 2's repr of a scalar
+
+
 def _describe_json_error(err: orjson.JSONDecodeError) -> str:
     if "UTF-8" in err.msg:
         return "body is not valid UTF-8; send JSON encoded as UTF-8"
@@ -118,6 +122,13 @@ def _describe_json_error(err: orjson.JSONDecodeError) -> str:
         return (
             f"body has a non-finite number at line {err.lineno} column {err.colno}; "
             "NaN, Infinity and numbers beyond float range are not allowed"
+        )
+    numpy_scalar = _NUMPY_SCALAR.match(err.doc, err.pos)
+    if numpy_scalar:
+        return (
+            f"body is not valid JSON: it holds numpy's {numpy_scalar.group(0)}...) at line {err.lineno} column "
+            f"{err.colno}, which is how str(list(array)) prints values under numpy 2 (the how-to's client builds "
+            'its body that way); send json.dumps({"data": X.tolist()}) instead'
         )
     return f"body is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}"
 
