@@ -8,7 +8,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 5001
 # The model directory as Azure ML mounts a registered model: <name>/<version>/model/...
-MODEL_DIR ?= models/tf-dnn-mnist/1
+HOWTO_MODEL_DIR := models/tf-dnn-mnist/1
+MODEL_DIR ?= $(HOWTO_MODEL_DIR)
+# make serve trains the how-to's model only into its own folder; any other MODEL_DIR is served as it is and never
+# written to (the checkpoint is found in it, or named by MODEL_FOLDER and MODEL_FILE_PREFIX).
+SERVE_MODEL := $(if $(filter $(HOWTO_MODEL_DIR),$(MODEL_DIR)),model,model-dir-exists)
 DATA_DIR ?= /usr/share/datasets/fashion-mnist
 # GPU TensorFlow where an NVIDIA driver is present, CPU TensorFlow of the same version elsewhere.
 TF_FLAVOR ?= $(if $(shell command -v nvidia-smi 2>/dev/null),gpu,cpu)
@@ -23,7 +27,7 @@ DEPLOY_VENV := .venv-deploy
 SUDO := $(if $(filter 0,$(shell id -u)),env,sudo env)
 PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check -c requirements/constraints.txt
 
-.PHONY: help serve test test-contended bench gpu-check soak image container-test deploy-test lint model system-packages bench-packages container-packages clean
+.PHONY: model-dir-exists help serve test test-contended bench gpu-check soak image container-test deploy-test lint model system-packages bench-packages container-packages clean
 
 help:
 	@echo "make serve   install everything, build the model if missing, serve on http://127.0.0.1:$(PORT)/score"
@@ -74,6 +78,9 @@ $(MODEL_DIR)/model/mnist-tf.model.index: | $(VENV)/.server-installed system-pack
 
 model: $(MODEL_DIR)/model/mnist-tf.model.index
 
+model-dir-exists:
+	@test -d "$(MODEL_DIR)" || { echo "MODEL_DIR=$(MODEL_DIR) is not a directory: a registered model's folder (<name>/<version>/) is expected" >&2; exit 1; }
+
 $(VENV)/.bench-installed: $(VENV)/.server-installed requirements/bench.txt
 	$(PIP_INSTALL) -r requirements/bench.txt
 	@touch $@
@@ -91,7 +98,7 @@ $(DEPLOY_VENV)/.installed: requirements/deploy.txt requirements/deploy-constrain
 	@touch $@
 
 # serve.py sizes WORKER_COUNT and the gunicorn threads to the machine unless they are set.
-serve: $(VENV)/.server-installed model
+serve: $(VENV)/.server-installed $(SERVE_MODEL)
 	$(BIN)/python server/serve.py --model_dir $(MODEL_DIR) --port $(PORT)
 
 # On a GPU machine (TF_FLAVOR=gpu), the GPU mode: bench/gpu_check.py's benchmark, several workers against one,

@@ -133,3 +133,34 @@ def test_without_the_private_handle_session_calls_take_the_public_path(graph_mod
     call = model_module._session_callable(PublicSessionOnly(session), x, y)
     assert np.array_equal(call(t10k[0][:64]), session.run(y, {x: t10k[0][:64]}))
     assert "callable handle is unavailable" in caplog.text
+
+
+def copy_checkpoint(model_dir, into, prefix: str) -> None:
+    """The how-to's checkpoint under another folder and prefix, as another team's registered model lays it out."""
+    into.mkdir(parents=True)
+    for source in (model_dir / "model").glob("mnist-tf.model.*"):
+        (into / source.name.replace("mnist-tf.model", prefix)).write_bytes(source.read_bytes())
+
+
+def test_without_folder_and_prefix_set_the_one_meta_graph_in_the_model_directory_is_served(model_dir, tmp_path, t10k):
+    copy_checkpoint(model_dir, tmp_path / "export", "net-final")
+    loaded = GraphModel.load(Settings(azureml_model_dir=tmp_path))
+    try:
+        reference = GraphModel.load(Settings(azureml_model_dir=model_dir))
+        assert loaded.infer(t10k[0][:50]).tolist() == reference.infer(t10k[0][:50]).tolist()
+        reference.close()
+    finally:
+        loaded.close()
+
+
+def test_several_meta_graphs_and_no_prefix_set_stop_start_up_naming_them(model_dir, tmp_path):
+    copy_checkpoint(model_dir, tmp_path / "a", "first")
+    copy_checkpoint(model_dir, tmp_path / "b", "second")
+    with pytest.raises(StartupError, match=r"2 meta-graphs under .* \(a/first.meta, b/second.meta\); set MODEL_FOLDER"):
+        GraphModel.load(Settings(azureml_model_dir=tmp_path))
+
+
+def test_a_prefix_that_is_set_is_used_as_it_is(model_dir, tmp_path):
+    copy_checkpoint(model_dir, tmp_path / "export", "net-final")
+    with pytest.raises(StartupError, match=r"meta-graph not found: .*export/missing\.meta"):
+        GraphModel.load(Settings(azureml_model_dir=tmp_path, model_folder="export", model_file_prefix="missing"))

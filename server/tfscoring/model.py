@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import tensorflow.compat.v1 as tf
@@ -38,9 +39,9 @@ class GraphModel:
 
     @classmethod
     def load(cls, settings: Settings) -> GraphModel:
-        prefix = settings.checkpoint_prefix
-        meta = prefix.with_name(prefix.name + ".meta")
         _require(settings.azureml_model_dir.is_dir(), f"model directory not found: {settings.azureml_model_dir}")
+        prefix = find_checkpoint(settings)
+        meta = prefix.with_name(prefix.name + ".meta")
         _require(meta.is_file(), f"meta-graph not found: {meta} (check MODEL_FOLDER and MODEL_FILE_PREFIX)")
         index = prefix.with_name(prefix.name + ".index")
         _require(index.is_file(), f"checkpoint not found: {index} (check MODEL_FOLDER and MODEL_FILE_PREFIX)")
@@ -181,6 +182,26 @@ class GraphModel:
     def close(self) -> None:
         self._session.close()
         self._run = _closed  # as TensorFlow's public calls on a closed session: not a device failure
+
+
+def find_checkpoint(settings: Settings) -> Path:
+    """The checkpoint prefix: MODEL_FOLDER/MODEL_FILE_PREFIX (the how-to's model/mnist-tf.model by default);
+    where neither is set and the default is absent, the one meta-graph under the model directory."""
+    prefix = settings.checkpoint_prefix
+    chosen = {"model_folder", "model_file_prefix"} & settings.model_fields_set
+    if chosen or prefix.with_name(prefix.name + ".meta").is_file():
+        return prefix
+    found = sorted(settings.azureml_model_dir.rglob("*.meta"))
+    if len(found) > 1:
+        shown = ", ".join(str(p.relative_to(settings.azureml_model_dir)) for p in found[:5])
+        raise StartupError(
+            f"{len(found)} meta-graphs under {settings.azureml_model_dir} ({shown}); "
+            "set MODEL_FOLDER and MODEL_FILE_PREFIX to the one to serve"
+        )
+    if not found:
+        return prefix  # load() says what is missing
+    log.info("checkpoint found: %s (MODEL_FOLDER and MODEL_FILE_PREFIX are not set)", found[0].with_suffix(""))
+    return found[0].with_suffix("")
 
 
 def _session_callable(session: tf.Session, x: tf.Tensor, y: tf.Tensor) -> Callable[[np.ndarray], np.ndarray]:
