@@ -12,6 +12,7 @@ every value finite.
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 from numpy.lib import format as npy_format
@@ -77,4 +78,10 @@ def _checked(batch: np.ndarray, max_rows: int) -> np.ndarray:
 
 
 def _first_line(err: BaseException) -> str:
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    """The error's first line, without the memory addresses Python's repr of an object puts in it
+    (ast.literal_eval: "malformed node or string on line 1: <ast.Name object at 0x7f...>")."""
+    line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return _ADDRESS.sub("", line)
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
