@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow.compat.v1 as tf
 
-from tfscoring import devices, log, metrics
+from tfscoring import devices, log, metrics, signature
 from tfscoring.config import RETRY_LARGER_AFTER, Settings
 from tfscoring.errors import DeviceFailed, ServiceUnavailable, StartupError
 
@@ -55,13 +55,14 @@ class GraphModel:
                 saver = tf.train.import_meta_graph(str(meta), clear_devices=True)
             except Exception as err:  # protobuf and TF raise many types for a corrupt file
                 raise StartupError(f"cannot import meta-graph {meta}: {_first_line(err)}") from None
-            x = _tensor(graph, settings.input_tensor, "INPUT_TENSOR", meta)
-            y = _tensor(graph, settings.output_tensor, "OUTPUT_TENSOR", meta)
+            (x_name, x_label), (y_name, y_label) = _served_tensors(settings, meta)
+            x = _tensor(graph, x_name, x_label, meta)
+            y = _tensor(graph, y_name, y_label, meta)
         _require(
             x.shape.rank == 2 and x.shape[1] is not None,
-            f"INPUT_TENSOR {x.name} has shape {x.shape}; expected (None, width)",
+            f"{x_label} {x.name} has shape {x.shape}; expected (None, width)",
         )
-        _require(y.shape.rank == 2, f"OUTPUT_TENSOR {y.name} has shape {y.shape}; expected (None, classes)")
+        _require(y.shape.rank == 2, f"{y_label} {y.name} has shape {y.shape}; expected (None, classes)")
 
         session = tf.Session(graph=graph, config=placement.session_config(settings.gpu_memory_limit_mb))
         try:
@@ -182,6 +183,26 @@ class GraphModel:
     def close(self) -> None:
         self._session.close()
         self._run = _closed  # as TensorFlow's public calls on a closed session: not a device failure
+
+
+def _served_tensors(settings: Settings, meta: Path) -> tuple[tuple[str, str], tuple[str, str]]:
+    """(tensor name, what to call it in errors) of the input and the output: INPUT_TENSOR and OUTPUT_TENSOR where
+    either is set or the meta-graph declares no signature (the how-to's), else its serving signature's."""
+    configured = (settings.input_tensor, "INPUT_TENSOR"), (settings.output_tensor, "OUTPUT_TENSOR")
+    if {"input_tensor", "output_tensor"} & settings.model_fields_set:
+        return configured
+    served = signature.read(meta)
+    if served is None:
+        return configured
+    if len(served.inputs) != 1 or len(served.outputs) != 1:
+        raise StartupError(
+            f"the serving signature {served.key!r} of {meta} has inputs {sorted(served.inputs)} and outputs "
+            f"{sorted(served.outputs)}; this server scores one input and one output: set INPUT_TENSOR and "
+            "OUTPUT_TENSOR to the two to serve"
+        )
+    ((x_key, x_name),), ((y_key, y_name),) = served.inputs.items(), served.outputs.items()
+    log.info("serving signature %r: input %r (%s), output %r (%s)", served.key, x_key, x_name, y_key, y_name)
+    return (x_name, f"signature input {x_key!r}"), (y_name, f"signature output {y_key!r}")
 
 
 def find_checkpoint(settings: Settings) -> Path:

@@ -1,0 +1,101 @@
+"""A meta-graph's serving signature is its interface: served with no tensor settings (issue: any TF1 graph)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfscoring.config import Settings
+from tfscoring.errors import StartupError
+from tfscoring.model import GraphModel
+
+v1 = tf.compat.v1
+
+
+def export(model_dir: Path, signatures: dict[str, tuple[dict[str, str], dict[str, str]]]) -> np.ndarray:
+    """Train nothing: a 784 -> 10 graph with seeded weights, saved as <model_dir>/model/net.* with the given
+    signatures ({key: ({input key: tensor}, {output key: tensor})}); returns the weights."""
+    graph = tf.Graph()
+    with graph.as_default():
+        images = v1.placeholder(tf.float32, [None, 784], name="input/images")
+        weights = v1.get_variable("w", [784, 10], initializer=v1.random_normal_initializer(seed=7))
+        logits = tf.matmul(images, weights, name="head/logits")
+        tf.nn.softmax(logits, name="head/probabilities")
+        v1.placeholder(tf.float32, [None, 28, 28, 1], name="input/grid")  # an image batch, not (N, width)
+        saver = v1.train.Saver()
+        with v1.Session(graph=graph) as session:
+            session.run(v1.global_variables_initializer())
+            prefix = model_dir / "model" / "net"
+            prefix.parent.mkdir(parents=True)
+            saver.save(session, str(prefix))
+            values = session.run(weights)
+        meta_path = prefix.with_name("net.meta")
+        meta = v1.MetaGraphDef()
+        meta.ParseFromString(meta_path.read_bytes())
+        for key, (inputs, outputs) in signatures.items():
+            tensors = {name: graph.get_tensor_by_name(t) for name, t in {**inputs, **outputs}.items()}
+            meta.signature_def[key].CopyFrom(
+                v1.saved_model.signature_def_utils.predict_signature_def(
+                    {k: tensors[k] for k in inputs}, {k: tensors[k] for k in outputs}
+                )
+            )
+        meta_path.write_bytes(meta.SerializeToString())
+    return values
+
+
+IMAGES = {"images": "input/images:0"}
+LOGITS = {"scores": "head/logits:0"}
+
+
+def test_a_graph_with_a_serving_signature_is_served_with_no_tensor_settings(tmp_path, t10k):
+    weights = export(tmp_path, {"serving_default": (IMAGES, LOGITS)})
+    model = GraphModel.load(Settings(azureml_model_dir=tmp_path))
+    try:
+        rows = t10k[0][:100]
+        assert model.infer(rows).tolist() == (rows @ weights).argmax(axis=1).tolist()
+    finally:
+        model.close()
+
+
+def test_the_only_signature_is_served_whatever_its_key(tmp_path, t10k):
+    weights = export(tmp_path, {"predict": (IMAGES, LOGITS)})
+    model = GraphModel.load(Settings(azureml_model_dir=tmp_path))
+    try:
+        assert model.infer(t10k[0][:10]).tolist() == (t10k[0][:10] @ weights).argmax(axis=1).tolist()
+    finally:
+        model.close()
+
+
+def test_several_signatures_without_serving_default_stop_start_up_naming_them(tmp_path):
+    export(tmp_path, {"a": (IMAGES, LOGITS), "b": (IMAGES, LOGITS)})
+    with pytest.raises(StartupError, match=r"2 signatures \(a, b\) and none is 'serving_default'"):
+        GraphModel.load(Settings(azureml_model_dir=tmp_path))
+
+
+def test_a_signature_with_two_outputs_stops_start_up_saying_what_to_set(tmp_path):
+    export(tmp_path, {"serving_default": (IMAGES, {**LOGITS, "probabilities": "head/probabilities:0"})})
+    with pytest.raises(
+        StartupError, match=r"outputs \['probabilities', 'scores'\].*set INPUT_TENSOR and OUTPUT_TENSOR"
+    ):
+        GraphModel.load(Settings(azureml_model_dir=tmp_path))
+
+
+def test_tensor_settings_win_over_the_signature(tmp_path, t10k):
+    weights = export(tmp_path, {"serving_default": (IMAGES, {**LOGITS, "probabilities": "head/probabilities:0"})})
+    settings = Settings(azureml_model_dir=tmp_path, input_tensor="input/images:0", output_tensor="head/probabilities:0")
+    model = GraphModel.load(settings)
+    try:
+        assert model.infer(t10k[0][:10]).tolist() == (t10k[0][:10] @ weights).argmax(axis=1).tolist()
+    finally:
+        model.close()
+
+
+def test_a_signature_input_this_server_cannot_take_yet_is_named_as_the_signatures(tmp_path):
+    export(tmp_path, {"serving_default": ({"grid": "input/grid:0"}, LOGITS)})
+    with pytest.raises(
+        StartupError, match=r"signature input 'grid' input/grid:0 has shape .* expected \(None, width\)"
+    ):
+        GraphModel.load(Settings(azureml_model_dir=tmp_path))
