@@ -22,30 +22,31 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # keep TensorFlow's warnings
 import flask
 from azureml_inference_server_http.api.aml_request import rawhttp
 
-from tfscoring import binary, log, metrics, requestlog, responses, workerstate
+from tfscoring import binary, log, metrics, protocols, requestlog, responses, workerstate
 from tfscoring.auth import require_key
 from tfscoring.batching import Batcher
 from tfscoring.body import check_declared, discard_unread, read_body
 from tfscoring.budget import InflightBudget
 from tfscoring.config import Settings
-from tfscoring.decode import decode_rows
 from tfscoring.errors import DeviceFailed, PayloadTooLarge, ScoringError, ServiceUnavailable, StartupError
 from tfscoring.model import GraphModel
 from tfscoring.sizing import BINARY_WEIGHT, JSON_WEIGHT
 
-# Content types with a decoder of their own; every other body is read as the how-to's JSON.
+# Content types with a decoder of their own (rows, answered as the how-to's class ids); every other body is
+# read as JSON, in any of the forms of tfscoring/protocols.py.
 DECODERS = {binary.RAW: binary.decode_raw, binary.NPY: binary.decode_npy}
 
 
 settings: Settings
 model: GraphModel
+interface: protocols.Interface
 batcher: Batcher
 budget: InflightBudget
 state: workerstate.WorkerState
 
 
 def init():
-    global settings, model, batcher, budget, state
+    global settings, model, interface, batcher, budget, state
     try:
         settings = Settings.from_env()
         state = workerstate.WorkerState(settings.worker_state_dir, settings.session_hang_s)
@@ -55,8 +56,9 @@ def init():
     except StartupError as err:
         _stop_startup(err)
     budget = InflightBudget(settings.inflight_budget)
+    interface = protocols.Interface(*settings.served_name, model.input_names, model.output_name, model.input_width)
     batcher = Batcher(
-        model.infer,
+        model.outputs,
         model.input_width,
         max_batch_rows=model.max_batch_rows,
         max_delay_s=settings.max_batch_delay_ms / 1e3,
@@ -92,16 +94,23 @@ def _score(request, record: requestlog.RequestRecord):
     try:
         require_key(request.headers.get("Authorization"), settings.api_key)  # 401, before the body is read
         size = check_declared(request, settings.max_request_bytes)  # 405, 413 from the headers alone
-        decode = DECODERS.get(request.mimetype, decode_rows)
-        weight = size * (JSON_WEIGHT if decode is decode_rows else BINARY_WEIGHT)
+        binary_decode = DECODERS.get(request.mimetype)
+        weight = size * (BINARY_WEIGHT if binary_decode else JSON_WEIGHT)
         with budget.reserve(weight):  # 503 when the worker's memory for requests in flight is taken
             with batcher.incoming():  # a batch being formed may wait for this request's rows
                 body = read_body(request, settings.max_request_bytes)  # 400 when cut short, 413
-                rows = decode(body, model.input_width, settings.max_request_rows)  # parse + validate: 400, 413
+                if binary_decode:  # parse + validate: 400, 413
+                    rows, form, client_id = (
+                        binary_decode(body, model.input_width, settings.max_request_rows),
+                        None,
+                        None,
+                    )
+                else:
+                    rows, form, client_id = protocols.decode_json(body, interface, settings.max_request_rows)
                 del body
             record.rows = len(rows)
-            class_ids = batcher.predict(rows)  # batch with concurrent requests, infer: 503 when overloaded
-            return responses.classes(class_ids)  # encode
+            outputs = batcher.predict(rows)  # batch with concurrent requests, infer: 503 when overloaded
+            return protocols.answer(form or protocols.Form.HOWTO, outputs, interface, client_id)  # encode
     except ScoringError as err:
         record.error = err.message
         if isinstance(err, ServiceUnavailable) and not isinstance(err, DeviceFailed):

@@ -124,7 +124,7 @@ def test_plain_bodies_take_the_fast_path_and_match_the_careful_one():
     body = data_body(rows)
     fast = decode._fast_batch(body, WIDTH, max_rows=10)
     assert fast is not None
-    careful = decode._to_batch(json.loads(body)["data"], WIDTH, max_rows=10)
+    careful = decode.to_batch(json.loads(body)["data"], WIDTH, max_rows=10)
     assert fast.dtype == careful.dtype == np.float32
     assert np.array_equal(fast, careful)
 

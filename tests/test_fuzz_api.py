@@ -24,8 +24,8 @@ from tests.conftest import SERVER_ENV
 from tests.support import data_body, post
 from tests.test_fuzz_decode import fuzz, json_bodies, near_valid_bodies, npy_bodies, raw_bodies
 from tfscoring import binary
-from tfscoring.decode import decode_rows
 from tfscoring.errors import ScoringError
+from tfscoring.protocols import Form, Interface, decode_json
 
 WIDTH = 784
 MAX_ROWS = int(SERVER_ENV["MAX_REQUEST_ROWS"])
@@ -59,14 +59,35 @@ requests_to_send = st.one_of(
 )
 
 
+# The how-to's model as the server names it (tests/conftest.py serves models/tf-dnn-mnist/1).
+INTERFACE = Interface("tf-dnn-mnist", "1", ("network/X", "network/X:0"), "network/output/MatMul", WIDTH)
+
+
 def parsed_in_process(body: bytes, content_type: str | None) -> tuple[int, object]:
-    """What the server must answer: (200, number of rows) or (status, error message), from the parser itself."""
+    """What the server must answer: (200, (form, rows)) or (status, error message), from the parser itself."""
     mimetype = parse_options_header(content_type or "")[0].lower()
     try:
-        rows = DECODERS.get(mimetype, decode_rows)(body, WIDTH, MAX_ROWS)
+        if mimetype in DECODERS:
+            rows, form = DECODERS[mimetype](body, WIDTH, MAX_ROWS), Form.HOWTO
+        else:
+            rows, form, _ = decode_json(body, INTERFACE, MAX_ROWS)
     except ScoringError as err:
         return err.status_code, err.message
-    return 200, len(rows)
+    return 200, (form, len(rows))
+
+
+def answered_rows(form: Form, answer: object) -> list:
+    """The per-row answers in an answer of the given form: class ids, or rows of 10 output values."""
+    if form is Form.HOWTO:
+        assert all(type(c) is int and 0 <= c <= 9 for c in answer)
+        return answer
+    if form is Form.OIP:
+        (output,) = answer["outputs"]
+        assert output["datatype"] == "FP32" and output["shape"][1:] == [10]
+        return [output["data"][i : i + 10] for i in range(0, len(output["data"]), 10)]
+    rows = answer["predictions" if form is Form.ROW else "outputs"]
+    assert all(len(row) == 10 for row in rows)
+    return rows
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +111,8 @@ def test_any_body_with_any_content_type_gets_the_parsers_answer_never_a_5xx(serv
     event(f"status {response.status_code}")
     assert response.status_code == status, (answer, expected)
     if status == 200:
-        assert isinstance(answer, list) and len(answer) == expected
-        assert all(type(c) is int and 0 <= c <= 9 for c in answer)
+        form, rows = expected
+        assert len(answered_rows(form, answer)) == rows
     else:
         assert answer == {"error": expected}
         assert isinstance(answer["error"], str) and answer["error"]

@@ -94,7 +94,7 @@ MALFORMED = {
     "not utf-8": (b'{"data": [["\xff"]]}', "not valid UTF-8"),
     "empty body": (b"", "body is empty"),
     "not an object": (b"[[0.1, 0.2]]", "body must be a JSON object"),
-    "no data field": (b'{"inputs": [[0.1]]}', 'no "data" field'),
+    "no data field": (b'{"rows": [[0.1]]}', 'body has none of "data" (the how-to'),
     "data not a list": (b'{"data": "pixels"}', '"data" must be a list of rows'),
     "no rows": (b'{"data": []}', '"data" has no rows'),
     "flat single image": (data_body([0.1] * WIDTH), "wrap a single image as [[...]]"),

@@ -1,7 +1,7 @@
 """Dynamic batching: the rows of concurrent requests in one worker go through one session call.
 
 Gunicorn threads call run() concurrently.  Each call decodes its body, then
-hands its rows to the worker's one `Batcher` and waits for their class ids.
+hands its rows to the worker's one `Batcher` and waits for their answers.
 Batches take rows in arrival order, at most MAX_BATCH_ROWS per session call,
 splitting a large request over several calls and filling a call with the rows
 of several small ones.
@@ -37,7 +37,7 @@ import numpy as np
 from tfscoring import log, metrics
 from tfscoring.errors import ServiceUnavailable
 
-Infer = Callable[[np.ndarray], np.ndarray]  # float32 (n, width) -> int64 (n,) class ids
+Infer = Callable[[np.ndarray], np.ndarray]  # float32 (n, width) -> (n, ...): one answer row per input row
 _RETRY = {"Retry-After": "1"}
 
 
@@ -48,7 +48,7 @@ class _Job:
 
     def __init__(self, rows: np.ndarray):
         self.rows = rows
-        self.scored = np.empty(len(rows), np.int64)
+        self.scored: np.ndarray | None = None  # the answers, allocated when the first ones come in
         self.next_row = 0  # first row not yet taken into a batch
         self.unscored = len(rows)  # rows whose answers are not in yet
         self.error: BaseException | None = None
@@ -110,7 +110,7 @@ class Batcher:
                     self._arrived.notify()
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
-        """Class ids for `rows`, scored together with other callers' rows; 503 on overload."""
+        """The answers for `rows` (one per row), scored together with other callers' rows; 503 on overload."""
         job = _Job(rows)
         try:  # _enqueue inside: an alarm right after it may have made this job the leader
             self._enqueue(job)
@@ -214,7 +214,7 @@ class Batcher:
                 metrics.BATCH_ROWS.observe(rows)
                 started = time.perf_counter()
                 try:
-                    class_ids = self._infer(self._batch[:rows])
+                    answers = self._infer(self._batch[:rows])
                 except Exception as err:  # each caller turns it into a 500 with its request id
                     log.error("scoring a batch of %d rows from %d requests failed: %s", rows, len(parts), err)
                     self._finish(parts, None, err)
@@ -223,7 +223,7 @@ class Batcher:
                     raise
                 else:
                     metrics.SESSION_SECONDS.observe(time.perf_counter() - started)
-                    self._finish(parts, class_ids, None)
+                    self._finish(parts, answers, None)
         finally:  # also when the server's timeout (SIGALRM) interrupts a sync worker mid-call
             with self._lock:
                 job.lead = False
@@ -265,13 +265,15 @@ class Batcher:
             metrics.QUEUED_ROWS.set(self._queued_rows)
             return parts, waits
 
-    def _finish(self, parts: list[tuple[_Job, int, int]], class_ids: np.ndarray | None, err: Exception | None) -> None:
+    def _finish(self, parts: list[tuple[_Job, int, int]], answers: np.ndarray | None, err: Exception | None) -> None:
         offset = 0
         with self._lock:
             for job, first, count in parts:
                 job.unscored -= count
                 if err is None:
-                    job.scored[first : first + count] = class_ids[offset : offset + count]
+                    if job.scored is None:
+                        job.scored = np.empty((len(job.rows), *answers.shape[1:]), answers.dtype)
+                    job.scored[first : first + count] = answers[offset : offset + count]
                     offset += count
                 else:
                     job.error = err  # the rest of a failed request is not scored either

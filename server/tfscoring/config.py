@@ -47,6 +47,12 @@ class Settings(_FromEnv):
     azureml_model_dir: Path = pydantic.Field(description="registered model directory (set by Azure ML / --model_dir)")
     model_folder: str = pydantic.Field("model", description="folder inside AZUREML_MODEL_DIR holding the checkpoint")
     model_file_prefix: str = pydantic.Field("mnist-tf.model", description="checkpoint prefix (.meta, .index, .data-*)")
+    model_name: str | None = pydantic.Field(
+        None, description="the model's name in Open Inference Protocol answers; default: the folder above the version"
+    )
+    model_version: str | None = pydantic.Field(
+        None, description="the model's version in those answers; default: AZUREML_MODEL_DIR's own folder name"
+    )
     input_tensor: str = pydantic.Field("network/X:0", description="placeholder fed with the rows")
     output_tensor: str = pydantic.Field("network/output/MatMul:0", description="logits; argmax is the class id")
     max_batch_rows: int = pydantic.Field(256, gt=0, le=65536, description="most rows in one session call")
@@ -125,6 +131,12 @@ class Settings(_FromEnv):
         if self.max_inflight_bytes:
             return self.max_inflight_bytes
         return sizing.inflight_bytes_per_worker(sizing.memory_limit(), self.worker_count, self.max_request_bytes)
+
+    @property
+    def served_name(self) -> tuple[str, str]:
+        """(name, version): the settings', else the registered-model layout's <name>/<version>/."""
+        folder = self.azureml_model_dir.resolve()
+        return self.model_name or folder.parent.name or "model", self.model_version or folder.name or "1"
 
     @property
     def checkpoint_prefix(self) -> Path:

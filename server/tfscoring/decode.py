@@ -34,19 +34,36 @@ def expected_shape(width: int) -> str:
 
 
 def decode_rows(body: bytes, width: int, max_rows: int) -> np.ndarray:
-    _check_value_count(body, width, max_rows)
-    if body.startswith(codecs.BOM_UTF8):  # RFC 8259 lets a parser ignore it; orjson and simdjson refuse it
-        body = body[len(codecs.BOM_UTF8) :]
-    batch = _fast_batch(body, width, max_rows)
+    """The rows of the how-to's `{"data": [...]}` body (protocols.py reads the other JSON forms)."""
+    batch = fast_rows(body, width, max_rows)
     if batch is not None:
-        _check_finite(batch)
         return batch
-    document = _parse_json(body, width)
-    if not isinstance(document, dict):
-        raise BadRequest(f"body must be a JSON object like {expected_shape(width)}, got {_json_type(document)}")
+    document = parse_object(body, width)
     if "data" not in document:
         raise BadRequest(f'body has no "data" field; expected {expected_shape(width)}')
-    return _to_batch(document["data"], width, max_rows)
+    return to_batch(document["data"], width, max_rows)
+
+
+def fast_rows(body: bytes, width: int, max_rows: int) -> np.ndarray | None:
+    """The rows of a plainly well-formed `{"data": [...]}` body, parsed in C; None for any other body."""
+    _check_value_count(body, width, max_rows)
+    batch = _fast_batch(_without_bom(body), width, max_rows)
+    if batch is not None:
+        _check_finite(batch)
+    return batch
+
+
+def parse_object(body: bytes, width: int) -> dict:
+    """The body as a JSON object, or a 400 that says what is wrong with it."""
+    document = _parse_json(_without_bom(body), width)
+    if not isinstance(document, dict):
+        raise BadRequest(f"body must be a JSON object like {expected_shape(width)}, got {json_type(document)}")
+    return document
+
+
+def _without_bom(body: bytes) -> bytes:
+    # RFC 8259 lets a parser ignore a byte order mark; orjson and simdjson refuse it.
+    return body[len(codecs.BOM_UTF8) :] if body.startswith(codecs.BOM_UTF8) else body
 
 
 def _check_value_count(body: bytes, width: int, max_rows: int) -> None:
@@ -133,43 +150,44 @@ def _describe_json_error(err: orjson.JSONDecodeError) -> str:
     return f"body is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}"
 
 
-def _to_batch(data: object, width: int, max_rows: int) -> np.ndarray:
+def to_batch(data: object, width: int, max_rows: int, field: str = '"data"') -> np.ndarray:
+    """Validated float32 rows of a parsed JSON list of rows; errors name `field`, where the rows were."""
     if not isinstance(data, list):
-        raise BadRequest(f'"data" must be a list of rows like {expected_shape(width)}, got {_json_type(data)}')
+        raise BadRequest(f"{field} must be a list of rows like {expected_shape(width)}, got {json_type(data)}")
     if not data:
-        raise BadRequest(f'"data" has no rows; expected {expected_shape(width)}')
-    _check_row(0, data[0], width)  # a lone flat image gets its own hint before any count
+        raise BadRequest(f"{field} has no rows; expected {expected_shape(width)}")
+    _check_row(0, data[0], width, field)  # a lone flat image gets its own hint before any count
     if len(data) > max_rows:
-        raise PayloadTooLarge(f'"data" has {len(data)} rows; the limit is {max_rows} rows per request')
+        raise PayloadTooLarge(f"{field} has {len(data)} rows; the limit is {max_rows} rows per request")
     for i in range(1, len(data)):
-        _check_row(i, data[i], width)
+        _check_row(i, data[i], width, field)
     with np.errstate(over="ignore"):  # values beyond float32 become inf, reported just below
         batch = np.array(data, dtype=np.float32)
-    _check_finite(batch)
+    _check_finite(batch, field)
     return batch
 
 
-def _check_row(i: int, row: object, width: int) -> None:
+def _check_row(i: int, row: object, width: int, field: str) -> None:
     if not isinstance(row, list):
         hint = "; wrap a single image as [[...]]" if isinstance(row, (int, float)) else ""
         raise BadRequest(
-            f'row {i} of "data" is {_json_type(row)}, not a list of {width} numbers{hint}; expected shape (N, {width})'
+            f"row {i} of {field} is {json_type(row)}, not a list of {width} numbers{hint}; expected shape (N, {width})"
         )
     if len(row) != width:
-        raise BadRequest(f'row {i} of "data" has {len(row)} values; expected shape (N, {width})')
+        raise BadRequest(f"row {i} of {field} has {len(row)} values; expected shape (N, {width})")
     if not _NUMBERS.issuperset(map(type, row)):  # one C-speed pass over the row's element types
         j, value = next((j, v) for j, v in enumerate(row) if type(v) not in _NUMBERS)
-        raise BadRequest(f'row {i}, column {j} of "data" is {_json_type(value)}; every value must be a number')
+        raise BadRequest(f"row {i}, column {j} of {field} is {json_type(value)}; every value must be a number")
 
 
-def _check_finite(batch: np.ndarray) -> None:
+def _check_finite(batch: np.ndarray, field: str = '"data"') -> None:
     finite = np.isfinite(batch)
     if not finite.all():
         i, j = np.argwhere(~finite)[0]
-        raise BadRequest(f'row {i}, column {j} of "data" is outside the float32 range; values must be finite')
+        raise BadRequest(f"row {i}, column {j} of {field} is outside the float32 range; values must be finite")
 
 
-def _json_type(value: object) -> str:
+def json_type(value: object) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):

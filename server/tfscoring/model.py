@@ -23,7 +23,15 @@ from tfscoring.errors import DeviceFailed, ServiceUnavailable, StartupError
 
 
 class GraphModel:
-    def __init__(self, session: tf.Session, x: tf.Tensor, y: tf.Tensor, max_batch_rows: int, device: str):
+    def __init__(
+        self,
+        session: tf.Session,
+        x: tf.Tensor,
+        y: tf.Tensor,
+        max_batch_rows: int,
+        device: str,
+        keys: tuple[str, str] | None = None,
+    ):
         self._session = session
         self._x = x
         self._y = y
@@ -32,6 +40,9 @@ class GraphModel:
         self._fits_rows = max_batch_rows  # lowered when a session call runs out of device memory
         self._calls_since_split = 0
         self.input_width = int(x.shape[1])
+        # What clients may call the input (its signature key first, where there is one) and the output.
+        self.input_names = (*keys[:1], x.op.name, x.name) if keys else (x.op.name, x.name)
+        self.output_name = keys[1] if keys else y.op.name
         self.device = device
         self.failure: str | None = None  # why the device can no longer run the session, once it cannot
         self.on_failure: Callable[[str], None] = lambda reason: None
@@ -55,7 +66,7 @@ class GraphModel:
                 saver = tf.train.import_meta_graph(str(meta), clear_devices=True)
             except Exception as err:  # protobuf and TF raise many types for a corrupt file
                 raise StartupError(f"cannot import meta-graph {meta}: {_first_line(err)}") from None
-            (x_name, x_label), (y_name, y_label) = _served_tensors(settings, meta)
+            (x_name, x_label), (y_name, y_label), keys = _served_tensors(settings, meta)
             x = _tensor(graph, x_name, x_label, meta)
             y = _tensor(graph, y_name, y_label, meta)
         _require(
@@ -72,10 +83,14 @@ class GraphModel:
             raise StartupError(f"cannot restore checkpoint {prefix}: {_first_line(err)}") from None
         # No session call is ever larger than a whole request, and warm-up runs the largest one.
         max_batch_rows = min(settings.max_batch_rows, settings.max_request_rows)
-        return cls(session, x, y, max_batch_rows, placement.description)
+        return cls(session, x, y, max_batch_rows, placement.description, keys)
 
     def infer(self, rows: np.ndarray) -> np.ndarray:
-        """Class ids (argmax of the output) for float32 rows of shape (N, input_width).
+        """Class ids (argmax of the output) for float32 rows of shape (N, input_width)."""
+        return self.outputs(rows).argmax(axis=1)
+
+    def outputs(self, rows: np.ndarray) -> np.ndarray:
+        """The output tensor's values, one row per input row, for float32 rows of shape (N, input_width).
 
         The rows go through the session in calls of at most max_batch_rows, so a batch
         of up to that many is one call.
@@ -91,13 +106,13 @@ class GraphModel:
         if self._fits_rows < self.max_batch_rows and self._calls_since_split >= RETRY_LARGER_AFTER:
             self._fits_rows = min(2 * self._fits_rows, self.max_batch_rows)
             self._calls_since_split = 0
-        class_ids = np.empty(len(rows), np.int64)
+        parts = []
         start = 0
         while start < len(rows):  # the limit may drop while this runs: re-read it for every chunk
             chunk = rows[start : start + self._fits_rows]
-            class_ids[start : start + len(chunk)] = self._infer_or_split(chunk)
+            parts.append(self._infer_or_split(chunk))
             start += len(chunk)
-        return class_ids
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def call_age(self) -> float:
         """Seconds the running session call has taken so far; 0 when none runs (the hang watchdog reads it)."""
@@ -115,7 +130,7 @@ class GraphModel:
 
     def _infer_or_split(self, rows: np.ndarray) -> np.ndarray:
         try:
-            class_ids = self._session_call(rows).argmax(axis=1)
+            outputs = self._session_call(rows)
         except tf.errors.OpError as err:
             if _out_of_memory(err):
                 return self._split(rows, err)
@@ -123,7 +138,7 @@ class GraphModel:
                 self._check_device(err)
             raise
         self._calls_since_split += 1
-        return class_ids
+        return outputs
 
     def _split(self, rows: np.ndarray, err: tf.errors.OpError) -> np.ndarray:
         if len(rows) == 1:
@@ -141,7 +156,7 @@ class GraphModel:
                 half,
             )
             metrics.SPLIT_RETRIES.inc()
-        return np.concatenate([self.infer(rows[:half]), self.infer(rows[half:])])
+        return np.concatenate([self.outputs(rows[:half]), self.outputs(rows[half:])])
 
     def _check_device(self, err: tf.errors.OpError) -> None:
         """After a session call failed for no reason of its rows: if one zero row fails too, the failure
@@ -185,10 +200,11 @@ class GraphModel:
         self._run = _closed  # as TensorFlow's public calls on a closed session: not a device failure
 
 
-def _served_tensors(settings: Settings, meta: Path) -> tuple[tuple[str, str], tuple[str, str]]:
-    """(tensor name, what to call it in errors) of the input and the output: INPUT_TENSOR and OUTPUT_TENSOR where
-    either is set or the meta-graph declares no signature (the how-to's), else its serving signature's."""
-    configured = (settings.input_tensor, "INPUT_TENSOR"), (settings.output_tensor, "OUTPUT_TENSOR")
+def _served_tensors(settings: Settings, meta: Path) -> tuple[tuple[str, str], tuple[str, str], tuple[str, str] | None]:
+    """(tensor name, what to call it in errors) of the input and the output, and their signature keys:
+    INPUT_TENSOR and OUTPUT_TENSOR where either is set or the meta-graph declares no signature (the how-to's),
+    else its serving signature's."""
+    configured = (settings.input_tensor, "INPUT_TENSOR"), (settings.output_tensor, "OUTPUT_TENSOR"), None
     if {"input_tensor", "output_tensor"} & settings.model_fields_set:
         return configured
     served = signature.read(meta)
@@ -202,7 +218,7 @@ def _served_tensors(settings: Settings, meta: Path) -> tuple[tuple[str, str], tu
         )
     ((x_key, x_name),), ((y_key, y_name),) = served.inputs.items(), served.outputs.items()
     log.info("serving signature %r: input %r (%s), output %r (%s)", served.key, x_key, x_name, y_key, y_name)
-    return (x_name, f"signature input {x_key!r}"), (y_name, f"signature output {y_key!r}")
+    return (x_name, f"signature input {x_key!r}"), (y_name, f"signature output {y_key!r}"), (x_key, y_key)
 
 
 def find_checkpoint(settings: Settings) -> Path:

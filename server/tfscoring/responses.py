@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import orjson
 from azureml_inference_server_http.api.aml_response import AMLResponse
 
@@ -10,11 +9,6 @@ from tfscoring.body import ALLOWED_METHODS
 from tfscoring.errors import ScoringError
 
 _JSON = {"Content-Type": "application/json"}
-
-
-def classes(class_ids: np.ndarray) -> AMLResponse:
-    """The how-to's answer: a JSON list of class ids, one per row."""
-    return AMLResponse(orjson.dumps(class_ids, option=orjson.OPT_SERIALIZE_NUMPY), 200, _JSON)
 
 
 def error(err: ScoringError) -> AMLResponse:

@@ -1,0 +1,159 @@
+"""The JSON request forms POST /score takes besides the how-to's, and the answer each one expects.
+
+- the how-to's `{"data": [[...], ...]}`: class ids (decode.py parses it, fast path included);
+- TF Serving's REST predict API, row form `{"instances": [...]}` -> `{"predictions": [...]}` and
+  columnar form `{"inputs": ...}` -> `{"outputs": ...}` (g3doc/api_rest.md): an instance is the
+  input's value, or an object naming the input; the answers are the output's values;
+- the Open Inference Protocol v2 (KServe, Triton, MLServer): `{"inputs": [{"name", "shape",
+  "datatype", "data"}]}` -> `{"model_name", "model_version", "outputs": [{"name", "shape",
+  "datatype", "data"}]}`, data flat in row-major order or nested to the shape.
+
+The model served has one input of shape (N, width) and one output (model.py), named by its
+signature's keys, or else by its tensors' op names; a request may name the input by either or
+by the tensor's full name.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import orjson
+from azureml_inference_server_http.api.aml_response import AMLResponse
+
+from tfscoring import decode
+from tfscoring.errors import BadRequest, PayloadTooLarge
+
+
+class Form(enum.Enum):
+    HOWTO = "data"
+    ROW = "instances"
+    COLUMNAR = "inputs"
+    OIP = "open inference protocol"
+
+
+@dataclass(frozen=True)
+class Interface:
+    """What clients call the model and its one input and output."""
+
+    model_name: str
+    model_version: str
+    input_names: tuple[str, ...]  # the first is the name answers use; any of them is accepted
+    output_name: str
+    width: int
+
+
+# Open Inference Protocol datatypes a float32 input can take without losing meaning.
+_NUMERIC = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
+_DATATYPES = {np.dtype(np.float32): "FP32", np.dtype(np.float64): "FP64", np.dtype(np.int64): "INT64"}
+_JSON = {"Content-Type": "application/json"}
+
+
+def decode_json(body: bytes, interface: Interface, max_rows: int) -> tuple[np.ndarray, Form, object]:
+    """Rows of any JSON form, the form, and the request's `id` (Open Inference Protocol) to echo."""
+    rows = decode.fast_rows(body, interface.width, max_rows)
+    if rows is not None:
+        return rows, Form.HOWTO, None
+    document = decode.parse_object(body, interface.width)
+    if "data" in document:
+        return decode.to_batch(document["data"], interface.width, max_rows), Form.HOWTO, None
+    if "instances" in document:
+        return _instances(document["instances"], interface, max_rows), Form.ROW, None
+    if "inputs" in document:
+        inputs = document["inputs"]
+        if isinstance(inputs, list) and inputs and all(isinstance(i, dict) and "datatype" in i for i in inputs):
+            return _oip_inputs(inputs, interface, max_rows), Form.OIP, document.get("id")
+        return _columnar(inputs, interface, max_rows), Form.COLUMNAR, None
+    raise BadRequest(
+        'body has none of "data" (the how-to\'s form), "instances" or "inputs" (TF Serving\'s row and columnar '
+        'forms) or "inputs" as a list of tensors (the Open Inference Protocol); e.g. '
+        + decode.expected_shape(interface.width)
+    )
+
+
+def answer(form: Form, outputs: np.ndarray, interface: Interface, request_id: object = None) -> AMLResponse:
+    """The answer in the form the request came in."""
+    if form is Form.HOWTO:
+        body = outputs.argmax(axis=1) if outputs.ndim == 2 else outputs
+    elif form is Form.ROW:
+        body = {"predictions": outputs}
+    elif form is Form.COLUMNAR:
+        body = {"outputs": outputs}
+    else:
+        body = {
+            "model_name": interface.model_name,
+            "model_version": interface.model_version,
+            "outputs": [
+                {
+                    "name": interface.output_name,
+                    "shape": list(outputs.shape),
+                    "datatype": _DATATYPES.get(outputs.dtype, "FP32"),
+                    "data": outputs.ravel(),
+                }
+            ],
+        }
+        if request_id is not None:
+            body["id"] = request_id
+    return AMLResponse(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), 200, _JSON)
+
+
+def _instances(instances: object, interface: Interface, max_rows: int) -> np.ndarray:
+    if not isinstance(instances, list) or not instances:
+        raise BadRequest(f'"instances" must be a non-empty list of inputs, one per row, got {_kind(instances)}')
+    if all(isinstance(instance, dict) for instance in instances):  # each instance names its input(s)
+        rows = []
+        for i, instance in enumerate(instances):
+            rows.append(_named(instance, interface, f"instance {i}"))
+        instances = rows
+    return decode.to_batch(instances, interface.width, max_rows, field="instances")
+
+
+def _columnar(inputs: object, interface: Interface, max_rows: int) -> np.ndarray:
+    if isinstance(inputs, dict):
+        inputs = _named(inputs, interface, '"inputs"')
+    return decode.to_batch(inputs, interface.width, max_rows, field="inputs")
+
+
+def _named(value: dict, interface: Interface, where: str) -> object:
+    """The value of the model's one input in an object keyed by input names."""
+    unknown = sorted(set(value) - set(interface.input_names))
+    if unknown or len(value) != 1:
+        raise BadRequest(f"{where} names inputs {sorted(value)}; the model has one input, {interface.input_names[0]!r}")
+    return next(iter(value.values()))
+
+
+def _oip_inputs(inputs: list[dict], interface: Interface, max_rows: int) -> np.ndarray:
+    if len(inputs) != 1:
+        raise BadRequest(f"request has {len(inputs)} input tensors; the model has one, {interface.input_names[0]!r}")
+    tensor = inputs[0]
+    name, datatype, shape = tensor.get("name"), tensor.get("datatype"), tensor.get("shape")
+    if name not in interface.input_names:
+        raise BadRequest(f"input {name!r} is not the model's; its input is {interface.input_names[0]!r}")
+    if datatype not in _NUMERIC:
+        raise BadRequest(f'input {name!r} has datatype {datatype!r}; the model takes numbers ("FP32", "INT64", ...)')
+    width = interface.width
+    if (
+        not isinstance(shape, list)
+        or len(shape) != 2
+        or not all(type(n) is int for n in shape)
+        or shape[0] < 1
+        or shape[1] != width
+    ):
+        raise BadRequest(f"input {name!r} has shape {shape!r}; expected [N, {width}] with N >= 1")
+    if shape[0] > max_rows:
+        raise PayloadTooLarge(f"input {name!r} has {shape[0]} rows; the limit is {max_rows} rows per request")
+    data = tensor.get("data")
+    if not isinstance(data, list):
+        raise BadRequest(f'input {name!r} has no "data" list of {shape[0] * width} numbers')
+    if data and isinstance(data[0], list):  # nested to the shape: the rows themselves
+        return decode.to_batch(data, width, max_rows, field=f"input {name!r}")
+    if len(data) != math.prod(shape):
+        raise BadRequest(f"input {name!r} has {len(data)} values; its shape {shape} needs {math.prod(shape)}")
+    return decode.to_batch([data[i : i + width] for i in range(0, len(data), width)], width, max_rows,
+                           field=f"input {name!r}")  # fmt: skip
+
+
+def _kind(value: object) -> str:
+    return decode.json_type(value)
