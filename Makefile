@@ -12,7 +12,7 @@ HOWTO_MODEL_DIR := models/tf-dnn-mnist/1
 MODEL_DIR ?= $(HOWTO_MODEL_DIR)
 # make serve trains the how-to's model only into its own folder; any other MODEL_DIR is served as it is and never
 # written to (the checkpoint is found in it, or named by MODEL_FOLDER and MODEL_FILE_PREFIX).
-SERVE_MODEL := $(if $(filter $(HOWTO_MODEL_DIR),$(MODEL_DIR)),model,model-dir-exists)
+SERVE_MODEL := $(if $(filter $(abspath $(HOWTO_MODEL_DIR)),$(abspath $(MODEL_DIR))),model,model-dir-exists)
 DATA_DIR ?= /usr/share/datasets/fashion-mnist
 # GPU TensorFlow where an NVIDIA driver is present, CPU TensorFlow of the same version elsewhere.
 TF_FLAVOR ?= $(if $(shell command -v nvidia-smi 2>/dev/null),gpu,cpu)

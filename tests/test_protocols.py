@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tests.support import post
+from tfscoring import protocols
 from tfscoring.config import Settings
 from tfscoring.model import GraphModel
 
@@ -90,6 +91,12 @@ def test_open_inference_protocol_request_gets_its_outputs_named_and_shaped(serve
         ({"instances": [[0] * 783]}, "row 0 of instances has 783 values; expected shape (N, 784)"),
         ({"inputs": {"a": [[0] * 784], "b": [[0] * 784]}}, "names inputs ['a', 'b']"),
         ({"rows": [[0] * 784]}, 'body has none of "data"'),
+        ({"inputs": [{"name": "network/X", "shape": [1, 784], "datatype": ["FP32"], "data": [0] * 784}]},
+         "has datatype ['FP32']; the model takes numbers"),
+        ({"inputs": [{"name": "network/X", "shape": [1, 784], "data": [0] * 784}]}, 'has no "datatype"'),
+        ({"inputs": [{"name": "network/X", "shape": [1, 784], "datatype": "FP32", "data": [[0] * 784] * 3}]},
+         "has 3 rows of data; its shape [1, 784] says 1"),
+        ({"instances": [[0] * 784], "inputs": [[0] * 784]}, 'body has both "instances" and "inputs"'),
     ],
 )  # fmt: skip
 def test_each_kind_of_mismatch_gets_a_400_that_names_it(server, document, message):
@@ -117,3 +124,12 @@ def test_requests_of_every_form_at_once_are_batched_and_each_gets_its_own_rows(s
 
     with ThreadPoolExecutor(8) as pool:
         assert all(pool.map(ask, range(8)))
+
+
+def test_the_howto_form_answers_an_output_of_one_value_per_row_as_it_is():
+    # A graph whose output already is the class id (int, (N, 1)): argmax would answer 0 for every row.
+    interface = protocols.Interface("m", "1", ("x",), "label", 784)
+    answer = protocols.answer(protocols.Form.HOWTO, np.array([[3], [7]], np.int32), interface)
+    assert json.loads(answer.get_data()) == [3, 7]
+    oip = protocols.answer(protocols.Form.OIP, np.array([[3], [7]], np.int32), interface)
+    assert json.loads(oip.get_data())["outputs"][0]["datatype"] == "INT32"

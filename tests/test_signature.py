@@ -25,6 +25,8 @@ def export(model_dir: Path, signatures: dict[str, tuple[dict[str, str], dict[str
         logits = tf.matmul(images, weights, name="head/logits")
         tf.nn.softmax(logits, name="head/probabilities")
         v1.placeholder(tf.float32, [None, 28, 28, 1], name="input/grid")  # an image batch, not (N, width)
+        tf.reduce_mean(logits, axis=0, keepdims=True, name="head/mean")  # (1, 10): mixes the rows
+        tf.strings.as_string(tf.argmax(logits, axis=1, output_type=tf.int32)[:, None], name="head/label")
         saver = v1.train.Saver()
         with v1.Session(graph=graph) as session:
             session.run(v1.global_variables_initializer())
@@ -78,7 +80,31 @@ def test_several_signatures_without_serving_default_stop_start_up_naming_them(tm
 def test_a_signature_with_two_outputs_stops_start_up_saying_what_to_set(tmp_path):
     export(tmp_path, {"serving_default": (IMAGES, {**LOGITS, "probabilities": "head/probabilities:0"})})
     with pytest.raises(
-        StartupError, match=r"outputs \['probabilities', 'scores'\].*set INPUT_TENSOR and OUTPUT_TENSOR"
+        StartupError, match=r"outputs \['probabilities', 'scores'\].*set OUTPUT_TENSOR to the one to serve"
+    ):
+        GraphModel.load(Settings(azureml_model_dir=tmp_path))
+
+
+def test_a_tensor_setting_replaces_its_side_of_the_signature_only(tmp_path, t10k):
+    weights = export(tmp_path, {"serving_default": (IMAGES, {**LOGITS, "probabilities": "head/probabilities:0"})})
+    model = GraphModel.load(Settings(azureml_model_dir=tmp_path, output_tensor="head/probabilities:0"))
+    try:  # the input still comes from the signature, under its key
+        assert model.input_names[0] == "images"
+        assert model.infer(t10k[0][:10]).tolist() == (t10k[0][:10] @ weights).argmax(axis=1).tolist()
+    finally:
+        model.close()
+
+
+def test_an_output_that_is_not_one_row_per_input_row_stops_start_up(tmp_path):
+    export(tmp_path, {"serving_default": (IMAGES, {"mean": "head/mean:0"})})
+    with pytest.raises(StartupError, match=r"signature output 'mean' head/mean:0 has a fixed batch size of 1"):
+        GraphModel.load(Settings(azureml_model_dir=tmp_path))
+
+
+def test_an_output_of_strings_stops_start_up(tmp_path):
+    export(tmp_path, {"serving_default": (IMAGES, {"label": "head/label:0"})})
+    with pytest.raises(
+        StartupError, match=r"signature output 'label' head/label:0 has dtype string; the server answers"
     ):
         GraphModel.load(Settings(azureml_model_dir=tmp_path))
 

@@ -8,6 +8,7 @@ tensors `network/X:0` and `network/output/MatMul:0`.
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -135,7 +136,7 @@ class Settings(_FromEnv):
     @property
     def served_name(self) -> tuple[str, str]:
         """(name, version): the settings', else the registered-model layout's <name>/<version>/."""
-        folder = self.azureml_model_dir.resolve()
+        folder = Path(os.path.abspath(self.azureml_model_dir))  # not resolve(): a symlink's own name counts
         return self.model_name or folder.parent.name or "model", self.model_version or folder.name or "1"
 
     @property

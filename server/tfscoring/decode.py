@@ -47,6 +47,8 @@ def decode_rows(body: bytes, width: int, max_rows: int) -> np.ndarray:
 def fast_rows(body: bytes, width: int, max_rows: int) -> np.ndarray | None:
     """The rows of a plainly well-formed `{"data": [...]}` body, parsed in C; None for any other body."""
     _check_value_count(body, width, max_rows)
+    if b'"data"' not in body:  # another form: not worth simdjson's parse (under its lock) only to find that
+        return None
     batch = _fast_batch(_without_bom(body), width, max_rows)
     if batch is not None:
         _check_finite(batch)

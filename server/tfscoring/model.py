@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow.compat.v1 as tf
 
-from tfscoring import devices, log, metrics, signature
+from tfscoring import devices, log, metrics, protocols, signature
 from tfscoring.config import RETRY_LARGER_AFTER, Settings
 from tfscoring.errors import DeviceFailed, ServiceUnavailable, StartupError
 
@@ -41,8 +41,8 @@ class GraphModel:
         self._calls_since_split = 0
         self.input_width = int(x.shape[1])
         # What clients may call the input (its signature key first, where there is one) and the output.
-        self.input_names = (*keys[:1], x.op.name, x.name) if keys else (x.op.name, x.name)
-        self.output_name = keys[1] if keys else y.op.name
+        self.input_names = (*(k for k in keys[:1] if k), x.op.name, x.name) if keys else (x.op.name, x.name)
+        self.output_name = keys[1] if keys and keys[1] else y.op.name
         self.device = device
         self.failure: str | None = None  # why the device can no longer run the session, once it cannot
         self.on_failure: Callable[[str], None] = lambda reason: None
@@ -74,6 +74,16 @@ class GraphModel:
             f"{x_label} {x.name} has shape {x.shape}; expected (None, width)",
         )
         _require(y.shape.rank == 2, f"{y_label} {y.name} has shape {y.shape}; expected (None, classes)")
+        for tensor, label in ((x, x_label), (y, y_label)):  # the server batches rows: one output row per input row
+            _require(
+                tensor.shape[0] is None,
+                f"{label} {tensor.name} has a fixed batch size of {tensor.shape[0]} (shape {tensor.shape}); this "
+                "server batches rows: export the graph with a free batch dimension (None)",
+            )
+        _require(
+            y.dtype.is_numpy_compatible and np.dtype(y.dtype.as_numpy_dtype) in protocols.DATATYPES,
+            f"{y_label} {y.name} has dtype {y.dtype.name}; the server answers numbers or booleans",
+        )
 
         session = tf.Session(graph=graph, config=placement.session_config(settings.gpu_memory_limit_mb))
         try:
@@ -131,6 +141,8 @@ class GraphModel:
     def _infer_or_split(self, rows: np.ndarray) -> np.ndarray:
         try:
             outputs = self._session_call(rows)
+            if len(outputs) != len(rows):  # a graph that mixes rows (a statically free batch dimension does not say)
+                raise RuntimeError(f"the output has {len(outputs)} rows for {len(rows)} input rows")
         except tf.errors.OpError as err:
             if _out_of_memory(err):
                 return self._split(rows, err)
@@ -201,24 +213,35 @@ class GraphModel:
 
 
 def _served_tensors(settings: Settings, meta: Path) -> tuple[tuple[str, str], tuple[str, str], tuple[str, str] | None]:
-    """(tensor name, what to call it in errors) of the input and the output, and their signature keys:
-    INPUT_TENSOR and OUTPUT_TENSOR where either is set or the meta-graph declares no signature (the how-to's),
-    else its serving signature's."""
-    configured = (settings.input_tensor, "INPUT_TENSOR"), (settings.output_tensor, "OUTPUT_TENSOR"), None
-    if {"input_tensor", "output_tensor"} & settings.model_fields_set:
-        return configured
+    """(tensor name, what to call it in errors) of the input and the output, and their names for clients where a
+    signature gives them: each of INPUT_TENSOR and OUTPUT_TENSOR where it is set, else the serving signature's
+    tensor, else the setting's default (the how-to's, whose meta-graph declares no signature)."""
+    chosen = settings.model_fields_set
+    x = (settings.input_tensor, "INPUT_TENSOR")
+    y = (settings.output_tensor, "OUTPUT_TENSOR")
+    if {"input_tensor", "output_tensor"} <= chosen:
+        return x, y, None
     served = signature.read(meta)
     if served is None:
-        return configured
-    if len(served.inputs) != 1 or len(served.outputs) != 1:
-        raise StartupError(
-            f"the serving signature {served.key!r} of {meta} has inputs {sorted(served.inputs)} and outputs "
-            f"{sorted(served.outputs)}; this server scores one input and one output: set INPUT_TENSOR and "
-            "OUTPUT_TENSOR to the two to serve"
-        )
-    ((x_key, x_name),), ((y_key, y_name),) = served.inputs.items(), served.outputs.items()
-    log.info("serving signature %r: input %r (%s), output %r (%s)", served.key, x_key, x_name, y_key, y_name)
-    return (x_name, f"signature input {x_key!r}"), (y_name, f"signature output {y_key!r}"), (x_key, y_key)
+        return x, y, None
+    for side, tensors, setting in (
+        ("inputs", served.inputs, "input_tensor"),
+        ("outputs", served.outputs, "output_tensor"),
+    ):
+        if setting not in chosen and len(tensors) != 1:
+            raise StartupError(
+                f"the serving signature {served.key!r} of {meta} has {side} {sorted(tensors)}; this server scores "
+                f"one input and one output: set {setting.upper()} to the one to serve"
+            )
+    keys = [None, None]
+    if "input_tensor" not in chosen:
+        ((keys[0], name),) = served.inputs.items()
+        x = (name, f"signature input {keys[0]!r}")
+    if "output_tensor" not in chosen:
+        ((keys[1], name),) = served.outputs.items()
+        y = (name, f"signature output {keys[1]!r}")
+    log.info("serving signature %r: input %s, output %s", served.key, x[0], y[0])
+    return x, y, (keys[0], keys[1])
 
 
 def find_checkpoint(settings: Settings) -> Path:

@@ -47,7 +47,16 @@ class Interface:
 
 # Open Inference Protocol datatypes a float32 input can take without losing meaning.
 _NUMERIC = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
-_DATATYPES = {np.dtype(np.float32): "FP32", np.dtype(np.float64): "FP64", np.dtype(np.int64): "INT64"}
+# The Open Inference Protocol's name of each numpy dtype an output may have (model.py refuses others).
+DATATYPES = {
+    np.dtype(t): name
+    for t, name in [
+        (np.bool_, "BOOL"), (np.float16, "FP16"), (np.float32, "FP32"), (np.float64, "FP64"),
+        (np.int8, "INT8"), (np.int16, "INT16"), (np.int32, "INT32"), (np.int64, "INT64"),
+        (np.uint8, "UINT8"), (np.uint16, "UINT16"), (np.uint32, "UINT32"), (np.uint64, "UINT64"),
+    ]
+}  # fmt: skip
+_TENSOR_KEYS = {"name", "shape", "datatype"}  # an Open Inference Protocol input tensor has these
 _JSON = {"Content-Type": "application/json"}
 
 
@@ -59,11 +68,13 @@ def decode_json(body: bytes, interface: Interface, max_rows: int) -> tuple[np.nd
     document = decode.parse_object(body, interface.width)
     if "data" in document:
         return decode.to_batch(document["data"], interface.width, max_rows), Form.HOWTO, None
+    if "instances" in document and "inputs" in document:
+        raise BadRequest('body has both "instances" and "inputs"; TF Serving\'s forms take one or the other')
     if "instances" in document:
         return _instances(document["instances"], interface, max_rows), Form.ROW, None
     if "inputs" in document:
         inputs = document["inputs"]
-        if isinstance(inputs, list) and inputs and all(isinstance(i, dict) and "datatype" in i for i in inputs):
+        if isinstance(inputs, list) and inputs and all(isinstance(i, dict) and _TENSOR_KEYS & i.keys() for i in inputs):
             return _oip_inputs(inputs, interface, max_rows), Form.OIP, document.get("id")
         return _columnar(inputs, interface, max_rows), Form.COLUMNAR, None
     raise BadRequest(
@@ -75,8 +86,11 @@ def decode_json(body: bytes, interface: Interface, max_rows: int) -> tuple[np.nd
 
 def answer(form: Form, outputs: np.ndarray, interface: Interface, request_id: object = None) -> AMLResponse:
     """The answer in the form the request came in."""
-    if form is Form.HOWTO:
-        body = outputs.argmax(axis=1) if outputs.ndim == 2 else outputs
+    if form is Form.HOWTO:  # class ids from scores, as the how-to; an output of one value per row as it is
+        if outputs.ndim == 2 and outputs.shape[1] > 1 and outputs.dtype.kind == "f":
+            body = outputs.argmax(axis=1)
+        else:
+            body = outputs.reshape(len(outputs), -1)[:, 0] if outputs.ndim == 2 and outputs.shape[1] == 1 else outputs
     elif form is Form.ROW:
         body = {"predictions": outputs}
     elif form is Form.COLUMNAR:
@@ -89,7 +103,7 @@ def answer(form: Form, outputs: np.ndarray, interface: Interface, request_id: ob
                 {
                     "name": interface.output_name,
                     "shape": list(outputs.shape),
-                    "datatype": _DATATYPES.get(outputs.dtype, "FP32"),
+                    "datatype": DATATYPES[outputs.dtype],
                     "data": outputs.ravel(),
                 }
             ],
@@ -131,7 +145,9 @@ def _oip_inputs(inputs: list[dict], interface: Interface, max_rows: int) -> np.n
     name, datatype, shape = tensor.get("name"), tensor.get("datatype"), tensor.get("shape")
     if name not in interface.input_names:
         raise BadRequest(f"input {name!r} is not the model's; its input is {interface.input_names[0]!r}")
-    if datatype not in _NUMERIC:
+    if datatype is None:
+        raise BadRequest(f'input {name!r} has no "datatype"; e.g. "FP32"')
+    if not isinstance(datatype, str) or datatype not in _NUMERIC:
         raise BadRequest(f'input {name!r} has datatype {datatype!r}; the model takes numbers ("FP32", "INT64", ...)')
     width = interface.width
     if (
@@ -148,6 +164,8 @@ def _oip_inputs(inputs: list[dict], interface: Interface, max_rows: int) -> np.n
     if not isinstance(data, list):
         raise BadRequest(f'input {name!r} has no "data" list of {shape[0] * width} numbers')
     if data and isinstance(data[0], list):  # nested to the shape: the rows themselves
+        if len(data) != shape[0]:
+            raise BadRequest(f"input {name!r} has {len(data)} rows of data; its shape {shape} says {shape[0]}")
         return decode.to_batch(data, width, max_rows, field=f"input {name!r}")
     if len(data) != math.prod(shape):
         raise BadRequest(f"input {name!r} has {len(data)} values; its shape {shape} needs {math.prod(shape)}")
