@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 
@@ -164,3 +165,28 @@ def test_a_prefix_that_is_set_is_used_as_it_is(model_dir, tmp_path):
     copy_checkpoint(model_dir, tmp_path / "export", "net-final")
     with pytest.raises(StartupError, match=r"meta-graph not found: .*export/missing\.meta"):
         GraphModel.load(Settings(azureml_model_dir=tmp_path, model_folder="export", model_file_prefix="missing"))
+
+
+def test_of_a_saver_folders_steps_the_latest_in_its_checkpoint_file_is_served(model_dir, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    copy_checkpoint(model_dir, tmp_path / "train", "model.ckpt-100")
+    for source in (tmp_path / "train").glob("model.ckpt-100.*"):  # a later step, as tf.train.Saver writes it
+        (source.parent / source.name.replace("-100", "-200")).write_bytes(source.read_bytes())
+    (tmp_path / "train" / "checkpoint").write_text(
+        'model_checkpoint_path: "model.ckpt-200"\nall_model_checkpoint_paths: "model.ckpt-100"\n'
+        'all_model_checkpoint_paths: "model.ckpt-200"\n'
+    )
+    GraphModel.load(Settings(azureml_model_dir=tmp_path)).close()
+    assert "checkpoint found: " in caplog.text and "model.ckpt-200" in caplog.text
+
+
+def test_with_only_a_model_folder_set_the_meta_graph_is_looked_for_inside_it(model_dir, tmp_path):
+    copy_checkpoint(model_dir, tmp_path / "export", "net-final")
+    copy_checkpoint(model_dir, tmp_path / "old", "net-old")  # outside the folder: not a second candidate
+    GraphModel.load(Settings(azureml_model_dir=tmp_path, model_folder="export")).close()
+
+
+def test_a_saved_model_folder_is_named_as_such(tmp_path):
+    (tmp_path / "saved_model.pb").write_bytes(b"")
+    with pytest.raises(StartupError, match="holds a SavedModel; this server serves TF1 meta-graph checkpoints"):
+        GraphModel.load(Settings(azureml_model_dir=tmp_path))

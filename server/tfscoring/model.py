@@ -245,23 +245,32 @@ def _served_tensors(settings: Settings, meta: Path) -> tuple[tuple[str, str], tu
 
 
 def find_checkpoint(settings: Settings) -> Path:
-    """The checkpoint prefix: MODEL_FOLDER/MODEL_FILE_PREFIX (the how-to's model/mnist-tf.model by default);
-    where neither is set and the default is absent, the one meta-graph under the model directory."""
+    """The checkpoint prefix: MODEL_FOLDER/MODEL_FILE_PREFIX (the how-to's model/mnist-tf.model by default).
+
+    Where the prefix is not set and the default is absent, the meta-graph under the model directory (or under
+    MODEL_FOLDER, where that alone is set): the only one, or the latest of a folder's `checkpoint` file (a
+    tf.train.Saver folder holds one meta-graph per saved step)."""
     prefix = settings.checkpoint_prefix
-    chosen = {"model_folder", "model_file_prefix"} & settings.model_fields_set
-    if chosen or prefix.with_name(prefix.name + ".meta").is_file():
+    if "model_file_prefix" in settings.model_fields_set or prefix.with_name(prefix.name + ".meta").is_file():
         return prefix
-    found = sorted(settings.azureml_model_dir.rglob("*.meta"))
+    root = prefix.parent if "model_folder" in settings.model_fields_set else settings.azureml_model_dir
+    found = sorted(meta.with_suffix("") for meta in root.rglob("*.meta"))
+    if len(found) > 1 and len({p.parent for p in found}) == 1:
+        latest = tf.train.latest_checkpoint(str(found[0].parent))  # None without a `checkpoint` file
+        named = [p for p in found if latest and p.name == Path(latest).name]
+        found = named or found
     if len(found) > 1:
-        shown = ", ".join(str(p.relative_to(settings.azureml_model_dir)) for p in found[:5])
+        shown = ", ".join(f"{p.relative_to(root)}.meta" for p in found[:5])
         raise StartupError(
-            f"{len(found)} meta-graphs under {settings.azureml_model_dir} ({shown}); "
-            "set MODEL_FOLDER and MODEL_FILE_PREFIX to the one to serve"
+            f"{len(found)} meta-graphs under {root} ({shown}); set MODEL_FOLDER and MODEL_FILE_PREFIX to the one to "
+            "serve"
         )
     if not found:
+        if (root / "saved_model.pb").is_file() or (root / "saved_model.pbtxt").is_file():
+            raise StartupError(f"{root} holds a SavedModel; this server serves TF1 meta-graph checkpoints (.meta)")
         return prefix  # load() says what is missing
-    log.info("checkpoint found: %s (MODEL_FOLDER and MODEL_FILE_PREFIX are not set)", found[0].with_suffix(""))
-    return found[0].with_suffix("")
+    log.info("checkpoint found: %s (MODEL_FILE_PREFIX is not set)", found[0])
+    return found[0]
 
 
 def _session_callable(session: tf.Session, x: tf.Tensor, y: tf.Tensor) -> Callable[[np.ndarray], np.ndarray]:
