@@ -70,14 +70,14 @@ class GraphModel:
             x = _tensor(graph, x_name, x_label, meta)
             y = _tensor(graph, y_name, y_label, meta)
         _require(
-            x.shape.rank == 2 and x.shape[1] is not None,
+            x.shape.rank == 2 and _size(x, 1) is not None,
             f"{x_label} {x.name} has shape {x.shape}; expected (None, width)",
         )
         _require(y.shape.rank == 2, f"{y_label} {y.name} has shape {y.shape}; expected (None, classes)")
         for tensor, label in ((x, x_label), (y, y_label)):  # the server batches rows: one output row per input row
             _require(
-                tensor.shape[0] is None,
-                f"{label} {tensor.name} has a fixed batch size of {tensor.shape[0]} (shape {tensor.shape}); this "
+                _size(tensor, 0) is None,
+                f"{label} {tensor.name} has a fixed batch size of {_size(tensor, 0)} (shape {tensor.shape}); this "
                 "server batches rows: export the graph with a free batch dimension (None)",
             )
         _require(
@@ -281,7 +281,7 @@ def _session_callable(session: tf.Session, x: tf.Tensor, y: tf.Tensor) -> Callab
     `_make_callable_from_options`, the handle Keras' TF1 backend uses.  That one is private, so where a
     TensorFlow no longer has it, the public wrapper is used, with a warning; tests compare the two.
     """
-    if x.dtype != tf.float32 or x.shape[0] is not None:
+    if x.dtype != tf.float32 or _size(x, 0) is not None:
         # The handle neither converts the rows to another dtype nor checks a fixed batch size, as the
         # public path does: such graphs keep it.
         return session.make_callable(y, feed_list=[x])
@@ -312,6 +312,13 @@ def _tensor(graph: tf.Graph, name: str, variable: str, meta: object) -> tf.Tenso
         return graph.get_tensor_by_name(name)
     except (KeyError, ValueError):
         raise StartupError(f"tensor {name!r} ({variable}) is not in the graph of {meta}") from None
+
+
+def _size(tensor: tf.Tensor, axis: int) -> int | None:
+    """A static dimension as an int, None where it is free: under TF1 shape behaviour (which any module calling
+    tf.disable_v2_behavior() turns on for the whole process, as the how-to's score.py does) a dimension is a
+    Dimension object, never None itself."""
+    return tf.dimension_value(tensor.shape[axis])
 
 
 def _require(condition: bool, message: str) -> None:
