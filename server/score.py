@@ -56,7 +56,14 @@ def init():
     except StartupError as err:
         _stop_startup(err)
     budget = InflightBudget(settings.inflight_budget)
-    interface = protocols.Interface(*settings.served_name, model.input_names, model.output_name, model.input_width)
+    interface = protocols.Interface(
+        *settings.served_name,
+        model.input_names,
+        model.output_name,
+        model.input_width,
+        model.output_shape,
+        protocols.DATATYPES[model.output_dtype],
+    )
     batcher = Batcher(
         model.outputs,
         model.input_width,
@@ -85,7 +92,7 @@ def run(request):
     if request.method == "OPTIONS":
         return responses.options()
     with requestlog.observed(request) as record:  # one log line and the metrics, also for errors
-        response = _score(request, record)
+        response = protocols.metadata(interface) if request.method == "GET" else _score(request, record)
         record.status = response.status_code
         return response
 

@@ -185,7 +185,7 @@ def test_a_metrics_port_held_by_another_program_is_taken_once_it_is_free(sync_se
 
 @pytest.mark.parametrize(
     ("method", "path", "status"),
-    [("POST", "/score", 200), ("POST", "/score?verbose=1", 200), ("GET", "/score", 405), ("POST", "/score", 400)],
+    [("POST", "/score", 200), ("POST", "/score?verbose=1", 200), ("GET", "/score", 200), ("POST", "/score", 400)],
 )
 def test_a_sync_worker_logs_one_line_per_request_too(sync_server, t10k, method, path, status):
     request_id = f"sync-{uuid.uuid4()}"

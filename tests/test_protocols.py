@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+import requests
 
 from tests.support import post
 from tfscoring import protocols
@@ -133,3 +134,15 @@ def test_the_howto_form_answers_an_output_of_one_value_per_row_as_it_is():
     assert json.loads(answer.get_data()) == [3, 7]
     oip = protocols.answer(protocols.Form.OIP, np.array([[3], [7]], np.int32), interface)
     assert json.loads(oip.get_data())["outputs"][0]["datatype"] == "INT32"
+
+
+def test_get_answers_the_models_metadata_in_the_open_inference_protocols_form(server):
+    answer = requests.get(server.score_url, timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {
+        "name": "tf-dnn-mnist",
+        "versions": ["1"],
+        "platform": "tensorflow_graphdef",
+        "inputs": [{"name": "network/X", "datatype": "FP32", "shape": [-1, 784]}],
+        "outputs": [{"name": "network/output/MatMul", "datatype": "FP32", "shape": [-1, 10]}],
+    }

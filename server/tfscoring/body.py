@@ -13,7 +13,7 @@ from werkzeug.exceptions import ClientDisconnected
 
 from tfscoring.errors import BadRequest, MethodNotAllowed, PayloadTooLarge
 
-ALLOWED_METHODS = "POST, OPTIONS"
+ALLOWED_METHODS = "GET, POST, OPTIONS"  # GET: the model's metadata (protocols.metadata)
 # A broken chunked encoding or a body cut short: the client's doing, so a 400, not a 500.
 _UNREADABLE = (ParseException, NoMoreData, ClientDisconnected)
 
@@ -22,7 +22,8 @@ def check_declared(request: flask.Request, max_bytes: int) -> int:
     """From the headers alone: the bytes the body may take (Content-Length, else the limit); 405 or 413."""
     if request.method != "POST":
         raise MethodNotAllowed(
-            f"{request.method} is not supported on /score; POST a JSON body", {"Allow": ALLOWED_METHODS}
+            f"{request.method} is not supported on /score; POST a JSON body (GET answers the model's metadata)",
+            {"Allow": ALLOWED_METHODS},
         )
     declared = request.content_length
     if declared is not None and declared > max_bytes:

@@ -43,6 +43,8 @@ class GraphModel:
         # What clients may call the input (its signature key first, where there is one) and the output.
         self.input_names = (*(k for k in keys[:1] if k), x.op.name, x.name) if keys else (x.op.name, x.name)
         self.output_name = keys[1] if keys and keys[1] else y.op.name
+        self.output_shape = tuple(_size(y, axis) or -1 for axis in range(1, y.shape.rank))
+        self.output_dtype = np.dtype(y.dtype.as_numpy_dtype)
         self.device = device
         self.failure: str | None = None  # why the device can no longer run the session, once it cannot
         self.on_failure: Callable[[str], None] = lambda reason: None

@@ -43,6 +43,8 @@ class Interface:
     input_names: tuple[str, ...]  # the first is the name answers use; any of them is accepted
     output_name: str
     width: int
+    output_shape: tuple[int, ...] = ()  # one output row's shape, e.g. (10,)
+    output_datatype: str = "FP32"
 
 
 # Open Inference Protocol datatypes a float32 input can take without losing meaning.
@@ -111,6 +113,24 @@ def answer(form: Form, outputs: np.ndarray, interface: Interface, request_id: ob
         if request_id is not None:
             body["id"] = request_id
     return AMLResponse(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), 200, _JSON)
+
+
+def metadata(interface: Interface) -> AMLResponse:
+    """GET /score: the model's interface in the Open Inference Protocol's model-metadata form (-1: any rows)."""
+    body = {
+        "name": interface.model_name,
+        "versions": [interface.model_version],
+        "platform": "tensorflow_graphdef",
+        "inputs": [{"name": interface.input_names[0], "datatype": "FP32", "shape": [-1, interface.width]}],
+        "outputs": [
+            {
+                "name": interface.output_name,
+                "datatype": interface.output_datatype,
+                "shape": [-1, *interface.output_shape],
+            }
+        ],
+    }
+    return AMLResponse(orjson.dumps(body), 200, _JSON)
 
 
 def _instances(instances: object, interface: Interface, max_rows: int) -> np.ndarray:
