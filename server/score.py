@@ -107,17 +107,14 @@ def _score(request, record: requestlog.RequestRecord):
             with batcher.incoming():  # a batch being formed may wait for this request's rows
                 body = read_body(request, settings.max_request_bytes)  # 400 when cut short, 413
                 if binary_decode:  # parse + validate: 400, 413
-                    rows, form, client_id = (
-                        binary_decode(body, model.input_width, settings.max_request_rows),
-                        None,
-                        None,
-                    )
+                    rows = binary_decode(body, model.input_width, settings.max_request_rows)
+                    form, client_id = protocols.Form.HOWTO, None
                 else:
                     rows, form, client_id = protocols.decode_json(body, interface, settings.max_request_rows)
                 del body
             record.rows = len(rows)
             outputs = batcher.predict(rows)  # batch with concurrent requests, infer: 503 when overloaded
-            return protocols.answer(form or protocols.Form.HOWTO, outputs, interface, client_id)  # encode
+            return protocols.answer(form, outputs, interface, client_id)  # encode
     except ScoringError as err:
         record.error = err.message
         if isinstance(err, ServiceUnavailable) and not isinstance(err, DeviceFailed):

@@ -30,7 +30,7 @@ class GraphModel:
         y: tf.Tensor,
         max_batch_rows: int,
         device: str,
-        keys: tuple[str, str] | None = None,
+        keys: tuple[str | None, str | None] = (None, None),
     ):
         self._session = session
         self._x = x
@@ -41,8 +41,9 @@ class GraphModel:
         self._calls_since_split = 0
         self.input_width = int(x.shape[1])
         # What clients may call the input (its signature key first, where there is one) and the output.
-        self.input_names = (*(k for k in keys[:1] if k), x.op.name, x.name) if keys else (x.op.name, x.name)
-        self.output_name = keys[1] if keys and keys[1] else y.op.name
+        input_key, output_key = keys
+        self.input_names = (input_key, x.op.name, x.name) if input_key else (x.op.name, x.name)
+        self.output_name = output_key or y.op.name
         self.output_shape = tuple(_size(y, axis) or -1 for axis in range(1, y.shape.rank))
         self.output_dtype = np.dtype(y.dtype.as_numpy_dtype)
         self.device = device
@@ -214,7 +215,9 @@ class GraphModel:
         self._run = _closed  # as TensorFlow's public calls on a closed session: not a device failure
 
 
-def _served_tensors(settings: Settings, meta: Path) -> tuple[tuple[str, str], tuple[str, str], tuple[str, str] | None]:
+def _served_tensors(
+    settings: Settings, meta: Path
+) -> tuple[tuple[str, str], tuple[str, str], tuple[str | None, str | None]]:
     """(tensor name, what to call it in errors) of the input and the output, and their names for clients where a
     signature gives them: each of INPUT_TENSOR and OUTPUT_TENSOR where it is set, else the serving signature's
     tensor, else the setting's default (the how-to's, whose meta-graph declares no signature)."""
@@ -222,10 +225,10 @@ def _served_tensors(settings: Settings, meta: Path) -> tuple[tuple[str, str], tu
     x = (settings.input_tensor, "INPUT_TENSOR")
     y = (settings.output_tensor, "OUTPUT_TENSOR")
     if {"input_tensor", "output_tensor"} <= chosen:
-        return x, y, None
+        return x, y, (None, None)
     served = signature.read(meta)
     if served is None:
-        return x, y, None
+        return x, y, (None, None)
     for side, tensors, setting in (
         ("inputs", served.inputs, "input_tensor"),
         ("outputs", served.outputs, "output_tensor"),
@@ -283,9 +286,7 @@ def _session_callable(session: tf.Session, x: tf.Tensor, y: tf.Tensor) -> Callab
     `_make_callable_from_options`, the handle Keras' TF1 backend uses.  That one is private, so where a
     TensorFlow no longer has it, the public wrapper is used, with a warning; tests compare the two.
     """
-    if x.dtype != tf.float32 or _size(x, 0) is not None:
-        # The handle neither converts the rows to another dtype nor checks a fixed batch size, as the
-        # public path does: such graphs keep it.
+    if x.dtype != tf.float32:  # the handle does not convert the rows to another dtype, as the public path does
         return session.make_callable(y, feed_list=[x])
     try:
         from tensorflow.core.protobuf.config_pb2 import CallableOptions

@@ -91,8 +91,10 @@ def answer(form: Form, outputs: np.ndarray, interface: Interface, request_id: ob
     if form is Form.HOWTO:  # class ids from scores, as the how-to; an output of one value per row as it is
         if outputs.ndim == 2 and outputs.shape[1] > 1 and outputs.dtype.kind == "f":
             body = outputs.argmax(axis=1)
+        elif outputs.ndim == 2 and outputs.shape[1] == 1:
+            body = outputs[:, 0]
         else:
-            body = outputs.reshape(len(outputs), -1)[:, 0] if outputs.ndim == 2 and outputs.shape[1] == 1 else outputs
+            body = outputs
     elif form is Form.ROW:
         body = {"predictions": outputs}
     elif form is Form.COLUMNAR:
@@ -135,12 +137,11 @@ def metadata(interface: Interface) -> AMLResponse:
 
 def _instances(instances: object, interface: Interface, max_rows: int) -> np.ndarray:
     if not isinstance(instances, list) or not instances:
-        raise BadRequest(f'"instances" must be a non-empty list of inputs, one per row, got {_kind(instances)}')
+        raise BadRequest(
+            f'"instances" must be a non-empty list of inputs, one per row, got {decode.json_type(instances)}'
+        )
     if all(isinstance(instance, dict) for instance in instances):  # each instance names its input(s)
-        rows = []
-        for i, instance in enumerate(instances):
-            rows.append(_named(instance, interface, f"instance {i}"))
-        instances = rows
+        instances = [_named(instance, interface, f"instance {i}") for i, instance in enumerate(instances)]
     return decode.to_batch(instances, interface.width, max_rows, field="instances")
 
 
@@ -191,7 +192,3 @@ def _oip_inputs(inputs: list[dict], interface: Interface, max_rows: int) -> np.n
         raise BadRequest(f"input {name!r} has {len(data)} values; its shape {shape} needs {math.prod(shape)}")
     return decode.to_batch([data[i : i + width] for i in range(0, len(data), width)], width, max_rows,
                            field=f"input {name!r}")  # fmt: skip
-
-
-def _kind(value: object) -> str:
-    return decode.json_type(value)

@@ -50,6 +50,7 @@ _STDOUT = 1
 FIELD_CHARS = 300  # longest text field in a line (ids, content type, error): lines stay under PIPE_BUF
 _STUCK_S = 1.0  # longest wait for a stdout that cannot take more (non-blocking and full) before a line is dropped
 _write_lock = threading.Lock()  # this worker's threads write whole lines, one at a time
+_dropped = False  # a line was dropped already (said once on stderr)
 
 
 @dataclass
@@ -94,7 +95,11 @@ def observed(request: flask.Request) -> Iterator[RequestRecord]:
 
 def _log_line(request: flask.Request, record: RequestRecord, seconds: float) -> None:
     g = flask.g
-    fields = {
+    line = {
+        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
+        "level": "INFO",
+        "pid": os.getpid(),
+        "event": "request",
         "request_id": getattr(g, "request_id", "")[:FIELD_CHARS],
         "client_request_id": getattr(g, "client_request_id", "")[:FIELD_CHARS],
         "status": record.status,
@@ -104,14 +109,7 @@ def _log_line(request: flask.Request, record: RequestRecord, seconds: float) -> 
         "content_type": request.mimetype[:FIELD_CHARS],  # the client's, of any length
     }
     if record.error is not None:
-        fields["error"] = record.error[:FIELD_CHARS]
-    line = {
-        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
-        "level": "INFO",
-        "pid": os.getpid(),
-        "event": "request",
-        **fields,
-    }
+        line["error"] = record.error[:FIELD_CHARS]
     _write(orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE))
 
 
@@ -134,9 +132,6 @@ def _write(line: bytes) -> None:
             if not _dropped:
                 _dropped = True
                 print(f"tfscoring: request log lines are being dropped: stdout: {err}", file=sys.stderr, flush=True)
-
-
-_dropped = False
 
 
 def _skip_gunicorn_access_lines() -> None:
