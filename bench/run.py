@@ -5,7 +5,7 @@
 Servers, all with the same model and venv:
   baseline        the how-to's score.py on azmlinfsrv with its defaults (1 sync worker), as Azure ML runs it
   ours            server/serve.py as make serve runs it: nginx in front, workers and threads sized to the machine
-  ours-direct     the same score.py and settings on azmlinfsrv's own port (FRONT_DOOR=0)
+  ours-direct     the same score.py and worker settings on azmlinfsrv's own port, started directly (no serve.py)
   ceiling         bench/empty_score.py (reads the body, answers at once) behind the same front door and settings
   ceiling-direct  the same on azmlinfsrv's own port: what ours-direct is compared with
   mlserver        Seldon MLServer with adaptive batching, the same graph through bench/mlserver/tf1_runtime.py
