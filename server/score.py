@@ -22,24 +22,43 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # keep TensorFlow's warnings
 import flask
 from azureml_inference_server_http.api.aml_request import rawhttp
 
-from tfscoring import binary, log, metrics, protocols, requestlog, responses, workerstate
+from tfscoring import (
+    __version__,
+    binary,
+    images,
+    log,
+    metrics,
+    protocols,
+    requestlog,
+    responses,
+    routes,
+    swagger,
+    workerstate,
+)
 from tfscoring.auth import require_key
 from tfscoring.batching import Batcher
 from tfscoring.body import check_declared, discard_unread, read_body
 from tfscoring.budget import InflightBudget
 from tfscoring.config import Settings
 from tfscoring.errors import DeviceFailed, PayloadTooLarge, ScoringError, ServiceUnavailable, StartupError
+from tfscoring.interface import Interface
 from tfscoring.model import GraphModel
 from tfscoring.sizing import BINARY_WEIGHT, JSON_WEIGHT
 
-# Content types with a decoder of their own (rows, answered as the how-to's class ids); every other body is
-# read as JSON, in any of the forms of tfscoring/protocols.py.
-DECODERS = {binary.RAW: binary.decode_raw, binary.NPY: binary.decode_npy}
+# Content types with a decoder of their own, for one-input models (answered as the how-to's {"data"} form);
+# every other body is read as JSON, in any of the forms of tfscoring/protocols.py.
+DECODERS = {
+    binary.RAW: lambda body, spec, settings: binary.decode_raw(body, spec, settings.max_request_rows),
+    binary.NPY: lambda body, spec, settings: binary.decode_npy(body, spec, settings.max_request_rows),
+    **dict.fromkeys(
+        images.CONTENT_TYPES, lambda body, spec, settings: images.decode_image(body, spec, settings.image_scale)
+    ),
+}
 
 
 settings: Settings
 model: GraphModel
-interface: protocols.Interface
+interface: Interface
 batcher: Batcher
 budget: InflightBudget
 state: workerstate.WorkerState
@@ -56,17 +75,10 @@ def init():
     except StartupError as err:
         _stop_startup(err)
     budget = InflightBudget(settings.inflight_budget)
-    interface = protocols.Interface(
-        *settings.served_name,
-        model.input_names,
-        model.output_name,
-        model.input_width,
-        model.output_shape,
-        protocols.DATATYPES[model.output_dtype],
-    )
+    interface = Interface(*settings.served_name, model.inputs, model.outputs, model.signature_key, settings.data_answer)
+    swagger.install(swagger.documents(interface))  # what azmlinfsrv serves at /swagger.json, read after init()
     batcher = Batcher(
-        model.outputs,
-        model.input_width,
+        model.run,
         max_batch_rows=model.max_batch_rows,
         max_delay_s=settings.max_batch_delay_ms / 1e3,
         max_queue_rows=settings.queue_rows,
@@ -92,29 +104,55 @@ def run(request):
     if request.method == "OPTIONS":
         return responses.options()
     with requestlog.observed(request) as record:  # one log line and the metrics, also for errors
-        response = protocols.metadata(interface) if request.method == "GET" else _score(request, record)
+        path = request.headers.get(routes.PATH_HEADER)  # an Open Inference Protocol path, through the front door
+        if path:
+            response = _route(path, request, record)
+        else:
+            response = protocols.metadata(interface) if request.method == "GET" else _score(request, record)
         record.status = response.status_code
         return response
 
 
-def _score(request, record: requestlog.RequestRecord):
+def _route(path: str, request, record: requestlog.RequestRecord):
+    try:
+        route = routes.resolve(path, request.method, interface)  # 404 for another model, 405
+    except ScoringError as err:
+        record.error = err.message
+        discard_unread(request)
+        return responses.error(err)
+    if route.action == "infer":
+        return _score(request, record, oip=True)
+    if route.action == "metadata":
+        return protocols.metadata(interface)
+    if route.action == "ready":
+        return routes.ready(interface)
+    if route.action == "config":
+        return routes.config(interface, model.max_batch_rows)
+    return routes.server_metadata(__version__)
+
+
+def _score(request, record: requestlog.RequestRecord, oip: bool = False):
     try:
         require_key(request.headers.get("Authorization"), settings.api_key)  # 401, before the body is read
         size = check_declared(request, settings.max_request_bytes)  # 405, 413 from the headers alone
-        binary_decode = DECODERS.get(request.mimetype)
+        header_length = request.headers.get(protocols.HEADER_LENGTH)  # binary tensors: Open Inference Protocol
+        binary_decode = None if oip or header_length is not None else DECODERS.get(request.mimetype)
         weight = size * (BINARY_WEIGHT if binary_decode else JSON_WEIGHT)
+        if request.mimetype in images.CONTENT_TYPES:  # a small compressed body may hold many pixels
+            weight = max(weight, images.DECODED_BYTES)
         with budget.reserve(weight):  # 503 when the worker's memory for requests in flight is taken
             with batcher.incoming():  # a batch being formed may wait for this request's rows
                 body = read_body(request, settings.max_request_bytes)  # 400 when cut short, 413
                 if binary_decode:  # parse + validate: 400, 413
-                    rows = binary_decode(body, model.input_width, settings.max_request_rows)
-                    form, client_id = protocols.Form.HOWTO, None
+                    spec = protocols.only_input(interface, f"a {request.mimetype} body")
+                    rows = (binary_decode(body, spec, settings),)
+                    decoded = protocols.Request(rows, protocols.Form.HOWTO)
                 else:
-                    rows, form, client_id = protocols.decode_json(body, interface, settings.max_request_rows)
+                    decoded = protocols.decode_json(body, interface, settings.max_request_rows, header_length, oip)
                 del body
-            record.rows = len(rows)
-            outputs = batcher.predict(rows)  # batch with concurrent requests, infer: 503 when overloaded
-            return protocols.answer(form, outputs, interface, client_id)  # encode
+            record.rows = len(decoded.rows[0])
+            outputs = batcher.predict(decoded.rows)  # batch with concurrent requests, infer: 503 when overloaded
+            return protocols.answer(decoded, outputs, interface)  # encode
     except ScoringError as err:
         record.error = err.message
         if isinstance(err, ServiceUnavailable) and not isinstance(err, DeviceFailed):

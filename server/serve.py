@@ -56,7 +56,7 @@ def main(argv: list[str]) -> None:
     env = dict(os.environ)
     env["WORKER_COUNT"] = str(settings.worker_count or size.workers)
     env.setdefault("GUNICORN_CMD_ARGS", f"--threads {size.threads}")
-    env.setdefault("AML_APP_ROOT", str(HERE))  # azmlinfsrv serves swagger2.json / swagger3.json from here
+    env.setdefault("AML_APP_ROOT", str(HERE))  # the entry script's folder, as Azure ML sets it
     env.setdefault("MALLOC_MMAP_THRESHOLD_", MMAP_THRESHOLD)
     if settings.front_door and "--keep-alive" not in env["GUNICORN_CMD_ARGS"]:
         env["GUNICORN_CMD_ARGS"] += " " + BEHIND_NGINX

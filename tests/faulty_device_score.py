@@ -35,7 +35,7 @@ def init():
     score.init()
     session_call = score.model._run
 
-    def faulty_device(rows):
+    def faulty_device(*batch):  # one array per input, as TensorFlow's callable takes them
         if flaky.exists() and not failed_once:
             failed_once.append(True)
             raise tf.errors.InternalError(None, None, "CUDA_ERROR_LAUNCH_FAILED: unspecified launch failure (pretend)")
@@ -47,6 +47,6 @@ def init():
             time.sleep(0.01)
         if broken.exists():
             raise tf.errors.InternalError(None, None, "CUDA_ERROR_ILLEGAL_ADDRESS: an illegal memory access (pretend)")
-        return session_call(rows)
+        return session_call(*batch)
 
     score.model._run = faulty_device

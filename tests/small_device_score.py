@@ -22,11 +22,12 @@ def init():
     capacity = int(os.environ["SMALL_DEVICE_ROWS"])
     session_call = score.model._run
 
-    def small_device(rows):
+    def small_device(*batch):  # one array per input, as TensorFlow's callable takes them
+        rows = batch[0]
         if len(rows) > capacity:
             raise tf.errors.ResourceExhaustedError(
                 None, None, f"OOM when allocating tensor with shape[{len(rows)},300] (pretend device)"
             )
-        return session_call(rows)
+        return session_call(*batch)
 
     score.model._run = small_device

@@ -50,7 +50,7 @@ class ServerProcess:
     def __init__(self, entry_script: Path, model_dir: Path, log_dir: Path, env: dict[str, str] | None = None):
         base = {k: v for k, v in os.environ.items() if k not in _ISOLATED}
         base.update({"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2", **GPU_SHARING})
-        base["AML_APP_ROOT"] = str(REPO / "server")  # where azmlinfsrv finds swagger2.json and swagger3.json
+        base["AML_APP_ROOT"] = str(REPO / "server")  # the entry script's folder, as serve.py sets it
         base.update(env or {})
         argv = [str(AZMLINFSRV), "--entry_script", str(entry_script), "--model_dir", str(model_dir)]
         self._start(argv, base, log_dir, "azmlinfsrv")

@@ -17,6 +17,16 @@ from tfscoring.errors import ServiceUnavailable
 from tfscoring.model import GraphModel
 
 
+class RowBatcher(Batcher):
+    """The batcher of a one-input, one-output model, fed and answering plain arrays of rows."""
+
+    def __init__(self, infer, **options):
+        super().__init__(lambda batch: (infer(batch[0]),), **options)
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        return super().predict((rows,))[0]
+
+
 class RecordedModel:
     """The real model's infer, recording each session call's size and thread, optionally held at a gate."""
 
@@ -48,7 +58,7 @@ def recorded(model) -> RecordedModel:
 
 def batcher(recorded: RecordedModel, **overrides) -> Batcher:
     options = {"max_batch_rows": 32, "max_delay_s": 0.002, "max_queue_rows": 10_000, "max_wait_s": 30.0}
-    return Batcher(recorded.infer, 784, **{**options, **overrides})
+    return RowBatcher(recorded.infer, **{**options, **overrides})
 
 
 def test_concurrent_callers_share_session_calls_and_get_their_own_rows_in_order(recorded, model, t10k):
@@ -142,7 +152,7 @@ def test_a_failing_session_call_fails_its_requests_only(model, t10k):
             raise error
         return model.infer(rows)
 
-    scoring = Batcher(flaky_infer, 784, max_batch_rows=32, max_delay_s=0, max_queue_rows=100, max_wait_s=30)
+    scoring = RowBatcher(flaky_infer, max_batch_rows=32, max_delay_s=0, max_queue_rows=100, max_wait_s=30)
     with pytest.raises(RuntimeError, match="device lost"):
         scoring.predict(images[:2])
     assert scoring.predict(images[:2]).tolist() == model.infer(images[:2]).tolist()
@@ -162,7 +172,7 @@ def test_an_interrupted_session_call_fails_its_requests_and_leaves_the_batcher_w
             raise KeyboardInterrupt
         return model.infer(rows)
 
-    scoring = Batcher(interrupted_infer, 784, max_batch_rows=15, max_delay_s=0, max_queue_rows=100, max_wait_s=30)
+    scoring = RowBatcher(interrupted_infer, max_batch_rows=15, max_delay_s=0, max_queue_rows=100, max_wait_s=30)
     with ThreadPoolExecutor(2) as pool:
         first = pool.submit(scoring.predict, images[:20])  # batches: [0:15], then [15:20] + 10 rows of the second
         wait_for(lambda: scoring._queued_rows >= 5, SETTLE_S, "the first request's last 5 rows queued")
@@ -180,7 +190,7 @@ def test_an_interrupted_session_call_fails_its_requests_and_leaves_the_batcher_w
 def test_a_sync_worker_whose_alarm_cut_the_lead_hand_off_short_takes_the_lead_back(model, t10k):
     """SIGALRM (the server's timeout in a sync worker) can land anywhere, even while the lead is handed on."""
     images, _ = t10k
-    scoring = Batcher(model.infer, 784, max_batch_rows=8, max_delay_s=0, max_queue_rows=100, max_wait_s=0.5)
+    scoring = RowBatcher(model.infer, max_batch_rows=8, max_delay_s=0, max_queue_rows=100, max_wait_s=0.5)
     fired = []
 
     def alarm_in_hand_off(frame, event, arg):

@@ -10,10 +10,10 @@ import numpy as np
 
 import score
 from tests.support import data_body
-from tfscoring import protocols
 from tfscoring.batching import Batcher
 from tfscoring.budget import InflightBudget
 from tfscoring.config import Settings
+from tfscoring.interface import Interface
 from tfscoring.model import GraphModel
 from tfscoring.workerstate import WorkerState
 
@@ -24,9 +24,9 @@ def test_unexpected_failure_is_500_with_request_id_and_traceback_only_in_the_log
     broken.close()  # a real fault: every session call now raises
     monkeypatch.setattr(score, "settings", settings, raising=False)
     monkeypatch.setattr(score, "model", broken, raising=False)
-    batcher = Batcher(broken.outputs, 784, max_batch_rows=8, max_delay_s=0, max_queue_rows=64, max_wait_s=10)
+    batcher = Batcher(broken.run, max_batch_rows=8, max_delay_s=0, max_queue_rows=64, max_wait_s=10)
     monkeypatch.setattr(score, "batcher", batcher, raising=False)
-    interface = protocols.Interface("m", "1", broken.input_names, broken.output_name, broken.input_width)
+    interface = Interface("m", "1", broken.inputs, broken.outputs)
     monkeypatch.setattr(score, "interface", interface, raising=False)
     monkeypatch.setattr(score, "budget", InflightBudget(settings.inflight_budget), raising=False)
     monkeypatch.setattr(score, "state", WorkerState(None, settings.session_hang_s), raising=False)

@@ -25,7 +25,8 @@ from tests.support import data_body, post
 from tests.test_fuzz_decode import fuzz, json_bodies, near_valid_bodies, npy_bodies, raw_bodies
 from tfscoring import binary
 from tfscoring.errors import ScoringError
-from tfscoring.protocols import Form, Interface, decode_json
+from tfscoring.interface import Interface, TensorSpec
+from tfscoring.protocols import Form, decode_json
 
 WIDTH = 784
 MAX_ROWS = int(SERVER_ENV["MAX_REQUEST_ROWS"])
@@ -60,7 +61,9 @@ requests_to_send = st.one_of(
 
 
 # The how-to's model as the server names it (tests/conftest.py serves models/tf-dnn-mnist/1).
-INTERFACE = Interface("tf-dnn-mnist", "1", ("network/X", "network/X:0"), "network/output/MatMul", WIDTH)
+INPUT = TensorSpec("network/X", "network/X:0", np.dtype("float32"), (WIDTH,))
+OUTPUT = TensorSpec("network/output/MatMul", "network/output/MatMul:0", np.dtype("float32"), (10,))
+INTERFACE = Interface("tf-dnn-mnist", "1", (INPUT,), (OUTPUT,))
 
 
 def parsed_in_process(body: bytes, content_type: str | None) -> tuple[int, object]:
@@ -68,9 +71,10 @@ def parsed_in_process(body: bytes, content_type: str | None) -> tuple[int, objec
     mimetype = parse_options_header(content_type or "")[0].lower()
     try:
         if mimetype in DECODERS:
-            rows, form = DECODERS[mimetype](body, WIDTH, MAX_ROWS), Form.HOWTO
+            rows, form = DECODERS[mimetype](body, INPUT, MAX_ROWS), Form.HOWTO
         else:
-            rows, form, _ = decode_json(body, INTERFACE, MAX_ROWS)
+            decoded = decode_json(body, INTERFACE, MAX_ROWS)
+            rows, form = decoded.rows[0], decoded.form
     except ScoringError as err:
         return err.status_code, err.message
     return 200, (form, len(rows))

@@ -35,6 +35,7 @@ from tfscoring import decode
 from tfscoring.binary import decode_npy, decode_raw
 from tfscoring.decode import decode_rows
 from tfscoring.errors import BadRequest, PayloadTooLarge
+from tfscoring.interface import TensorSpec
 
 WIDTH = 784
 MAX_ROWS = 3  # small, so that "too many rows" (413) is reached
@@ -265,10 +266,15 @@ def valid_bodies(draw, plain_numbers: bool = False) -> tuple[str, int]:
 # The contract
 
 
+def rows_of(width: int) -> TensorSpec:
+    """A float32 input of rows of `width` values, as the binary decoders take the model's input."""
+    return TensorSpec("x", "x:0", np.dtype("float32"), (width,))
+
+
 def assert_batch_or_client_error(decoder, body: bytes, width: int, max_rows: int = MAX_ROWS) -> np.ndarray | None:
     """The decoder's answer is a valid batch (returned) or a 400/413 with a message (None); anything else fails."""
     try:
-        batch = decoder(body, width, max_rows)
+        batch = decoder(body, width if decoder is decode_rows else rows_of(width), max_rows)
     except (BadRequest, PayloadTooLarge) as err:
         assert err.status_code in (400, 413)
         assert isinstance(err.message, str) and err.message.strip(), f"empty message for {body[:80]!r}"
@@ -515,4 +521,4 @@ def test_npy_headers_that_upset_numpys_parser_are_a_bad_request(header):
     """numpy evaluates the header as a Python literal; what that raises on a hostile header is still a 400."""
     body = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode("latin-1")
     with pytest.raises(BadRequest, match=r"body is not a \.npy array"):
-        decode_npy(body, WIDTH, MAX_ROWS)
+        decode_npy(body, rows_of(WIDTH), MAX_ROWS)

@@ -30,7 +30,7 @@ def graph_model(settings):
 
 
 def test_loads_the_howto_layout_and_reads_width_from_the_graph(graph_model):
-    assert graph_model.input_width == 784
+    assert graph_model.inputs[0].shape == (784,)
     assert graph_model.device == "CPU" or graph_model.device.startswith("GPU")
 
 
@@ -71,8 +71,9 @@ def test_a_missing_tensor_is_named(settings):
         GraphModel.load(settings.model_copy(update={"input_tensor": "network/nope:0"}))
 
 
-def test_a_non_matrix_input_tensor_is_refused(settings):
-    with pytest.raises(StartupError, match="INPUT_TENSOR network/h1/kernel:0 has shape"):
+def test_an_input_tensor_without_a_batch_dimension_is_refused(settings):
+    # The kernel's tensor is its variable's handle: a scalar, which no rows can be fed to.
+    with pytest.raises(StartupError, match="INPUT_TENSOR network/h1/kernel:0 is a scalar"):
         GraphModel.load(settings.model_copy(update={"input_tensor": "network/h1/kernel:0"}))
 
 
@@ -104,8 +105,8 @@ def test_session_calls_through_the_callable_handle_equal_session_run(graph_model
     # model.py calls the session through TensorFlow's private callable handle (a quarter of the Python cost
     # of the public make_callable); its outputs must be session.run's, bit for bit.
     rows = t10k[0][:300]
-    session, x, y = graph_model._session, graph_model._x, graph_model._y
-    assert np.array_equal(model_module._session_callable(session, x, y)(rows), session.run(y, {x: rows}))
+    session, x, y = graph_model._session, graph_model._feeds[0], graph_model._fetches[0]
+    assert np.array_equal(model_module._session_callable(session, [x], [y])(rows)[0], session.run(y, {x: rows}))
 
 
 def test_loading_takes_the_callable_handle(settings, caplog):
@@ -114,15 +115,15 @@ def test_loading_takes_the_callable_handle(settings, caplog):
     assert "callable handle is unavailable" not in caplog.text
 
 
-@pytest.mark.parametrize("dtype", [tf.float64, tf.float16])
-def test_a_placeholder_of_another_float_dtype_still_gets_its_rows_converted(dtype):
+@pytest.mark.parametrize("dtype", [tf.float64, tf.float16, tf.int64])
+def test_a_placeholder_of_another_dtype_takes_rows_of_that_dtype_through_the_handle(dtype):
     graph = tf.Graph()
     with graph.as_default():
         x = tf.compat.v1.placeholder(dtype, [None, 3])
         y = tf.reduce_sum(x, axis=1, keepdims=True)
     with tf.compat.v1.Session(graph=graph) as session:
-        rows = np.arange(6, dtype=np.float32).reshape(2, 3)
-        assert model_module._session_callable(session, x, y)(rows).ravel().tolist() == [3.0, 12.0]
+        rows = np.arange(6, dtype=dtype.as_numpy_dtype).reshape(2, 3)
+        assert model_module._session_callable(session, [x], [y])(rows)[0].ravel().tolist() == [3, 12]
 
 
 def test_without_the_private_handle_session_calls_take_the_public_path(graph_model, t10k, caplog):
@@ -130,9 +131,9 @@ def test_without_the_private_handle_session_calls_take_the_public_path(graph_mod
         def __init__(self, session):
             self.make_callable = session.make_callable
 
-    session, x, y = graph_model._session, graph_model._x, graph_model._y
-    call = model_module._session_callable(PublicSessionOnly(session), x, y)
-    assert np.array_equal(call(t10k[0][:64]), session.run(y, {x: t10k[0][:64]}))
+    session, x, y = graph_model._session, graph_model._feeds[0], graph_model._fetches[0]
+    call = model_module._session_callable(PublicSessionOnly(session), [x], [y])
+    assert np.array_equal(call(t10k[0][:64])[0], session.run(y, {x: t10k[0][:64]}))
     assert "callable handle is unavailable" in caplog.text
 
 
@@ -184,6 +185,14 @@ def test_with_only_a_model_folder_set_the_meta_graph_is_looked_for_inside_it(mod
     copy_checkpoint(model_dir, tmp_path / "export", "net-final")
     copy_checkpoint(model_dir, tmp_path / "old", "net-old")  # outside the folder: not a second candidate
     GraphModel.load(Settings(azureml_model_dir=tmp_path, model_folder="export")).close()
+
+
+def test_a_checkpoint_folder_linked_into_the_model_directory_is_found_through_the_link(model_dir, tmp_path):
+    copy_checkpoint(model_dir, tmp_path / "store" / "export", "net-final")
+    (tmp_path / "registered").mkdir()
+    (tmp_path / "registered" / "model").symlink_to(tmp_path / "store" / "export", target_is_directory=True)
+    (tmp_path / "registered" / "loop").symlink_to(tmp_path / "registered", target_is_directory=True)  # no endless walk
+    GraphModel.load(Settings(azureml_model_dir=tmp_path / "registered")).close()
 
 
 def test_a_saved_model_folder_is_named_as_such(tmp_path):

@@ -41,11 +41,11 @@ class SmallDevice:
         self._session_call = model._run
         model._run = self
 
-    def __call__(self, rows: np.ndarray) -> np.ndarray:
-        self.calls.append(len(rows))
-        if len(rows) > self.capacity:
-            raise self.error(len(rows))
-        return self._session_call(rows)
+    def __call__(self, *batch: np.ndarray) -> list[np.ndarray]:
+        self.calls.append(len(batch[0]))
+        if len(batch[0]) > self.capacity:
+            raise self.error(len(batch[0]))
+        return self._session_call(*batch)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import requests
 from tests.support import post
 from tfscoring import protocols
 from tfscoring.config import Settings
+from tfscoring.interface import Interface, TensorSpec
 from tfscoring.model import GraphModel
 
 
@@ -20,7 +21,7 @@ def logits(model_dir, t10k) -> np.ndarray:
     """TensorFlow's own outputs for the first 64 t10k rows, in-process."""
     model = GraphModel.load(Settings(azureml_model_dir=model_dir))
     try:
-        return model.outputs(t10k[0][:64])
+        return model.run((t10k[0][:64],))[0]
     finally:
         model.close()
 
@@ -78,25 +79,25 @@ def test_open_inference_protocol_request_gets_its_outputs_named_and_shaped(serve
     ("document", "message"),
     [
         ({"inputs": [{"name": "pixels", "shape": [1, 784], "datatype": "FP32", "data": [0] * 784}]},
-         "input 'pixels' is not the model's; its input is 'network/X'"),
+         "input 'pixels' is not the model's; its inputs: 'network/X'"),
         ({"inputs": [{"name": "network/X", "shape": [1, 784], "datatype": "BYTES", "data": ["a"]}]},
-         "has datatype 'BYTES'; the model takes numbers"),
+         "has datatype 'BYTES'; the model's input 'network/X' is \"FP32\""),
         ({"inputs": [{"name": "network/X", "shape": [1, 10], "datatype": "FP32", "data": [0] * 10}]},
-         "has shape [1, 10]; expected [N, 784]"),
+         "has shape [1, 10]; the input 'network/X' takes [N, 784] with N >= 1"),
         ({"inputs": [{"name": "network/X", "shape": [2, 784], "datatype": "FP32", "data": [0] * 784}]},
          "has 784 values; its shape [2, 784] needs 1568"),
         ({"inputs": [{"name": "network/X", "shape": [1, 784], "datatype": "FP32", "data": [0] * 784}] * 2},
-         "request has 2 input tensors; the model has one"),
+         "input 'network/X' is sent twice"),
         ({"instances": []}, '"instances" must be a non-empty list'),
-        ({"instances": [{"pixels": [0] * 784}]}, "instance 0 names inputs ['pixels']; the model has one input"),
+        ({"instances": [{"pixels": [0] * 784}]}, "instance 0 names 'pixels', which is not an input of the model"),
         ({"instances": [[0] * 783]}, "row 0 of instances has 783 values; expected shape (N, 784)"),
-        ({"inputs": {"a": [[0] * 784], "b": [[0] * 784]}}, "names inputs ['a', 'b']"),
+        ({"inputs": {"a": [[0] * 784], "b": [[0] * 784]}}, "\"inputs\" names 'a', which is not an input"),
         ({"rows": [[0] * 784]}, 'body has none of "data"'),
         ({"inputs": [{"name": "network/X", "shape": [1, 784], "datatype": ["FP32"], "data": [0] * 784}]},
-         "has datatype ['FP32']; the model takes numbers"),
+         "has no \"datatype\" string; the input's is \"FP32\""),
         ({"inputs": [{"name": "network/X", "shape": [1, 784], "data": [0] * 784}]}, 'has no "datatype"'),
         ({"inputs": [{"name": "network/X", "shape": [1, 784], "datatype": "FP32", "data": [[0] * 784] * 3}]},
-         "has 3 rows of data; its shape [1, 784] says 1"),
+         "has data nested as [3, 784]; its shape is [1, 784]"),
         ({"instances": [[0] * 784], "inputs": [[0] * 784]}, 'body has both "instances" and "inputs"'),
     ],
 )  # fmt: skip
@@ -129,10 +130,14 @@ def test_requests_of_every_form_at_once_are_batched_and_each_gets_its_own_rows(s
 
 def test_the_howto_form_answers_an_output_of_one_value_per_row_as_it_is():
     # A graph whose output already is the class id (int, (N, 1)): argmax would answer 0 for every row.
-    interface = protocols.Interface("m", "1", ("x",), "label", 784)
-    answer = protocols.answer(protocols.Form.HOWTO, np.array([[3], [7]], np.int32), interface)
+    interface = Interface(
+        "m", "1", (TensorSpec("x", "x:0", np.dtype("float32"), (784,)),),
+        (TensorSpec("label", "label:0", np.dtype("int32"), (1,)),),
+    )  # fmt: skip
+    labels = (np.array([[3], [7]], np.int32),)
+    answer = protocols.answer(protocols.Request((), protocols.Form.HOWTO), labels, interface)
     assert json.loads(answer.get_data()) == [3, 7]
-    oip = protocols.answer(protocols.Form.OIP, np.array([[3], [7]], np.int32), interface)
+    oip = protocols.answer(protocols.Request((), protocols.Form.OIP), labels, interface)
     assert json.loads(oip.get_data())["outputs"][0]["datatype"] == "INT32"
 
 

@@ -37,20 +37,27 @@ import numpy as np
 from tfscoring import log, metrics
 from tfscoring.errors import ServiceUnavailable
 
-Infer = Callable[[np.ndarray], np.ndarray]  # float32 (n, width) -> (n, ...): one answer row per input row
+# The model's run: one array of rows per input in, one per output out, one output row per input row.
+Batch = tuple[np.ndarray, ...]
+Infer = Callable[[Batch], Batch]
 _RETRY = {"Retry-After": "1"}
 
 
 class _Job:
-    """One request's rows, its answers as they come, and the event that wakes its caller."""
+    """One request's rows (of every input), its answers as they come, and the event that wakes its caller."""
 
-    __slots__ = ("caller", "error", "finished", "lead", "next_row", "queued_at", "rows", "scored", "unscored", "wake")
+    __slots__ = (
+        "caller", "error", "finished", "lead", "n", "next_row", "queued_at", "rows", "scored", "shapes", "unscored",
+        "wake",
+    )  # fmt: skip
 
-    def __init__(self, rows: np.ndarray):
+    def __init__(self, rows: Batch):
         self.rows = rows
-        self.scored: np.ndarray | None = None  # the answers, allocated when the first ones come in
+        self.n = len(rows[0])
+        self.shapes = [a.shape[1:] for a in rows]  # rows of different shapes (free dimensions) are not stacked
+        self.scored: list[np.ndarray] | None = None  # the answers, allocated when the first ones come in
         self.next_row = 0  # first row not yet taken into a batch
-        self.unscored = len(rows)  # rows whose answers are not in yet
+        self.unscored = self.n  # rows whose answers are not in yet
         self.error: BaseException | None = None
         self.finished = False
         self.lead = False  # this job's caller is to score the next batches
@@ -67,7 +74,6 @@ class Batcher:
     def __init__(
         self,
         infer: Infer,
-        width: int,
         max_batch_rows: int,
         max_delay_s: float,
         max_queue_rows: int,
@@ -78,7 +84,6 @@ class Batcher:
         self._max_delay_s = max_delay_s
         self._max_queue_rows = max_queue_rows
         self._max_wait_s = max_wait_s
-        self._batch = np.empty((max_batch_rows, width), np.float32)  # only the leader fills it
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)  # a gathering leader waits on it
         self._queue: deque[_Job] = deque()
@@ -109,8 +114,9 @@ class Batcher:
                 with self._lock:
                     self._arrived.notify()
 
-    def predict(self, rows: np.ndarray) -> np.ndarray:
-        """The answers for `rows` (one per row), scored together with other callers' rows; 503 on overload."""
+    def predict(self, rows: Batch) -> Batch:
+        """The outputs for `rows` (each input's, one answer row per row), scored together with other callers'
+        rows; 503 on overload."""
         job = _Job(rows)
         try:  # _enqueue inside: an alarm right after it may have made this job the leader
             self._enqueue(job)
@@ -121,7 +127,7 @@ class Batcher:
             raise
         if job.error is not None:
             raise job.error
-        return job.scored
+        return tuple(job.scored)
 
     def _wait_for(self, job: _Job) -> None:
         waited_long = False
@@ -151,16 +157,16 @@ class Batcher:
         with self._lock:
             if not self._queue:
                 self._queued_rows = 0  # an empty queue holds no rows, whatever an interrupted count left
-            if self._queued_rows and self._queued_rows + len(job.rows) > self._max_queue_rows:
+            if self._queued_rows and self._queued_rows + job.n > self._max_queue_rows:
                 # An empty queue takes any request, so a request at MAX_REQUEST_ROWS always gets in eventually.
                 raise ServiceUnavailable(
                     f"server is busy: {self._queued_rows} rows are waiting to be scored and this request's "
-                    f"{len(job.rows)} would pass the queue limit of {self._max_queue_rows} rows (MAX_QUEUE_ROWS); "
+                    f"{job.n} would pass the queue limit of {self._max_queue_rows} rows (MAX_QUEUE_ROWS); "
                     "retry later",
                     {"Retry-After": str(max(1, math.ceil(self._max_wait_s)))},
                 )
             self._queue.append(job)
-            self._queued_rows += len(job.rows)
+            self._queued_rows += job.n
             metrics.QUEUED_ROWS.set(self._queued_rows)
             # A thread that calls again cannot still be leading: its last call was cut short (SIGALRM in a
             # sync worker can land even in a finally), so the lead it held is stale and it takes it back.
@@ -174,8 +180,8 @@ class Batcher:
         """Finish a job now: its rows not yet taken leave the queue, and a lead it holds goes on (lock held)."""
         if job in self._queue:
             self._queue.remove(job)
-            self._queued_rows -= len(job.rows) - job.next_row
-            job.next_row = len(job.rows)
+            self._queued_rows -= job.n - job.next_row
+            job.next_row = job.n
             metrics.QUEUED_ROWS.set(self._queued_rows)
         job.finished = True
         job.wake.set()
@@ -202,7 +208,7 @@ class Batcher:
             with self._lock:
                 job.lead = False  # the lead is this thread's now; the finally below passes it on
             while not job.finished:
-                parts, waits = self._next_batch()
+                parts, batch, waits = self._next_batch()
                 for wait in waits:
                     metrics.QUEUE_WAIT_SECONDS.observe(wait)
                 if not parts:  # never spin: a job whose rows are all taken is finished by their batch
@@ -210,11 +216,11 @@ class Batcher:
                         job.error = job.error or ServiceUnavailable("scoring was interrupted; retry", _RETRY)
                         self._drop(job)
                     break
-                rows = sum(count for _, _, count in parts)
+                rows = len(batch[0])
                 metrics.BATCH_ROWS.observe(rows)
                 started = time.perf_counter()
                 try:
-                    answers = self._infer(self._batch[:rows])
+                    answers = self._infer(batch)
                 except Exception as err:  # each caller turns it into a 500 with its request id
                     log.error("scoring a batch of %d rows from %d requests failed: %s", rows, len(parts), err)
                     self._finish(parts, None, err)
@@ -229,10 +235,12 @@ class Batcher:
                 job.lead = False
                 self._pass_lead()
 
-    def _next_batch(self) -> tuple[list[tuple[_Job, int, int]], list[float]]:
-        """Let a short-lived crowd gather, then copy up to MAX_BATCH_ROWS queued rows into the batch.
+    def _next_batch(self) -> tuple[list[tuple[_Job, int, int]], Batch, list[float]]:
+        """Let a short-lived crowd gather, then take up to MAX_BATCH_ROWS queued rows, in arrival order.
 
-        Returns the parts taken, (job, first row, count), and how long each request starting now waited.
+        Returns the parts taken, (job, first row, count), the batch (each input's rows of those parts, stacked;
+        one request's own arrays where it alone fills the batch), and how long each request starting now waited.
+        A batch stops before a request whose rows have another shape (an input with a free dimension).
         """
         with self._lock:
             try:
@@ -252,28 +260,37 @@ class Batcher:
             now = time.monotonic()
             while self._queue and filled < self._max_batch_rows:
                 job = self._queue[0]
+                if parts and job.shapes != parts[0][0].shapes:
+                    break
                 if not job.started:
                     waits.append(now - job.queued_at)
-                count = min(self._max_batch_rows - filled, len(job.rows) - job.next_row)
+                count = min(self._max_batch_rows - filled, job.n - job.next_row)
                 parts.append((job, job.next_row, count))
-                self._batch[filled : filled + count] = job.rows[job.next_row : job.next_row + count]
                 job.next_row += count
                 filled += count
                 self._queued_rows -= count
-                if job.next_row == len(job.rows):
+                if job.next_row == job.n:
                     self._queue.popleft()
             metrics.QUEUED_ROWS.set(self._queued_rows)
-            return parts, waits
+        # Stacking needs no lock: the rows taken are this leader's alone now.
+        slices = [[rows[first : first + count] for rows in job.rows] for job, first, count in parts]
+        if len(slices) == 1:
+            return parts, tuple(slices[0]), waits
+        return parts, tuple(np.concatenate(column) for column in zip(*slices, strict=True)), waits
 
-    def _finish(self, parts: list[tuple[_Job, int, int]], answers: np.ndarray | None, err: Exception | None) -> None:
+    def _finish(self, parts: list[tuple[_Job, int, int]], answers: Batch | None, err: Exception | None) -> None:
         offset = 0
         with self._lock:
             for job, first, count in parts:
                 job.unscored -= count
                 if err is None:
-                    if job.scored is None:
-                        job.scored = np.empty((len(job.rows), *answers.shape[1:]), answers.dtype)
-                    job.scored[first : first + count] = answers[offset : offset + count]
+                    if count == job.n:  # the whole request in this batch: its answers are slices, not copies
+                        job.scored = [output[offset : offset + count] for output in answers]
+                    else:
+                        if job.scored is None:
+                            job.scored = [np.empty((job.n, *a.shape[1:]), a.dtype) for a in answers]
+                        for scored, output in zip(job.scored, answers, strict=True):
+                            scored[first : first + count] = output[offset : offset + count]
                     offset += count
                 else:
                     job.error = err  # the rest of a failed request is not scored either

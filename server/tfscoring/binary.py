@@ -1,12 +1,12 @@
-"""Binary request bodies, for clients that want speed: no text to parse at all.
+"""Binary request bodies, for clients that want speed: no text to parse at all (one-input models).
 
-- `application/octet-stream`: raw little-endian float32 values, row after row,
-  N x width of them (numpy: `rows.astype("<f4").tobytes()`).
-- `application/x-npy`: one array in NumPy's .npy format (`np.save`), of shape
-  (N, width) and any real number type; it is converted to float32.
+- `application/octet-stream`: the input's values raw, little-endian, of its own dtype (float32 for the
+  how-to's model), row after row (numpy: `rows.astype("<f4").tobytes()`).
+- `application/x-npy`: one array in NumPy's .npy format (`np.save`), of shape (N, *row shape) or
+  (N, values per row), of a number type the input can take; it is converted to the input's dtype.
 
-Both are validated like JSON bodies: whole rows, 1 to MAX_REQUEST_ROWS of them,
-every value finite.
+Both are validated like JSON bodies: whole rows, 1 to MAX_REQUEST_ROWS of them, every value fitting the
+input (finite, for floats).
 """
 
 from __future__ import annotations
@@ -17,27 +17,31 @@ import re
 import numpy as np
 from numpy.lib import format as npy_format
 
+from tfscoring import tensors
 from tfscoring.errors import BadRequest, PayloadTooLarge
+from tfscoring.interface import TensorSpec
 
 RAW = "application/octet-stream"
 NPY = "application/x-npy"
-_FLOAT32_LE = np.dtype("<f4")
 
 
-def decode_raw(body: bytes, width: int, max_rows: int) -> np.ndarray:
-    row_bytes = width * _FLOAT32_LE.itemsize
+def decode_raw(body: bytes, spec: TensorSpec, max_rows: int) -> np.ndarray:
+    dtype = spec.dtype.newbyteorder("<")
+    if not spec.fixed:
+        raise BadRequest(f"the input {spec.name!r} has a free dimension {spec.shown()}; send it as .npy ({NPY})")
+    row_bytes = spec.row_size * dtype.itemsize
+    what = f"{spec.row_size} {spec.dtype.name} values"
     if not body:
-        raise BadRequest(f"body is empty; expected N x {width} little-endian float32 values ({RAW})")
+        raise BadRequest(f"body is empty; expected N x {what}, little-endian ({RAW})")
     if len(body) % row_bytes:
         raise BadRequest(
-            f"body is {len(body)} bytes, not a whole number of rows: one row is {width} float32 values "
-            f"= {row_bytes} bytes ({RAW})"
+            f"body is {len(body)} bytes, not a whole number of rows: one row is {what} = {row_bytes} bytes ({RAW})"
         )
-    batch = np.frombuffer(body, _FLOAT32_LE).reshape(-1, width)
-    return _checked(batch.astype(np.float32, copy=False), max_rows)
+    batch = np.frombuffer(body, dtype).reshape(-1, *spec.shape)
+    return _checked(batch, spec, max_rows)
 
 
-def decode_npy(body: bytes, width: int, max_rows: int) -> np.ndarray:
+def decode_npy(body: bytes, spec: TensorSpec, max_rows: int) -> np.ndarray:
     # The header is read and checked first: numpy's read_array would allocate whatever shape it claims.
     stream = io.BytesIO(body)
     try:
@@ -52,29 +56,33 @@ def decode_npy(body: bytes, width: int, max_rows: int) -> np.ndarray:
         # ValueError, TypeError ({[]: 1}), MemoryError (nested too deep) or tokenize.TokenError (unclosed brackets)
         raise BadRequest(f"body is not a .npy array ({NPY}): {_first_line(err)}") from None
     if dtype.kind not in "biuf" or dtype.fields is not None:
-        raise BadRequest(f".npy array has dtype {dtype}; send real numbers, ideally float32")
-    if len(shape) != 2 or {type(n) for n in shape} != {int} or shape[1] != width or shape[0] < 1:  # (True, 784) too
-        raise BadRequest(f".npy array has shape {shape}; expected (N, {width}) with N >= 1")
+        raise BadRequest(f".npy array has dtype {dtype}; send real numbers, ideally {spec.dtype.name}")
+    flat = (spec.row_size,) if spec.fixed else None
+    if (
+        {type(n) for n in shape} != {int}  # (True, 784) too
+        or len(shape) < 1
+        or shape[0] < 1
+        or not (_fits(shape[1:], spec.shape) or shape[1:] == flat)
+    ):
+        raise BadRequest(f".npy array has shape {shape}; expected {spec.shown()} with N >= 1")
     if shape[0] > max_rows:
         raise PayloadTooLarge(f".npy array has {shape[0]} rows; the limit is {max_rows} rows per request")
     data = body[stream.tell() :]
-    if len(data) != shape[0] * width * dtype.itemsize:
-        raise BadRequest(
-            f".npy array of shape {shape} needs {shape[0] * width * dtype.itemsize} bytes of data, got {len(data)}"
-        )
+    size = int(np.prod(shape)) * dtype.itemsize
+    if len(data) != size:
+        raise BadRequest(f".npy array of shape {shape} needs {size} bytes of data, got {len(data)}")
     array = np.frombuffer(data, dtype).reshape(shape, order="F" if fortran_order else "C")
-    with np.errstate(over="ignore"):  # float64 beyond float32 range becomes inf, refused below
-        return _checked(array.astype(np.float32), max_rows)
+    return _checked(array.reshape(shape[0], *spec.shape) if shape[1:] == flat else array, spec, max_rows)
 
 
-def _checked(batch: np.ndarray, max_rows: int) -> np.ndarray:
+def _fits(shape: tuple, wanted: tuple[int, ...]) -> bool:
+    return len(shape) == len(wanted) and all(w < 0 or n == w for n, w in zip(shape, wanted, strict=True))
+
+
+def _checked(batch: np.ndarray, spec: TensorSpec, max_rows: int) -> np.ndarray:
     if len(batch) > max_rows:
         raise PayloadTooLarge(f"body has {len(batch)} rows; the limit is {max_rows} rows per request")
-    finite = np.isfinite(batch)
-    if not finite.all():
-        i, j = np.argwhere(~finite)[0]
-        raise BadRequest(f"row {i}, column {j} is not a finite float32 value (NaN, infinity or out of range)")
-    return batch
+    return tensors.convert(batch, spec, "body")
 
 
 def _first_line(err: BaseException) -> str:

@@ -54,8 +54,25 @@ class Settings(_FromEnv):
     model_version: str | None = pydantic.Field(
         None, description="the model's version in those answers; default: AZUREML_MODEL_DIR's own folder name"
     )
-    input_tensor: str = pydantic.Field("network/X:0", description="placeholder fed with the rows")
-    output_tensor: str = pydantic.Field("network/output/MatMul:0", description="logits; argmax is the class id")
+    input_tensor: str = pydantic.Field(
+        "network/X:0",
+        description="the input tensors to feed, comma-separated; default: the serving signature's, else the how-to's",
+    )
+    output_tensor: str = pydantic.Field(
+        "network/output/MatMul:0",
+        description="the output tensors to answer, comma-separated; default: the serving signature's, else the "
+        "how-to's logits (argmax is the class id)",
+    )
+    data_answer: Literal["class_ids", "outputs"] = pydantic.Field(
+        "class_ids",
+        description="what the how-to's {\"data\": ...} form answers: class ids (argmax of a one-output model's "
+        "scores, as the how-to) or the outputs themselves (always, for a model with several outputs)",
+    )
+    image_scale: Literal["unit", "signed", "raw"] = pydantic.Field(
+        "unit",
+        description="how an image body's 0-255 pixel values reach a float input: unit = /255 (0 to 1), "
+        "signed = /127.5 - 1 (-1 to 1), raw = as they are (an integer input always takes them raw)",
+    )
     max_batch_rows: int = pydantic.Field(256, gt=0, le=65536, description="most rows in one session call")
     max_request_rows: pydantic.PositiveInt = pydantic.Field(4096, description="most rows in one request (413 above)")
     max_request_bytes: pydantic.PositiveInt = pydantic.Field(64 * MiB, description="largest body (413 above)")

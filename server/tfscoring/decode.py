@@ -38,7 +38,7 @@ def decode_rows(body: bytes, width: int, max_rows: int) -> np.ndarray:
     batch = fast_rows(body, width, max_rows)
     if batch is not None:
         return batch
-    document = parse_object(body, width)
+    document = parse_object(body, expected_shape(width))
     if "data" not in document:
         raise BadRequest(f'body has no "data" field; expected {expected_shape(width)}')
     return to_batch(document["data"], width, max_rows)
@@ -55,11 +55,11 @@ def fast_rows(body: bytes, width: int, max_rows: int) -> np.ndarray | None:
     return batch
 
 
-def parse_object(body: bytes, width: int) -> dict:
-    """The body as a JSON object, or a 400 that says what is wrong with it."""
-    document = _parse_json(_without_bom(body), width)
+def parse_object(body: bytes, example: str) -> dict:
+    """The body as a JSON object, or a 400 that says what is wrong with it (and shows `example`)."""
+    document = _parse_json(_without_bom(body), example)
     if not isinstance(document, dict):
-        raise BadRequest(f"body must be a JSON object like {expected_shape(width)}, got {json_type(document)}")
+        raise BadRequest(f"body must be a JSON object like {example}, got {json_type(document)}")
     return document
 
 
@@ -121,9 +121,9 @@ def _fast_batch(body: bytes, width: int, max_rows: int) -> np.ndarray | None:
         return np.frombuffer(values, np.float64).astype(np.float32).reshape(rows, width)
 
 
-def _parse_json(body: bytes, width: int) -> object:
+def _parse_json(body: bytes, example: str) -> object:
     if not body.strip():
-        raise BadRequest(f"body is empty; expected {expected_shape(width)}")
+        raise BadRequest(f"body is empty; expected {example}")
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as err:

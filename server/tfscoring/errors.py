@@ -30,6 +30,12 @@ class Unauthorized(ScoringError):
     status_code = 401
 
 
+class NotFound(ScoringError):
+    """An Open Inference Protocol path names another model, version or action (routes.py)."""
+
+    status_code = 404
+
+
 class MethodNotAllowed(ScoringError):
     status_code = 405
 

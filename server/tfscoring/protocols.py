@@ -1,30 +1,35 @@
-"""The JSON request forms POST /score takes besides the how-to's, and the answer each one expects.
+"""The JSON request forms POST /score takes, and the answer each one expects.
 
-- the how-to's `{"data": [[...], ...]}`: class ids (decode.py parses it, fast path included);
-- TF Serving's REST predict API, row form `{"instances": [...]}` -> `{"predictions": [...]}` and
-  columnar form `{"inputs": ...}` -> `{"outputs": ...}` (g3doc/api_rest.md): an instance is the
-  input's value, or an object naming the input; the answers are the output's values;
-- the Open Inference Protocol v2 (KServe, Triton, MLServer): `{"inputs": [{"name", "shape",
-  "datatype", "data"}]}` -> `{"model_name", "model_version", "outputs": [{"name", "shape",
-  "datatype", "data"}]}`, data flat in row-major order or nested to the shape.
+- the how-to's `{"data": [...]}` (one-input models): rows nested to the input's shape, or flat; answered
+  with class ids (argmax of a one-output model's scores, DATA_ANSWER=class_ids) or the outputs;
+- TF Serving's REST predict API (g3doc/api_rest.md): row form `{"instances": [...]}` ->
+  `{"predictions": [...]}`, an instance being the input's value, or an object keyed by input names
+  (several inputs: always); columnar form `{"inputs": value or {name: value}}` -> `{"outputs": value or
+  {name: value}}`; one output answers its values, several an object keyed by output names;
+- the Open Inference Protocol v2 (KServe, Triton, MLServer): `{"id", "inputs": [{"name", "shape",
+  "datatype", "data"}], "outputs": [{"name"}]}` -> `{"model_name", "model_version", "id", "outputs":
+  [{"name", "shape", "datatype", "data"}]}`, data flat in row-major order or nested to the shape, and
+  Triton's binary tensor data extension (a JSON header of Inference-Header-Content-Length bytes, then
+  each binary tensor's bytes), both ways.
 
-The model served has one input of shape (N, width) and one output (model.py), named by its
-signature's keys, or else by its tensors' op names; a request may name the input by either or
-by the tensor's full name.
+Every input is validated on its own (tensors.py) and all of them must have the same number of rows.
 """
 
 from __future__ import annotations
 
 import enum
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import orjson
 from azureml_inference_server_http.api.aml_response import AMLResponse
 
-from tfscoring import decode
+from tfscoring import decode, tensors
 from tfscoring.errors import BadRequest, PayloadTooLarge
+from tfscoring.interface import DATATYPES, Interface, TensorSpec
+
+Batch = tuple[np.ndarray, ...]
+HEADER_LENGTH = "Inference-Header-Content-Length"  # Triton's binary extension: the JSON part's length
 
 
 class Form(enum.Enum):
@@ -34,161 +39,335 @@ class Form(enum.Enum):
     OIP = "open inference protocol"
 
 
-@dataclass(frozen=True)
-class Interface:
-    """What clients call the model and its one input and output."""
+@dataclass
+class Request:
+    """A decoded request: each input's rows, and how to answer."""
 
-    model_name: str
-    model_version: str
-    input_names: tuple[str, ...]  # the first is the name answers use; any of them is accepted
-    output_name: str
-    width: int
-    output_shape: tuple[int, ...] = ()  # one output row's shape, e.g. (10,)
-    output_datatype: str = "FP32"
+    rows: Batch  # one array per input of the interface, in its order
+    form: Form
+    id: str | None = None  # the Open Inference Protocol's request id, echoed
+    outputs: tuple[int, ...] | None = None  # the outputs asked for (indices), None: all
+    binary: frozenset[int] = field(default_factory=frozenset)  # outputs to answer as binary data
 
 
-# Open Inference Protocol datatypes a float32 input can take without losing meaning.
-_NUMERIC = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
-# The Open Inference Protocol's name of each numpy dtype an output may have (model.py refuses others).
-DATATYPES = {
-    np.dtype(t): name
-    for t, name in [
-        (np.bool_, "BOOL"), (np.float16, "FP16"), (np.float32, "FP32"), (np.float64, "FP64"),
-        (np.int8, "INT8"), (np.int16, "INT16"), (np.int32, "INT32"), (np.int64, "INT64"),
-        (np.uint8, "UINT8"), (np.uint16, "UINT16"), (np.uint32, "UINT32"), (np.uint64, "UINT64"),
-    ]
-}  # fmt: skip
 _TENSOR_KEYS = {"name", "shape", "datatype"}  # an Open Inference Protocol input tensor has these
 _JSON = {"Content-Type": "application/json"}
 
 
-def decode_json(body: bytes, interface: Interface, max_rows: int) -> tuple[np.ndarray, Form, object]:
-    """Rows of any JSON form, the form, and the request's `id` (Open Inference Protocol) to echo."""
-    rows = decode.fast_rows(body, interface.width, max_rows)
-    if rows is not None:
-        return rows, Form.HOWTO, None
-    document = decode.parse_object(body, interface.width)
+def decode_json(
+    body: bytes, interface: Interface, max_rows: int, header_length: str | None = None, oip_only: bool = False
+) -> Request:
+    """The request in any JSON form.  `header_length`: the Inference-Header-Content-Length header, where sent;
+    `oip_only`: the request came to an Open Inference Protocol path, so that is its form."""
+    binary = b""
+    if header_length is not None:
+        body, binary = _split_binary(body, header_length)
+    width = interface.howto_width
+    if width and not binary and not oip_only:
+        rows = decode.fast_rows(body, width, max_rows)
+        if rows is not None:
+            return Request((rows,), Form.HOWTO)
+    document = decode.parse_object(body, _example(interface))
+    if oip_only or binary:
+        return _oip(document, interface, max_rows, binary)
+    booleans = b"true" in body or b"false" in body
+    _check_signature_name(document, interface)
     if "data" in document:
-        return decode.to_batch(document["data"], interface.width, max_rows), Form.HOWTO, None
+        return Request(_data(document["data"], interface, max_rows, booleans), Form.HOWTO)
     if "instances" in document and "inputs" in document:
         raise BadRequest('body has both "instances" and "inputs"; TF Serving\'s forms take one or the other')
     if "instances" in document:
-        return _instances(document["instances"], interface, max_rows), Form.ROW, None
+        return Request(_instances(document["instances"], interface, max_rows, booleans), Form.ROW)
     if "inputs" in document:
         inputs = document["inputs"]
         if isinstance(inputs, list) and inputs and all(isinstance(i, dict) and _TENSOR_KEYS & i.keys() for i in inputs):
-            return _oip_inputs(inputs, interface, max_rows), Form.OIP, document.get("id")
-        return _columnar(inputs, interface, max_rows), Form.COLUMNAR, None
+            return _oip(document, interface, max_rows, b"")
+        return Request(_columnar(inputs, interface, max_rows, booleans), Form.COLUMNAR)
     raise BadRequest(
         'body has none of "data" (the how-to\'s form), "instances" or "inputs" (TF Serving\'s row and columnar '
-        'forms) or "inputs" as a list of tensors (the Open Inference Protocol); e.g. '
-        + decode.expected_shape(interface.width)
+        'forms) or "inputs" as a list of tensors (the Open Inference Protocol); e.g. ' + _example(interface)
     )
 
 
-def answer(form: Form, outputs: np.ndarray, interface: Interface, request_id: object = None) -> AMLResponse:
+def answer(request: Request, outputs: Batch, interface: Interface) -> AMLResponse:
     """The answer in the form the request came in."""
-    if form is Form.HOWTO:  # class ids from scores, as the how-to; an output of one value per row as it is
-        if outputs.ndim == 2 and outputs.shape[1] > 1 and outputs.dtype.kind == "f":
-            body = outputs.argmax(axis=1)
-        elif outputs.ndim == 2 and outputs.shape[1] == 1:
-            body = outputs[:, 0]
+    specs = interface.outputs
+    if request.form is Form.HOWTO:
+        if len(outputs) == 1 and interface.data_answer == "class_ids":
+            body = _class_ids(outputs[0])
         else:
-            body = outputs
-    elif form is Form.ROW:
-        body = {"predictions": outputs}
-    elif form is Form.COLUMNAR:
-        body = {"outputs": outputs}
+            body = outputs[0] if len(outputs) == 1 else _named(specs, outputs)
+    elif request.form is Form.ROW:
+        if len(outputs) == 1:
+            body = {"predictions": outputs[0]}
+        else:
+            body = {"predictions": [{s.name: o[i] for s, o in zip(specs, outputs, strict=True)} for i in range(
+                len(outputs[0]))]}  # fmt: skip
+    elif request.form is Form.COLUMNAR:
+        body = {"outputs": outputs[0] if len(outputs) == 1 else _named(specs, outputs)}
     else:
-        body = {
-            "model_name": interface.model_name,
-            "model_version": interface.model_version,
-            "outputs": [
-                {
-                    "name": interface.output_name,
-                    "shape": list(outputs.shape),
-                    "datatype": DATATYPES[outputs.dtype],
-                    "data": outputs.ravel(),
-                }
-            ],
-        }
-        if request_id is not None:
-            body["id"] = request_id
-    return AMLResponse(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), 200, _JSON)
+        return _oip_answer(request, outputs, interface)
+    return AMLResponse(_dumps(body), 200, _JSON)
 
 
 def metadata(interface: Interface) -> AMLResponse:
-    """GET /score: the model's interface in the Open Inference Protocol's model-metadata form (-1: any rows)."""
-    body = {
+    """GET /score: the model's interface in the Open Inference Protocol's model-metadata form (-1: any size)."""
+    return AMLResponse(_dumps(metadata_document(interface)), 200, _JSON)
+
+
+def metadata_document(interface: Interface) -> dict:
+    return {
         "name": interface.model_name,
         "versions": [interface.model_version],
         "platform": "tensorflow_graphdef",
-        "inputs": [{"name": interface.input_names[0], "datatype": "FP32", "shape": [-1, interface.width]}],
-        "outputs": [
-            {
-                "name": interface.output_name,
-                "datatype": interface.output_datatype,
-                "shape": [-1, *interface.output_shape],
-            }
-        ],
+        "inputs": [_tensor_metadata(spec) for spec in interface.inputs],
+        "outputs": [_tensor_metadata(spec) for spec in interface.outputs],
     }
-    return AMLResponse(orjson.dumps(body), 200, _JSON)
 
 
-def _instances(instances: object, interface: Interface, max_rows: int) -> np.ndarray:
+def _tensor_metadata(spec: TensorSpec) -> dict:
+    return {"name": spec.name, "datatype": spec.datatype, "shape": [-1, *spec.shape]}
+
+
+def _class_ids(scores: np.ndarray) -> np.ndarray:
+    """The how-to's answer: the argmax of each row's scores; an output of one value per row as it is."""
+    if scores.ndim == 2 and scores.shape[1] > 1 and scores.dtype.kind == "f":
+        return scores.argmax(axis=1)
+    if scores.ndim == 2 and scores.shape[1] == 1:
+        return scores[:, 0]
+    return scores
+
+
+def _named(specs: tuple[TensorSpec, ...], outputs: Batch) -> dict:
+    return {spec.name: output for spec, output in zip(specs, outputs, strict=True)}
+
+
+def _dumps(body: object) -> bytes:
+    # numpy arrays straight to JSON; NaN and infinities (which a model may answer) become null.
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY, default=_to_list)
+
+
+def _to_list(value: object) -> object:
+    if isinstance(value, (np.ndarray, np.generic)):  # e.g. a non-contiguous array, which orjson leaves to this
+        return value.tolist()
+    raise TypeError
+
+
+def _example(interface: Interface) -> str:
+    if interface.howto_width:
+        return decode.expected_shape(interface.howto_width)
+    names = ", ".join(f'"{spec.name}": [rows of shape {spec.shown()[4:-1] or "()"}]' for spec in interface.inputs)
+    return f'{{"inputs": {{{names}}}}}'
+
+
+def _check_signature_name(document: dict, interface: Interface) -> None:
+    """TF Serving's `signature_name`: the one signature served (serving_default where the graph has none)."""
+    name = document.get("signature_name")
+    served = interface.signature_key or "serving_default"
+    if name is not None and name != served:
+        raise BadRequest(f"signature_name {name!r} is not served; this server serves {served!r}")
+
+
+def only_input(interface: Interface, form: str) -> TensorSpec:
+    """The input of a one-input model, for a form that has no names; a 400 for a model with several."""
+    if len(interface.inputs) != 1:
+        raise BadRequest(
+            f"{form} is for a model with one input; this model has {len(interface.inputs)} "
+            f"({interface.input_list()}): name each, e.g. {_example(interface)}"
+        )
+    return interface.inputs[0]
+
+
+def _data(data: object, interface: Interface, max_rows: int, booleans: bool) -> Batch:
+    spec = only_input(interface, 'the how-to\'s {"data": ...} form')
+    return (tensors.from_json(data, spec, max_rows, '"data"', booleans),)
+
+
+def _instances(instances: object, interface: Interface, max_rows: int, booleans: bool) -> Batch:
     if not isinstance(instances, list) or not instances:
         raise BadRequest(
             f'"instances" must be a non-empty list of inputs, one per row, got {decode.json_type(instances)}'
         )
-    if all(isinstance(instance, dict) for instance in instances):  # each instance names its input(s)
-        instances = [_named(instance, interface, f"instance {i}") for i, instance in enumerate(instances)]
-    return decode.to_batch(instances, interface.width, max_rows, field="instances")
+    if len(interface.inputs) == 1 and not all(isinstance(instance, dict) for instance in instances):
+        return (tensors.from_json(instances, interface.inputs[0], max_rows, "instances", booleans),)
+    for i, instance in enumerate(instances):
+        if not isinstance(instance, dict):
+            raise BadRequest(
+                f"instance {i} is {decode.json_type(instance)}; with {len(interface.inputs)} inputs each instance "
+                f"is an object naming them: {_names(interface.inputs)}"
+            )
+        _check_names(instance, interface, f"instance {i}")
+    if len(instances) > max_rows:
+        raise PayloadTooLarge(f'"instances" has {len(instances)} rows; the limit is {max_rows} rows per request')
+    rows = []
+    for spec in interface.inputs:
+        values = [_value_of(instance, spec) for instance in instances]
+        rows.append(tensors.from_json(values, spec, max_rows, f"input {spec.name!r} of instances", booleans))
+    return tuple(rows)
 
 
-def _columnar(inputs: object, interface: Interface, max_rows: int) -> np.ndarray:
-    if isinstance(inputs, dict):
-        inputs = _named(inputs, interface, '"inputs"')
-    return decode.to_batch(inputs, interface.width, max_rows, field="inputs")
+def _columnar(inputs: object, interface: Interface, max_rows: int, booleans: bool) -> Batch:
+    if not isinstance(inputs, dict):
+        spec = only_input(interface, 'the columnar form {"inputs": value}')
+        return (tensors.from_json(inputs, spec, max_rows, '"inputs"', booleans),)
+    _check_names(inputs, interface, '"inputs"')
+    rows = tuple(
+        tensors.from_json(_value_of(inputs, spec), spec, max_rows, f"input {spec.name!r}", booleans)
+        for spec in interface.inputs
+    )
+    _same_rows(rows, interface)
+    return rows
 
 
-def _named(value: dict, interface: Interface, where: str) -> object:
-    """The value of the model's one input in an object keyed by input names."""
-    unknown = sorted(set(value) - set(interface.input_names))
-    if unknown or len(value) != 1:
-        raise BadRequest(f"{where} names inputs {sorted(value)}; the model has one input, {interface.input_names[0]!r}")
-    return next(iter(value.values()))
+def _check_names(named: dict, interface: Interface, where: str) -> None:
+    """An object keyed by input names (any of each input's aliases) names each input once and nothing else."""
+    found = {}
+    for key in named:
+        spec = interface.input_named(key)
+        if spec is None:
+            raise BadRequest(
+                f"{where} names {key!r}, which is not an input of the model; its inputs: {_names(interface.inputs)}"
+            )
+        if spec.name in found:
+            raise BadRequest(f"{where} names the input {spec.name!r} twice ({found[spec.name]!r} and {key!r})")
+        found[spec.name] = key
+    missing = [spec.name for spec in interface.inputs if spec.name not in found]
+    if missing:
+        raise BadRequest(f"{where} lacks the input{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}")
 
 
-def _oip_inputs(inputs: list[dict], interface: Interface, max_rows: int) -> np.ndarray:
-    if len(inputs) != 1:
-        raise BadRequest(f"request has {len(inputs)} input tensors; the model has one, {interface.input_names[0]!r}")
-    tensor = inputs[0]
-    name, datatype, shape = tensor.get("name"), tensor.get("datatype"), tensor.get("shape")
-    if name not in interface.input_names:
-        raise BadRequest(f"input {name!r} is not the model's; its input is {interface.input_names[0]!r}")
-    if datatype is None:
-        raise BadRequest(f'input {name!r} has no "datatype"; e.g. "FP32"')
-    if not isinstance(datatype, str) or datatype not in _NUMERIC:
-        raise BadRequest(f'input {name!r} has datatype {datatype!r}; the model takes numbers ("FP32", "INT64", ...)')
-    width = interface.width
-    if (
-        not isinstance(shape, list)
-        or len(shape) != 2
-        or not all(type(n) is int for n in shape)
-        or shape[0] < 1
-        or shape[1] != width
-    ):
-        raise BadRequest(f"input {name!r} has shape {shape!r}; expected [N, {width}] with N >= 1")
-    if shape[0] > max_rows:
-        raise PayloadTooLarge(f"input {name!r} has {shape[0]} rows; the limit is {max_rows} rows per request")
-    data = tensor.get("data")
-    if not isinstance(data, list):
-        raise BadRequest(f'input {name!r} has no "data" list of {shape[0] * width} numbers')
-    if data and isinstance(data[0], list):  # nested to the shape: the rows themselves
-        if len(data) != shape[0]:
-            raise BadRequest(f"input {name!r} has {len(data)} rows of data; its shape {shape} says {shape[0]}")
-        return decode.to_batch(data, width, max_rows, field=f"input {name!r}")
-    if len(data) != math.prod(shape):
-        raise BadRequest(f"input {name!r} has {len(data)} values; its shape {shape} needs {math.prod(shape)}")
-    return decode.to_batch([data[i : i + width] for i in range(0, len(data), width)], width, max_rows,
-                           field=f"input {name!r}")  # fmt: skip
+def _value_of(named: dict, spec: TensorSpec) -> object:
+    return next(value for key, value in named.items() if key in spec.aliases)
+
+
+def _names(specs: tuple[TensorSpec, ...]) -> str:
+    return ", ".join(repr(spec.name) for spec in specs)
+
+
+def _same_rows(rows: Batch, interface: Interface) -> None:
+    counts = {spec.name: len(array) for spec, array in zip(interface.inputs, rows, strict=True)}
+    if len(set(counts.values())) > 1:
+        shown = ", ".join(f"{name!r} {count}" for name, count in counts.items())
+        raise BadRequest(f"the inputs have different numbers of rows ({shown}); each row needs a value of every input")
+
+
+def _split_binary(body: bytes, header_length: str) -> tuple[bytes, bytes]:
+    if not header_length.isdigit() or int(header_length) > len(body):
+        raise BadRequest(
+            f"{HEADER_LENGTH} is {header_length!r}; it must be the length in bytes of the JSON at the start of the "
+            f"body ({len(body)} bytes)"
+        )
+    return body[: int(header_length)], body[int(header_length) :]
+
+
+def _oip(document: dict, interface: Interface, max_rows: int, binary: bytes) -> Request:
+    inputs = document.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        first = interface.inputs[0]
+        raise BadRequest(
+            f'"inputs" must be a non-empty list of tensors, e.g. [{{"name": "{first.name}", "shape": [1, ...], '
+            f'"datatype": "{first.datatype}", "data": [...]}}]'
+        )
+    request_id = document.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise BadRequest(f'"id" must be a string, got {decode.json_type(request_id)}')
+    found: dict[str, np.ndarray] = {}
+    offset = 0
+    for i, tensor in enumerate(inputs):
+        if not isinstance(tensor, dict):
+            raise BadRequest(f"input tensor {i} is {decode.json_type(tensor)}, not an object")
+        name = tensor.get("name")
+        spec = interface.input_named(name)
+        if spec is None:
+            raise BadRequest(f"input {name!r} is not the model's; its inputs: {_names(interface.inputs)}")
+        if spec.name in found:
+            raise BadRequest(f"input {spec.name!r} is sent twice")
+        where = f"input {name!r}"
+        declared = tensors.check_datatype(tensor.get("datatype"), spec, where)
+        size = _binary_size(tensor, where)
+        if size is not None:
+            if offset + size > len(binary):
+                raise BadRequest(f"{where} has binary_data_size {size}, past the end of the body's binary data")
+            rows = tensors.from_bytes(binary[offset : offset + size], tensor.get("shape"), declared, spec, max_rows,
+                                      where)  # fmt: skip
+            offset += size
+        else:
+            data = tensor.get("data")
+            if not isinstance(data, list):
+                raise BadRequest(f'{where} has no "data" list of values (nor binary_data_size)')
+            rows = tensors.from_flat(data, tensor.get("shape"), declared, spec, max_rows, where)
+        found[spec.name] = rows
+    if offset != len(binary):
+        raise BadRequest(f"the body has {len(binary) - offset} bytes of binary data that no input claims")
+    missing = [spec.name for spec in interface.inputs if spec.name not in found]
+    if missing:
+        raise BadRequest(f"request lacks the input{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}")
+    rows = tuple(found[spec.name] for spec in interface.inputs)
+    _same_rows(rows, interface)
+    wanted, binary_out = _requested_outputs(document, interface)
+    return Request(rows, Form.OIP, request_id, wanted, binary_out)
+
+
+def _binary_size(tensor: dict, where: str) -> int | None:
+    parameters = tensor.get("parameters")
+    if parameters is None:
+        return None
+    if not isinstance(parameters, dict):
+        raise BadRequest(f'{where} has "parameters" that is not an object')
+    size = parameters.get("binary_data_size")
+    if size is not None and (type(size) is not int or size < 0):
+        raise BadRequest(f"{where} has binary_data_size {size!r}; it must be a byte count")
+    return size
+
+
+def _requested_outputs(document: dict, interface: Interface) -> tuple[tuple[int, ...] | None, frozenset[int]]:
+    """The outputs a request asks for (all when it names none) and which of them it wants as binary data."""
+    parameters = document.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise BadRequest('"parameters" must be an object')
+    all_binary = parameters.get("binary_data_output") is True
+    asked = document.get("outputs")
+    if asked is None:
+        every = tuple(range(len(interface.outputs)))
+        return None, frozenset(every if all_binary else ())
+    if not isinstance(asked, list) or not all(isinstance(o, dict) for o in asked):
+        raise BadRequest('"outputs" must be a list of objects naming outputs, e.g. [{"name": "..."}]')
+    wanted, binary = [], set()
+    for output in asked:
+        spec = interface.output_named(output.get("name"))
+        if spec is None:
+            raise BadRequest(
+                f"output {output.get('name')!r} is not the model's; its outputs: {_names(interface.outputs)}"
+            )
+        index = interface.outputs.index(spec)
+        if index not in wanted:
+            wanted.append(index)
+        options = output.get("parameters") or {}
+        if not isinstance(options, dict):
+            raise BadRequest(f'output {spec.name!r} has "parameters" that is not an object')
+        if options.get("binary_data", all_binary) is True:
+            binary.add(index)
+    return tuple(wanted), frozenset(binary)
+
+
+def _oip_answer(request: Request, outputs: Batch, interface: Interface) -> AMLResponse:
+    chosen = request.outputs if request.outputs is not None else range(len(outputs))
+    tensors_out, blobs = [], []
+    for index in chosen:
+        spec, values = interface.outputs[index], outputs[index]
+        tensor = {"name": spec.name, "shape": list(values.shape), "datatype": DATATYPES[values.dtype]}
+        if index in request.binary:
+            blob = np.ascontiguousarray(values, values.dtype.newbyteorder("<")).tobytes()
+            tensor["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            tensor["data"] = values.ravel()
+        tensors_out.append(tensor)
+    body = {"model_name": interface.model_name, "model_version": interface.model_version, "outputs": tensors_out}
+    if request.id is not None:
+        body["id"] = request.id
+    header = _dumps(body)
+    if not blobs:
+        return AMLResponse(header, 200, _JSON)
+    headers = {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(len(header))}
+    return AMLResponse(header + b"".join(blobs), 200, headers)

@@ -1,0 +1,204 @@
+"""One input's rows from a request, validated against the input: values, dtype, rank and each row's shape.
+
+Every protocol (protocols.py) hands its JSON values, or the bytes of a binary tensor, to `from_json`,
+`from_flat` or `from_bytes`, which return an array of the input's own dtype and shape (N, *row shape),
+or a BadRequest / PayloadTooLarge whose message names the input and the row.
+
+A float32 input of one dimension (the how-to's rows) goes through decode.to_batch, the path tuned for it.
+Elsewhere numpy builds the array in C, and only a request that fails is walked in Python to say where.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from tfscoring import decode
+from tfscoring.errors import BadRequest, PayloadTooLarge
+from tfscoring.interface import DTYPES, TensorSpec
+
+_INTEGER_KINDS = "iu"
+
+
+def from_json(value: object, spec: TensorSpec, max_rows: int, field: str, booleans: bool = True) -> np.ndarray:
+    """Rows of `spec` from a parsed JSON list: one item per row, nested to the row's shape, or a fixed
+    row's values flat (row-major).  `booleans`: whether the body may hold true/false at all (a number
+    input refuses them; numpy alone would read them as 1 and 0)."""
+    if spec.dtype == np.float32 and len(spec.shape) == 1 and spec.fixed:
+        return decode.to_batch(value, spec.shape[0], max_rows, field)
+    if not isinstance(value, list) or not value:
+        raise BadRequest(f"{field} must be a non-empty list of rows of shape {spec.shown()}, got {_json(value)}")
+    if len(value) > max_rows:
+        raise PayloadTooLarge(f"{field} has {len(value)} rows; the limit is {max_rows} rows per request")
+    array = _array(value, field)
+    if len(spec.shape) > 1 and spec.fixed and array.shape[1:] == (spec.row_size,):
+        array = array.reshape(len(array), *spec.shape)  # flat rows
+    _check_shape(array, spec, field)
+    if booleans and spec.dtype.kind != "b" and array.dtype.kind != "b":
+        _refuse_booleans(value, spec, field)
+    return convert(array, spec, field)
+
+
+def from_flat(data: list, shape: list[int], declared: str, spec: TensorSpec, max_rows: int, field: str) -> np.ndarray:
+    """Rows of `spec` from the Open Inference Protocol's data, flat in row-major order (or nested to `shape`),
+    whose values must be of the `declared` datatype."""
+    rows = _declared_shape(shape, spec, max_rows, field)
+    array = _array(data, field) if data else np.zeros(0)
+    if array.ndim > 1:  # nested to the shape: the same values
+        if list(array.shape) != shape:
+            raise BadRequest(f"{field} has data nested as {list(array.shape)}; its shape is {shape}")
+    elif array.size != math.prod(shape):
+        raise BadRequest(f"{field} has {array.size} values; its shape {shape} needs {math.prod(shape)}")
+    if (declared == "BOOL") != (array.dtype.kind == "b"):
+        raise BadRequest(f"{field} has datatype {declared} but its data holds {_kind(array)}")
+    if declared.startswith(("INT", "UINT")):
+        _check_integers(array, DTYPES[declared], field, f"its datatype {declared}")
+    array = array.reshape(rows, *shape[1:])
+    return convert(array, spec, field)
+
+
+def from_bytes(data: bytes, shape: list[int], declared: str, spec: TensorSpec, max_rows: int, field: str) -> np.ndarray:
+    """Rows of `spec` from a binary tensor (the Open Inference Protocol's binary data extension): the
+    values of the `declared` datatype, little-endian, row-major."""
+    _declared_shape(shape, spec, max_rows, field)
+    dtype = DTYPES[declared].newbyteorder("<")
+    if len(data) != math.prod(shape) * dtype.itemsize:
+        raise BadRequest(
+            f"{field} has {len(data)} bytes of binary data; its shape {shape} of {declared} needs "
+            f"{math.prod(shape) * dtype.itemsize}"
+        )
+    return convert(np.frombuffer(data, dtype).reshape(shape), spec, field)
+
+
+def check_datatype(declared: object, spec: TensorSpec, field: str) -> str:
+    """An Open Inference Protocol datatype the input can take: any number type for a float input (the values
+    are converted), an integer type for an integer input, BOOL for a boolean one."""
+    if not isinstance(declared, str):
+        raise BadRequest(f'{field} has no "datatype" string; the input\'s is "{spec.datatype}"')
+    if declared not in DTYPES:
+        raise BadRequest(f'{field} has datatype {declared!r}; the model\'s input {spec.name!r} is "{spec.datatype}"')
+    kind, wanted = DTYPES[declared].kind, spec.dtype.kind
+    fits = kind == wanted == "b" or (wanted == "f" and kind in "iuf") or (wanted in _INTEGER_KINDS and kind in "iu")
+    if not fits:
+        raise BadRequest(f"{field} has datatype {declared}; the model's input {spec.name!r} is {spec.datatype}")
+    return declared
+
+
+def convert(array: np.ndarray, spec: TensorSpec, field: str) -> np.ndarray:
+    """The array in the input's dtype, or a 400 where a value does not fit it."""
+    wanted = spec.dtype
+    if wanted.kind == "b":
+        if array.dtype.kind != "b":
+            raise BadRequest(f"{field} holds {_kind(array)}; the input {spec.name!r} takes true or false (BOOL)")
+        return np.ascontiguousarray(array, bool)
+    if array.dtype.kind == "b":
+        raise BadRequest(f"{field} holds true or false; the input {spec.name!r} takes numbers ({spec.datatype})")
+    if wanted.kind in _INTEGER_KINDS:
+        _check_integers(array, wanted, field, f"the input {spec.name!r} ({spec.datatype})")
+        return np.ascontiguousarray(array, wanted)
+    with np.errstate(over="ignore", invalid="ignore"):  # beyond the dtype's range becomes inf, refused below
+        converted = np.ascontiguousarray(array, wanted)
+    finite = np.isfinite(converted)
+    if not finite.all():
+        where = _where(np.argwhere(~finite)[0])
+        raise BadRequest(f"{field} {where} is not a finite {spec.datatype} value (NaN, infinity or out of range)")
+    return converted
+
+
+def _declared_shape(shape: object, spec: TensorSpec, max_rows: int, field: str) -> int:
+    expected = "[" + ", ".join(["N", *("any" if n < 0 else str(n) for n in spec.shape)]) + "]"
+    if (
+        not isinstance(shape, list)
+        or len(shape) != len(spec.shape) + 1
+        or not all(type(n) is int and n >= 0 for n in shape)
+        or shape[0] < 1
+        or any(want >= 0 and got != want for got, want in zip(shape[1:], spec.shape, strict=True))
+    ):
+        raise BadRequest(f"{field} has shape {shape!r}; the input {spec.name!r} takes {expected} with N >= 1")
+    if shape[0] > max_rows:
+        raise PayloadTooLarge(f"{field} has {shape[0]} rows; the limit is {max_rows} rows per request")
+    return shape[0]
+
+
+def _array(value: list, field: str) -> np.ndarray:
+    """The JSON list as a numpy array of numbers or booleans, or a 400 saying which item is not one."""
+    try:
+        array = np.array(value)
+    except (ValueError, OverflowError):  # lists of different lengths ("inhomogeneous"), integers beyond 64 bits
+        array = None
+    if array is None or array.dtype.kind not in "biuf":
+        found = _first_non_number(value)
+        if found is None:
+            raise BadRequest(f"{field} holds lists of different lengths; its rows must be nested to one shape")
+        path, item = found
+        if type(item) is int:
+            raise BadRequest(f"{field} at {path} is an integer beyond 64 bits ({item})")
+        raise BadRequest(f"{field} at {path} is {_json(item)}; every value must be a number")
+    return array
+
+
+def _first_non_number(value: object, path: str = "") -> tuple[str, object] | None:
+    """Where a nested list first holds something other than a number or a boolean that fits 64 bits."""
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _first_non_number(item, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    if type(value) is float or type(value) is bool or (type(value) is int and -(2**63) <= value < 2**64):
+        return None
+    return path, value
+
+
+def _check_shape(array: np.ndarray, spec: TensorSpec, field: str) -> None:
+    rank = len(spec.shape) + 1
+    if array.ndim == rank and all(
+        want < 0 or got == want for got, want in zip(array.shape[1:], spec.shape, strict=True)
+    ):
+        return
+    wanted = "one value per row" if not spec.shape else "rows of shape (" + spec.shown()[4:]
+    flat = f", or rows of {spec.row_size} values flat" if spec.fixed and len(spec.shape) > 1 else ""
+    got = "values" if array.ndim == 1 else f"rows of shape {tuple(array.shape[1:])}"
+    raise BadRequest(
+        f"{field} has {got}; the input {spec.name!r} takes {wanted}{flat}: a batch of shape {spec.shown()}"
+    )
+
+
+def _refuse_booleans(value: list, spec: TensorSpec, field: str) -> None:
+    flat = np.array(value, dtype=object).ravel()
+    found = next((i for i, item in enumerate(flat) if type(item) is bool), None)
+    if found is not None:
+        where = _where(np.unravel_index(found, np.shape(value)))
+        raise BadRequest(f"{field} {where} is a boolean; the input {spec.name!r} takes numbers ({spec.datatype})")
+
+
+def _check_integers(array: np.ndarray, dtype: np.dtype, field: str, what: str) -> None:
+    if array.dtype.kind == "f":
+        fractional = array != np.floor(array)
+        if fractional.any() or not np.isfinite(array).all():
+            where = _where(np.argwhere(fractional | ~np.isfinite(array))[0])
+            raise BadRequest(f"{field} {where} is not an integer; {what} takes integers")
+    if array.size:
+        info = np.iinfo(dtype)
+        low, high = array.min(), array.max()
+        if low < info.min or high > info.max:
+            bad = low if low < info.min else high
+            raise BadRequest(f"{field} holds {bad}, outside {what}'s range {info.min} to {info.max}")
+
+
+def _where(index) -> str:
+    index = [int(i) for i in index]
+    if len(index) == 2:
+        return f"row {index[0]}, column {index[1]}"
+    return f"row {index[0]}" + (f", at {index[1:]}" if len(index) > 2 else "")
+
+
+def _kind(array: np.ndarray) -> str:
+    return {"b": "booleans", "i": "integers", "u": "integers", "f": "numbers with fractions"}.get(
+        array.dtype.kind, "other values"
+    )
+
+
+def _json(value: object) -> str:
+    return decode.json_type(value)
