@@ -126,6 +126,26 @@ def test_open_inference_protocol_answers_only_the_outputs_asked_for(demo_server,
     assert (only["name"], only["data"]) == ("label", expected[0][:2].tolist())
 
 
+@pytest.mark.parametrize("binary", [False, True])
+def test_an_input_of_one_value_per_row_also_takes_the_shape_n_by_1_as_triton_clients_send_it(
+    demo_server, inputs, expected, binary
+):
+    images, offsets = inputs
+    offset = {"name": "offset", "shape": [3, 1], "datatype": "INT64"}
+    head = {"inputs": [{"name": "image", "shape": [3, 28, 28, 1], "datatype": "FP32",
+                        "data": images[:3].ravel().tolist()}, offset]}  # fmt: skip
+    if binary:
+        offset["parameters"] = {"binary_data_size": 3 * 8}
+        header = json.dumps(head).encode()
+        answer = post(demo_server.score_url, header + offsets[:3].astype("<i8").tobytes(), None,
+                      headers={"Inference-Header-Content-Length": str(len(header))})  # fmt: skip
+    else:
+        offset["data"] = [[int(o)] for o in offsets[:3]]
+        answer = send(demo_server, head)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["outputs"][0]["data"] == expected[0][:3].tolist()
+
+
 def test_a_request_may_name_inputs_by_their_graph_tensors(demo_server, inputs, expected):
     images, offsets = inputs
     answer = send(

@@ -178,12 +178,13 @@ def test_model_config(howto, demo_server):
     assert config["name"] == DEMO
     assert {t["name"]: (t["data_type"], t["dims"]) for t in config["input"]} == {
         "image": ("TYPE_FP32", [28, 28, 1]),
-        "offset": ("TYPE_INT64", []),
+        "offset": ("TYPE_INT64", [1]),  # one value per row, as Triton writes it: dims [1], reshaped to []
     }
     assert {t["name"]: (t["data_type"], t["dims"]) for t in config["output"]} == {
         "probabilities": ("TYPE_FP32", [10]),
-        "label": ("TYPE_INT64", []),
+        "label": ("TYPE_INT64", [1]),
     }
+    assert all(t["reshape"] == {"shape": []} for t in config["input"] + config["output"] if t["dims"] == [1])
 
 
 # Inference
@@ -334,9 +335,10 @@ def test_a_wrong_shape_is_400(howto, demo_server, binary):
     wrong_width = [tensor(HOWTO_INPUT, np.zeros((2, 783), np.float32), "FP32", binary)]
     status, message = status_of(lambda: client(howto).infer(HOWTO, wrong_width))
     assert status == "400" and HOWTO_INPUT in message and "783" in message
-    offset_rows = [tensor("image", images(2), "FP32", binary), tensor("offset", offsets(2)[:, None], "INT64", binary)]
+    offset_rows = [tensor("image", images(2), "FP32", binary), tensor("offset", offsets(2)[:, None, None], "INT64",
+                                                                         binary)]  # fmt: skip
     status, message = status_of(lambda: client(demo_server).infer(DEMO, offset_rows))
-    assert status == "400" and "'offset'" in message
+    assert status == "400" and "'offset'" in message  # [2, 1, 1]: [2] and [2, 1] are its shapes
 
 
 # The front door

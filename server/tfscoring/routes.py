@@ -76,6 +76,8 @@ def config(interface: Interface, max_batch_rows: int) -> AMLResponse:
     size their requests (max_batch_size, each tensor's type and per-row dims)."""
 
     def tensor(spec: TensorSpec) -> dict:
+        if not spec.shape:  # one value per row: Triton's way to say so (its clients want a dimension per row)
+            return {"name": spec.name, "data_type": "TYPE_" + spec.datatype, "dims": [1], "reshape": {"shape": []}}
         return {"name": spec.name, "data_type": "TYPE_" + spec.datatype, "dims": list(spec.shape)}
 
     body = {

@@ -54,21 +54,21 @@ def from_flat(data: list, shape: list[int], declared: str, spec: TensorSpec, max
         raise BadRequest(f"{field} has datatype {declared} but its data holds {_kind(array)}")
     if declared.startswith(("INT", "UINT")):
         _check_integers(array, DTYPES[declared], field, f"its datatype {declared}")
-    array = array.reshape(rows, *shape[1:])
+    array = array.reshape(rows, *(shape[1:] if spec.shape else ()))
     return convert(array, spec, field)
 
 
 def from_bytes(data: bytes, shape: list[int], declared: str, spec: TensorSpec, max_rows: int, field: str) -> np.ndarray:
     """Rows of `spec` from a binary tensor (the Open Inference Protocol's binary data extension): the
     values of the `declared` datatype, little-endian, row-major."""
-    _declared_shape(shape, spec, max_rows, field)
+    rows = _declared_shape(shape, spec, max_rows, field)
     dtype = DTYPES[declared].newbyteorder("<")
     if len(data) != math.prod(shape) * dtype.itemsize:
         raise BadRequest(
             f"{field} has {len(data)} bytes of binary data; its shape {shape} of {declared} needs "
             f"{math.prod(shape) * dtype.itemsize}"
         )
-    return convert(np.frombuffer(data, dtype).reshape(shape), spec, field)
+    return convert(np.frombuffer(data, dtype).reshape(rows, *(shape[1:] if spec.shape else ())), spec, field)
 
 
 def check_datatype(declared: object, spec: TensorSpec, field: str) -> str:
@@ -107,7 +107,11 @@ def convert(array: np.ndarray, spec: TensorSpec, field: str) -> np.ndarray:
 
 
 def _declared_shape(shape: object, spec: TensorSpec, max_rows: int, field: str) -> int:
+    """The declared shape's row count, once the shape fits the input: [N, *row shape], or [N, 1] for an input of
+    one value per row (Triton's clients and perf_analyzer give every tensor a dimension per row)."""
     expected = "[" + ", ".join(["N", *("any" if n < 0 else str(n) for n in spec.shape)]) + "]"
+    if not spec.shape and isinstance(shape, list) and len(shape) == 2 and shape[1] == 1:
+        shape = shape[:1]
     if (
         not isinstance(shape, list)
         or len(shape) != len(spec.shape) + 1
