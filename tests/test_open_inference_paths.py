@@ -261,6 +261,12 @@ def test_request_id_is_echoed(howto, demo_server, t10k):
     assert "id" not in result.get_response()
 
 
+def test_the_request_log_line_names_the_path_the_client_asked_for(howto, t10k):
+    client(howto).infer(HOWTO, [tensor(HOWTO_INPUT, t10k[0][:2], "FP32")], headers={"x-request-id": "logged-v2-path"})
+    line = howto.wait_for_log('"request_id":"logged-v2-path"')
+    assert f'"path":"/v2/models/{HOWTO}/infer"' in line.split('"request_id":"logged-v2-path"')[1].split("\n")[0]
+
+
 def test_model_version_given(howto, demo_server, demo_model, t10k):
     result = client(howto).infer(HOWTO, [tensor(HOWTO_INPUT, t10k[0][:3], "FP32")], model_version=HOWTO_VERSION)
     assert result.get_response()["model_version"] == HOWTO_VERSION

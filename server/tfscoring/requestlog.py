@@ -40,6 +40,7 @@ import flask
 import orjson
 
 from tfscoring import metrics
+from tfscoring.routes import PATH_HEADER
 
 _enabled = True
 _errors_only = False
@@ -102,6 +103,7 @@ def _log_line(request: flask.Request, record: RequestRecord, seconds: float) -> 
         "event": "request",
         "request_id": getattr(g, "request_id", "")[:FIELD_CHARS],
         "client_request_id": getattr(g, "client_request_id", "")[:FIELD_CHARS],
+        "path": (request.headers.get(PATH_HEADER) or request.path)[:FIELD_CHARS],  # a /v2 path nginx routed here
         "status": record.status,
         "rows": record.rows,
         "ms": round(seconds * 1e3, 3),
