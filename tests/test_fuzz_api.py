@@ -23,18 +23,23 @@ from werkzeug.http import parse_options_header
 from tests.conftest import SERVER_ENV
 from tests.support import data_body, post
 from tests.test_fuzz_decode import fuzz, json_bodies, near_valid_bodies, npy_bodies, raw_bodies
-from tfscoring import binary
+from tfscoring import binary, images
 from tfscoring.errors import ScoringError
 from tfscoring.interface import Interface, TensorSpec
 from tfscoring.protocols import Form, decode_json
 
 WIDTH = 784
 MAX_ROWS = int(SERVER_ENV["MAX_REQUEST_ROWS"])
-DECODERS = {binary.RAW: binary.decode_raw, binary.NPY: binary.decode_npy}  # as score.py picks them
+DECODERS = {  # as score.py picks them, with its default IMAGE_SCALE
+    binary.RAW: binary.decode_raw,
+    binary.NPY: binary.decode_npy,
+    **dict.fromkeys(images.CONTENT_TYPES, lambda body, spec, max_rows: images.decode_image(body, spec, "unit")),
+}
 
 CONTENT_TYPES = st.sampled_from(
     [
-        *(None, "application/json", "application/json; charset=utf-8", "text/plain", "", "*/*", "image/png"),
+        *(None, "application/json", "application/json; charset=utf-8", "text/plain", "", "*/*"),
+        *("image/png", "image/jpeg", "IMAGE/PNG"),
         *("application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "multipart/form-data"),
         *("application/octet-stream", "APPLICATION/OCTET-STREAM", "application/x-npy", "application/x-npy; v=1"),
         *('application/json; charset="', "application/json; charset=utf-16", ";;", "application/"),
