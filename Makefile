@@ -23,11 +23,14 @@ CONTAINER_PACKAGES := buildah debootstrap
 IMAGE ?= tfscoring:latest
 MLSERVER_VENV := .venv-mlserver
 DEPLOY_VENV := .venv-deploy
+# Triton's perf_analyzer (tests/test_perf_analyzer.py): its own venv, and the one library its binary needs from Debian.
+PERF_VENV := .venv-perf
+PERF_PACKAGES := libb64-0d
 # apt-get needs root: as root run it directly, else through sudo (env: sudo resets the environment).
 SUDO := $(if $(filter 0,$(shell id -u)),env,sudo env)
 PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check -c requirements/constraints.txt
 
-.PHONY: model-dir-exists help serve test test-contended bench gpu-check soak image container-test deploy-test lint model system-packages bench-packages container-packages clean
+.PHONY: model-dir-exists help serve test test-contended bench gpu-check soak image container-test deploy-test lint model system-packages bench-packages perf-packages container-packages clean
 
 help:
 	@echo "make serve   install everything, build the model if missing, serve on http://127.0.0.1:$(PORT)/score"
@@ -56,6 +59,9 @@ system-packages:
 
 bench-packages:
 	$(call apt_install,$(BENCH_PACKAGES))
+
+perf-packages:
+	$(call apt_install,$(PERF_PACKAGES))
 
 container-packages:
 	$(call apt_install,$(CONTAINER_PACKAGES))
@@ -89,6 +95,13 @@ $(MLSERVER_VENV)/.installed: requirements/mlserver.txt requirements/mlserver-con
 	$(PYTHON) -m venv $(MLSERVER_VENV)
 	$(MLSERVER_VENV)/bin/pip install --quiet --disable-pip-version-check -c requirements/mlserver-constraints.txt \
 	  -r requirements/mlserver.txt -r requirements/tensorflow-$(TF_FLAVOR).txt
+	@touch $@
+
+# PyPI's perf-analyzer is a placeholder with no program; tritonclient 2.41.0's wheel is the last to carry the
+# perf_analyzer binary (requirements/perf-analyzer.txt says why each pin).
+$(PERF_VENV)/.installed: requirements/perf-analyzer.txt | system-packages perf-packages
+	$(PYTHON) -m venv $(PERF_VENV)
+	$(PERF_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/perf-analyzer.txt
 	@touch $@
 
 $(DEPLOY_VENV)/.installed: requirements/deploy.txt requirements/deploy-constraints.txt | system-packages
@@ -157,7 +170,7 @@ lint: $(VENV)/.dev-installed
 
 # Every test: the service's, the deployment files', then the image's (about 4 minutes more; CI runs it too).
 # wrk (bench-packages) drives the short soak in tests/test_soak.py.
-test: $(VENV)/.dev-installed model lint bench-packages
+test: $(VENV)/.dev-installed model lint bench-packages $(PERF_VENV)/.installed
 	MODEL_DIR=$(MODEL_DIR) DATA_DIR=$(DATA_DIR) $(BIN)/python -m pytest --ignore=tests/container --ignore=tests/deployment
 	$(MAKE) --no-print-directory deploy-test
 	$(MAKE) --no-print-directory container-test
@@ -176,4 +189,4 @@ test-contended: $(VENV)/.dev-installed model bench-packages
 	MODEL_DIR=$(MODEL_DIR) DATA_DIR=$(DATA_DIR) $(BIN)/python -m pytest $(CONTENDED_TESTS)
 
 clean:
-	rm -rf $(VENV) $(MLSERVER_VENV) $(DEPLOY_VENV) models .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(MLSERVER_VENV) $(DEPLOY_VENV) $(PERF_VENV) models .pytest_cache .ruff_cache

@@ -43,7 +43,7 @@ from tfscoring.config import Settings
 from tfscoring.errors import DeviceFailed, PayloadTooLarge, ScoringError, ServiceUnavailable, StartupError
 from tfscoring.interface import Interface
 from tfscoring.model import GraphModel
-from tfscoring.sizing import BINARY_WEIGHT, JSON_WEIGHT
+from tfscoring.sizing import BINARY_WEIGHT, FREE_JSON_WEIGHT, JSON_WEIGHT
 
 # Content types with a decoder of their own, for one-input models (answered as the how-to's {"data"} form);
 # every other body is read as JSON, in any of the forms of tfscoring/protocols.py.
@@ -138,8 +138,10 @@ def _score(request, record: requestlog.RequestRecord, oip: bool = False):
         header_length = request.headers.get(protocols.HEADER_LENGTH)  # binary tensors: Open Inference Protocol
         binary_decode = None if oip or header_length is not None else DECODERS.get(request.mimetype)
         weight = size * (BINARY_WEIGHT if binary_decode else JSON_WEIGHT)
-        if request.mimetype in images.CONTENT_TYPES:  # a small compressed body may hold many pixels
-            weight = max(weight, images.DECODED_BYTES)
+        if request.mimetype in images.CONTENT_TYPES and len(interface.inputs) == 1:  # a small body, many pixels
+            weight = max(weight, images.decoded_bytes(interface.inputs[0]))
+        elif not binary_decode and not interface.bounded_json:  # no count of values bounds the parse: see sizing
+            weight = size * FREE_JSON_WEIGHT
         with budget.reserve(weight):  # 503 when the worker's memory for requests in flight is taken
             with batcher.incoming():  # a batch being formed may wait for this request's rows
                 body = read_body(request, settings.max_request_bytes)  # 400 when cut short, 413

@@ -62,7 +62,7 @@ def test_the_interface_is_the_signatures_with_no_tensor_settings(demo_server):
     assert (metadata["name"], metadata["versions"]) == ("demo", ["3"])
     assert metadata["inputs"] == [
         {"name": "image", "datatype": "FP32", "shape": [-1, 28, 28, 1]},
-        {"name": "offset", "datatype": "INT64", "shape": [-1]},
+        {"name": "offset", "datatype": "INT64", "shape": [-1, 1]},  # as Triton says it; [N] is taken too
     ]
     assert metadata["outputs"] == [
         {"name": "label", "datatype": "INT64", "shape": [-1]},
@@ -111,6 +111,16 @@ def test_open_inference_protocol_answers_every_output_named_typed_and_shaped(dem
         [4, 10],
     )
     assert close(np.reshape(probabilities["data"], (4, 10)), expected[1][:4])
+
+
+def test_open_inference_protocol_answers_every_output_when_the_outputs_asked_for_are_none(demo_server, inputs):
+    images, offsets = inputs
+    tensors = [
+        {"name": "image", "shape": [1, 28, 28, 1], "datatype": "FP32", "data": images[:1].ravel().tolist()},
+        {"name": "offset", "shape": [1], "datatype": "INT64", "data": offsets[:1].tolist()},
+    ]
+    answer = send(demo_server, {"inputs": tensors, "outputs": []})  # as Triton: an empty list asks for all
+    assert [o["name"] for o in answer.json()["outputs"]] == ["label", "probabilities"]
 
 
 def test_open_inference_protocol_answers_only_the_outputs_asked_for(demo_server, inputs, expected):
@@ -205,6 +215,11 @@ IMAGE = [[[[0.5]] * 28] * 28]  # one row of the image input, nested
         ({"inputs": {"image": IMAGE, "offset": [1.5]}}, "row 0 is not an integer; the input 'offset' (INT64)"),
         ({"inputs": {"image": IMAGE, "offset": [True]}}, "holds true or false; the input 'offset' takes numbers"),
         ({"inputs": {"image": IMAGE, "offset": [2**63]}}, "outside the input 'offset' (INT64)'s range"),
+        ({"inputs": {"image": IMAGE, "offset": [9223372036854775807.0]}}, "integer beyond 2**53 written among"),
+        ({"inputs": {"image": IMAGE * 2, "offset": [2**53 + 1, 1.0]}}, "integer beyond 2**53 written among numbers"),
+        ({"inputs": [{"name": "image", "shape": [1, 28, 28, 1], "datatype": "INT64", "data": [16777217] * 784},
+                     {"name": "offset", "shape": [1], "datatype": "INT64", "data": [1]}]},
+         "is an integer that FP32 cannot hold exactly"),
         ({"inputs": {"image": [[[[0.5]] * 28] * 27 + [[[0.5]] * 27]], "offset": [1]}},
          "input 'image' holds lists of different lengths"),
         ({"inputs": {"image": [[0.5] * 27], "offset": [1]}},

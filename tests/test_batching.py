@@ -13,7 +13,7 @@ import pytest
 from tests.support import SETTLE_S, wait_for
 from tfscoring.batching import Batcher
 from tfscoring.config import Settings
-from tfscoring.errors import ServiceUnavailable
+from tfscoring.errors import RowsRefused, ServiceUnavailable
 from tfscoring.model import GraphModel
 
 
@@ -228,3 +228,75 @@ def test_a_gathering_leader_is_woken_when_the_last_incoming_request_leaves(recor
         leave.set()
         assert leader.result(20).tolist() == recorded.model.infer(images[:2]).tolist()
         other.result(5)
+
+
+class GatedInputs:
+    """A model of two inputs and two outputs in plain numpy (sums of each row), recording each call's inputs and
+    held at a gate; a row whose id is negative makes the call fail as TensorFlow's InvalidArgumentError does."""
+
+    def __init__(self):
+        self.calls: list[tuple[np.ndarray, ...]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+
+    def __call__(self, batch: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+        self.calls.append(batch)
+        self.entered.set()
+        assert self.gate.wait(30), "test gate never opened"
+        values, ids = batch
+        if (ids < 0).any():
+            raise RowsRefused("indices[0] = -1 is not in [0, 3)")
+        return values.reshape(len(values), -1).sum(axis=1), ids * 10
+
+
+def gated_batcher(model: GatedInputs) -> Batcher:
+    return Batcher(model, max_batch_rows=64, max_delay_s=0, max_queue_rows=1000, max_wait_s=30)
+
+
+def queue_behind_a_held_call(scoring: Batcher, model: GatedInputs, first: tuple, then: list[tuple]) -> list:
+    """`first` in a session call held at the gate, `then` queued behind it (all taken by the next batch)."""
+    model.gate.clear()
+    pool = ThreadPoolExecutor(len(then) + 1)
+    futures = [pool.submit(scoring.predict, first)]
+    assert model.entered.wait(30)
+    futures += [pool.submit(scoring.predict, rows) for rows in then]
+    wait_for(lambda: scoring._queued_rows >= sum(len(rows[0]) for rows in then), SETTLE_S, "the requests queued")
+    model.gate.set()
+    pool.shutdown(wait=False)
+    return futures
+
+
+def test_requests_of_several_inputs_are_stacked_input_by_input_and_each_gets_its_own_outputs():
+    model = GatedInputs()
+    scoring = gated_batcher(model)
+    requests_ = [(np.full((n, 2, 3), n, np.float32), np.arange(n, dtype=np.int64) + n) for n in (1, 2, 3, 4)]
+    futures = queue_behind_a_held_call(scoring, model, requests_[0], requests_[1:])
+    for (_, ids), future in zip(requests_, futures, strict=True):
+        sums, tens = future.result(30)
+        assert sums.tolist() == [6.0 * len(ids)] * len(ids) and tens.tolist() == (ids * 10).tolist()
+    assert [len(call[0]) for call in model.calls] == [1, 9]  # the three queued requests in one session call
+    assert model.calls[1][0].shape == (9, 2, 3) and model.calls[1][1].shape == (9,)
+
+
+def test_a_batch_stops_at_a_request_whose_rows_have_another_shape():
+    """An input with a free dimension: rows of different widths cannot be stacked into one array."""
+    model = GatedInputs()
+    scoring = gated_batcher(model)
+    wide, narrow = np.ones((2, 5), np.float32), np.ones((2, 3), np.float32)
+    ids = np.zeros(2, np.int64)
+    futures = queue_behind_a_held_call(scoring, model, (wide, ids), [(wide, ids), (narrow, ids), (narrow, ids)])
+    assert [f.result(30)[0].tolist() for f in futures] == [[5.0, 5.0], [5.0, 5.0], [3.0, 3.0], [3.0, 3.0]]
+    assert [call[0].shape for call in model.calls] == [(2, 5), (2, 5), (4, 3)]
+
+
+def test_a_request_the_model_refuses_fails_alone_and_the_requests_batched_with_it_are_answered():
+    model = GatedInputs()
+    scoring = gated_batcher(model)
+    good, bad = (np.ones((2, 2), np.float32), np.array([1, 2])), (np.ones((1, 2), np.float32), np.array([-1]))
+    futures = queue_behind_a_held_call(scoring, model, good, [good, bad, good])
+    with pytest.raises(RowsRefused, match="the model refused this request's values: indices"):
+        futures[2].result(30)
+    for future in (futures[0], futures[1], futures[3]):
+        assert future.result(30)[1].tolist() == [10, 20]
+    assert [len(call[0]) for call in model.calls] == [2, 5, 2, 1, 2]  # the shared batch, then each on its own

@@ -19,7 +19,9 @@ from tritonclient.utils import InferenceServerException
 
 from model import demo
 from tests.support import FrontDoorProcess, MiB, data_body, post
+from tfscoring import routes
 from tfscoring.config import Settings
+from tfscoring.interface import Interface, TensorSpec
 from tfscoring.model import GraphModel
 
 HOWTO = "tf-dnn-mnist"  # models/tf-dnn-mnist/1
@@ -160,7 +162,7 @@ def test_model_metadata_of_the_demo_model(demo_server):
     assert metadata["versions"] == [DEMO_VERSION]
     assert {t["name"]: (t["datatype"], t["shape"]) for t in metadata["inputs"]} == {
         "image": ("FP32", [-1, 28, 28, 1]),
-        "offset": ("INT64", [-1]),
+        "offset": ("INT64", [-1, 1]),  # as Triton says it; [N] is taken too
     }
     assert {t["name"]: (t["datatype"], t["shape"]) for t in metadata["outputs"]} == {
         "probabilities": ("FP32", [-1, 10]),
@@ -409,3 +411,11 @@ def test_concurrent_requests_get_their_own_rows(demo_server, demo_model):
     for thread in threads:
         thread.join(120)
     assert not failures, "\n".join(failures)
+
+
+def test_a_model_name_beyond_ascii_is_matched_as_nginx_passes_it():
+    """nginx hands the decoded path over as UTF-8 bytes, which the WSGI server reads as latin-1 text."""
+    spec = TensorSpec("x", "x:0", np.dtype("float32"), (2,))
+    interface = Interface("démo", "1", (spec,), (spec,))
+    as_received = "/v2/models/démo/infer".encode().decode("latin-1")
+    assert routes.resolve(as_received, "POST", interface).action == "infer"

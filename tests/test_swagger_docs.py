@@ -221,7 +221,7 @@ def test_a_two_input_model_has_named_instances_and_no_data_form(version):
     names = found["InferenceResponse"]["properties"]["outputs"]["items"]["properties"]["name"]["enum"]
     assert names == ["probabilities", "label"]
     example = found["ModelMetadata"]["example"]
-    assert [t["shape"] for t in example["inputs"]] == [[-1, 28, 28, 1], [-1]]
+    assert [t["shape"] for t in example["inputs"]] == [[-1, 28, 28, 1], [-1, 1]]  # as GET /score says it
     assert [t["datatype"] for t in example["outputs"]] == ["FP32", "INT64"]
 
 

@@ -35,7 +35,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from tfscoring import log, metrics
-from tfscoring.errors import ServiceUnavailable
+from tfscoring.errors import RowsRefused, ServiceUnavailable
 
 # The model's run: one array of rows per input in, one per output out, one output row per input row.
 Batch = tuple[np.ndarray, ...]
@@ -216,24 +216,43 @@ class Batcher:
                         job.error = job.error or ServiceUnavailable("scoring was interrupted; retry", _RETRY)
                         self._drop(job)
                     break
-                rows = len(batch[0])
-                metrics.BATCH_ROWS.observe(rows)
-                started = time.perf_counter()
-                try:
-                    answers = self._infer(batch)
-                except Exception as err:  # each caller turns it into a 500 with its request id
-                    log.error("scoring a batch of %d rows from %d requests failed: %s", rows, len(parts), err)
-                    self._finish(parts, None, err)
-                except BaseException:  # e.g. the worker shutting down: fail the batch's requests, then go
-                    self._finish(parts, None, ServiceUnavailable("scoring was interrupted; retry", _RETRY))
-                    raise
-                else:
-                    metrics.SESSION_SECONDS.observe(time.perf_counter() - started)
-                    self._finish(parts, answers, None)
+                self._score(parts, batch)
         finally:  # also when the server's timeout (SIGALRM) interrupts a sync worker mid-call
             with self._lock:
                 job.lead = False
                 self._pass_lead()
+
+    def _score(self, parts: list[tuple[_Job, int, int]], batch: Batch) -> None:
+        """One session call for the batch; its answers, or its error, to the requests it holds."""
+        rows = len(batch[0])
+        metrics.BATCH_ROWS.observe(rows)
+        started = time.perf_counter()
+        try:
+            answers = self._infer(batch)
+        except RowsRefused as err:  # some request's values: only that one is refused, the others are scored
+            if len(parts) == 1:
+                self._finish(parts, None, err)
+            else:
+                for part in parts:
+                    self._score([part], self._stack([part]))
+        except Exception as err:  # each caller turns it into a 500 with its request id
+            log.error("scoring a batch of %d rows from %d requests failed: %s", rows, len(parts), err)
+            self._finish(parts, None, err)
+        except BaseException:  # e.g. the worker shutting down: fail the batch's requests, then go
+            self._finish(parts, None, ServiceUnavailable("scoring was interrupted; retry", _RETRY))
+            raise
+        else:
+            metrics.SESSION_SECONDS.observe(time.perf_counter() - started)
+            self._finish(parts, answers, None)
+
+    @staticmethod
+    def _stack(parts: list[tuple[_Job, int, int]]) -> Batch:
+        """Each input's rows of the parts, stacked; a whole request's own arrays where it is the only part."""
+        if len(parts) == 1:
+            job, first, count = parts[0]
+            return job.rows if count == job.n else tuple(rows[first : first + count] for rows in job.rows)
+        slices = [[rows[first : first + count] for rows in job.rows] for job, first, count in parts]
+        return tuple(np.concatenate(column) for column in zip(*slices, strict=True))
 
     def _next_batch(self) -> tuple[list[tuple[_Job, int, int]], Batch, list[float]]:
         """Let a short-lived crowd gather, then take up to MAX_BATCH_ROWS queued rows, in arrival order.
@@ -273,10 +292,7 @@ class Batcher:
                     self._queue.popleft()
             metrics.QUEUED_ROWS.set(self._queued_rows)
         # Stacking needs no lock: the rows taken are this leader's alone now.
-        slices = [[rows[first : first + count] for rows in job.rows] for job, first, count in parts]
-        if len(slices) == 1:
-            return parts, tuple(slices[0]), waits
-        return parts, tuple(np.concatenate(column) for column in zip(*slices, strict=True)), waits
+        return parts, self._stack(parts) if parts else (), waits
 
     def _finish(self, parts: list[tuple[_Job, int, int]], answers: Batch | None, err: Exception | None) -> None:
         offset = 0
@@ -285,7 +301,8 @@ class Batcher:
                 job.unscored -= count
                 if err is None:
                     if count == job.n:  # the whole request in this batch: its answers are slices, not copies
-                        job.scored = [output[offset : offset + count] for output in answers]
+                        whole = count == len(answers[0])
+                        job.scored = answers if whole else [output[offset : offset + count] for output in answers]
                     else:
                         if job.scored is None:
                             job.scored = [np.empty((job.n, *a.shape[1:]), a.dtype) for a in answers]

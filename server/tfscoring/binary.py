@@ -12,6 +12,7 @@ input (finite, for floats).
 from __future__ import annotations
 
 import io
+import math
 import re
 
 import numpy as np
@@ -68,7 +69,7 @@ def decode_npy(body: bytes, spec: TensorSpec, max_rows: int) -> np.ndarray:
     if shape[0] > max_rows:
         raise PayloadTooLarge(f".npy array has {shape[0]} rows; the limit is {max_rows} rows per request")
     data = body[stream.tell() :]
-    size = int(np.prod(shape)) * dtype.itemsize
+    size = math.prod(shape) * dtype.itemsize  # Python ints: numpy's product wraps around in 64 bits
     if len(data) != size:
         raise BadRequest(f".npy array of shape {shape} needs {size} bytes of data, got {len(data)}")
     array = np.frombuffer(data, dtype).reshape(shape, order="F" if fortran_order else "C")

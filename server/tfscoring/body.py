@@ -11,7 +11,7 @@ import flask
 from gunicorn.http.errors import NoMoreData, ParseException
 from werkzeug.exceptions import ClientDisconnected
 
-from tfscoring.errors import BadRequest, MethodNotAllowed, PayloadTooLarge
+from tfscoring.errors import BadRequest, MethodNotAllowed, PayloadTooLarge, UnsupportedMediaType
 
 ALLOWED_METHODS = "GET, POST, OPTIONS"  # GET: the model's metadata (protocols.metadata)
 # A broken chunked encoding or a body cut short: the client's doing, so a 400, not a 500.
@@ -25,6 +25,9 @@ def check_declared(request: flask.Request, max_bytes: int) -> int:
             f"{request.method} is not supported on /score; POST a JSON body (GET answers the model's metadata)",
             {"Allow": ALLOWED_METHODS},
         )
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):  # e.g. Triton's client with request_compression_algorithm="gzip"
+        raise UnsupportedMediaType(f"Content-Encoding {encoding[:40]!r} is not supported; send the body uncompressed")
     declared = request.content_length
     if declared is not None and declared > max_bytes:
         # Refused from the header alone: a huge body is never read into memory.

@@ -24,6 +24,15 @@ class BadRequest(ScoringError):
     status_code = 400
 
 
+class RowsRefused(BadRequest):
+    """The graph refused the request's values (TensorFlow's InvalidArgumentError: an index out of range, a
+    shape its ops cannot take); batched with others, the request is scored again on its own (batching.py)."""
+
+    def __init__(self, reason: str):
+        super().__init__(f"the model refused this request's values: {reason}")
+        self.reason = reason
+
+
 class Unauthorized(ScoringError):
     """SCORING_API_KEY is set and the request does not carry it as `Authorization: Bearer <key>`."""
 
@@ -42,6 +51,12 @@ class MethodNotAllowed(ScoringError):
 
 class PayloadTooLarge(ScoringError):
     status_code = 413
+
+
+class UnsupportedMediaType(ScoringError):
+    """A compressed body (Content-Encoding), which the server does not decompress."""
+
+    status_code = 415
 
 
 class ServiceUnavailable(ScoringError):

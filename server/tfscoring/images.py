@@ -32,7 +32,7 @@ from tfscoring.interface import TensorSpec
 CONTENT_TYPES = ("image/png", "image/jpeg", "image/webp")
 FORMATS = ("PNG", "JPEG", "WEBP")  # Pillow's names; Image.open tries no other decoder
 MAX_PIXELS = 4096 * 4096
-# Memory one image may take while decoded (RGBA, 8 bits): what score.py reserves of the in-flight budget.
+# Memory one image may take while decoded (RGBA, 8 bits), before it is resized to the input.
 DECODED_BYTES = MAX_PIXELS * 4
 SCALES = ("unit", "signed", "raw")
 
@@ -86,6 +86,17 @@ def image_layout(spec: TensorSpec) -> ImageLayout:
         side = math.isqrt(shape[0])
         return ImageLayout(side, side, 1, "flat")
     raise refuse(f"an image input's row shape is {_IMAGE_SHAPES}")
+
+
+def decoded_bytes(spec: TensorSpec) -> int:
+    """The most memory decoding one image for `spec` takes (score.py reserves it of the in-flight budget): the
+    decoded image, then the row, whose size is the image's own where the input leaves height or width free."""
+    try:
+        layout = image_layout(spec)
+    except BadRequest:
+        return 0  # refused before any pixel is decoded
+    pixels = layout.height * layout.width if layout.height and layout.width else MAX_PIXELS
+    return DECODED_BYTES + 2 * pixels * layout.channels * spec.dtype.itemsize  # the row, and its scaled copy
 
 
 def takes_images(spec: TensorSpec) -> bool:

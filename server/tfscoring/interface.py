@@ -80,5 +80,10 @@ class Interface:
             return width if width > 0 else None
         return None
 
+    @property
+    def bounded_json(self) -> bool:
+        """Every input has a fixed row shape: a JSON body's count of values is bounded before it is parsed."""
+        return all(spec.fixed for spec in self.inputs)
+
     def input_list(self) -> str:
         return ", ".join(f"{spec.name!r} {spec.datatype} {spec.shown()}" for spec in self.inputs)

@@ -21,7 +21,7 @@ import tensorflow.compat.v1 as tf
 
 from tfscoring import devices, log, metrics, signature
 from tfscoring.config import RETRY_LARGER_AFTER, Settings
-from tfscoring.errors import DeviceFailed, ServiceUnavailable, StartupError
+from tfscoring.errors import DeviceFailed, RowsRefused, ServiceUnavailable, StartupError
 from tfscoring.interface import DATATYPES, TensorSpec
 
 Batch = tuple[np.ndarray, ...]  # one array per input (or output), in the interface's order, rows first
@@ -111,6 +111,8 @@ class GraphModel:
             self._fits_rows = min(2 * self._fits_rows, self.max_batch_rows)
             self._calls_since_split = 0
         rows = len(batch[0])
+        if rows <= self._fits_rows:  # the usual case: one session call
+            return self._infer_or_split(batch)
         parts = []
         start = 0
         while start < rows:  # the limit may drop while this runs: re-read it for every chunk
@@ -131,7 +133,7 @@ class GraphModel:
             raise DeviceFailed(self.failure)
         self._call_started = time.monotonic()
         try:
-            return tuple(self._run(*batch))
+            return self._run(*batch)
         finally:
             self._call_started = None
 
@@ -146,8 +148,9 @@ class GraphModel:
         except tf.errors.OpError as err:
             if _out_of_memory(err):
                 return self._split(batch, err)
-            if not isinstance(err, tf.errors.InvalidArgumentError):  # that one is the rows' values, not the device
-                self._check_device(err)
+            if isinstance(err, tf.errors.InvalidArgumentError):  # the rows' values, not the device
+                raise RowsRefused(_first_line(err)) from None
+            self._check_device(err)
             raise
         self._calls_since_split += 1
         return outputs
@@ -193,11 +196,11 @@ class GraphModel:
         started = time.perf_counter()
         try:
             self.run(self.zeros(self.max_batch_rows))
-        except tf.errors.InvalidArgumentError as err:
+        except RowsRefused as err:  # TensorFlow's InvalidArgumentError
             if all(spec.fixed for spec in self.inputs):
-                raise StartupError(f"warm-up with zero rows failed: {_first_line(err)}") from None
+                raise StartupError(f"warm-up with zero rows failed: {err.reason}") from None
             # A free dimension taken as 1 need not suit the graph: the first requests pay the warm-up instead.
-            log.warning("warm-up skipped (an input has a free dimension, taken as 1): %s", _first_line(err))
+            log.warning("warm-up skipped (an input has a free dimension, taken as 1): %s", err.reason)
             return "unknown"
         options = tf.RunOptions(trace_level=tf.RunOptions.SOFTWARE_TRACE)  # records where each op ran
         metadata = tf.RunMetadata()
@@ -240,7 +243,11 @@ def _served_tensors(settings: Settings, meta: Path) -> _Served:
     def from_setting(setting: str) -> list[tuple[str, str, str]]:
         names = [name.strip() for name in getattr(settings, setting).split(",") if name.strip()]
         _require(bool(names), f"{setting.upper()} names no tensor")
-        return [(name.rsplit(":", 1)[0], name, setting.upper()) for name in names]
+        ops = [name.rsplit(":", 1)[0] for name in names]
+        # Tensors of one op (top-k's values and indices) are told apart by their full names.
+        return [
+            (op if ops.count(op) == 1 else name, name, setting.upper()) for op, name in zip(ops, names, strict=True)
+        ]
 
     served = None if {"input_tensor", "output_tensor"} <= chosen else signature.read(meta)
     if served is None:

@@ -64,13 +64,15 @@ def decode_json(
         body, binary = _split_binary(body, header_length)
     width = interface.howto_width
     if width and not binary and not oip_only:
-        rows = decode.fast_rows(body, width, max_rows)
+        rows = decode.fast_rows(body, width, max_rows)  # counts the values first, as below
         if rows is not None:
             return Request((rows,), Form.HOWTO)
-    document = decode.parse_object(body, _example(interface))
+    else:
+        _check_value_count(body, interface, max_rows)
+    document = decode.parse_object(body, _oip_example(interface) if oip_only else _example(interface))
+    booleans = b"true" in body or b"false" in body  # only then is a boolean among numbers worth looking for
     if oip_only or binary:
-        return _oip(document, interface, max_rows, binary)
-    booleans = b"true" in body or b"false" in body
+        return _oip(document, interface, max_rows, binary, booleans)
     _check_signature_name(document, interface)
     if "data" in document:
         return Request(_data(document["data"], interface, max_rows, booleans), Form.HOWTO)
@@ -81,7 +83,7 @@ def decode_json(
     if "inputs" in document:
         inputs = document["inputs"]
         if isinstance(inputs, list) and inputs and all(isinstance(i, dict) and _TENSOR_KEYS & i.keys() for i in inputs):
-            return _oip(document, interface, max_rows, b"")
+            return _oip(document, interface, max_rows, b"", booleans)
         return Request(_columnar(inputs, interface, max_rows, booleans), Form.COLUMNAR)
     raise BadRequest(
         'body has none of "data" (the how-to\'s form), "instances" or "inputs" (TF Serving\'s row and columnar '
@@ -120,13 +122,14 @@ def metadata_document(interface: Interface) -> dict:
         "name": interface.model_name,
         "versions": [interface.model_version],
         "platform": "tensorflow_graphdef",
-        "inputs": [_tensor_metadata(spec) for spec in interface.inputs],
-        "outputs": [_tensor_metadata(spec) for spec in interface.outputs],
+        # An input of one value per row says [-1, 1], as Triton does (and perf_analyzer needs); it takes [N] too.
+        "inputs": [_tensor_metadata(spec, spec.shape or (1,)) for spec in interface.inputs],
+        "outputs": [_tensor_metadata(spec, spec.shape) for spec in interface.outputs],
     }
 
 
-def _tensor_metadata(spec: TensorSpec) -> dict:
-    return {"name": spec.name, "datatype": spec.datatype, "shape": [-1, *spec.shape]}
+def _tensor_metadata(spec: TensorSpec, row_shape: tuple[int, ...]) -> dict:
+    return {"name": spec.name, "datatype": spec.datatype, "shape": [-1, *row_shape]}
 
 
 def _class_ids(scores: np.ndarray) -> np.ndarray:
@@ -156,8 +159,32 @@ def _to_list(value: object) -> object:
 def _example(interface: Interface) -> str:
     if interface.howto_width:
         return decode.expected_shape(interface.howto_width)
-    names = ", ".join(f'"{spec.name}": [rows of shape {spec.shown()[4:-1] or "()"}]' for spec in interface.inputs)
+    names = ", ".join(f'"{spec.name}": [{_rows_of(spec)}]' for spec in interface.inputs)
     return f'{{"inputs": {{{names}}}}}'
+
+
+def _oip_example(interface: Interface) -> str:
+    first = interface.inputs[0]
+    shape = ", ".join(["1", *(str(max(n, 1)) for n in first.shape)])
+    return (
+        f'{{"inputs": [{{"name": "{first.name}", "shape": [{shape}], "datatype": "{first.datatype}", "data": [...]}}]}}'
+    )
+
+
+def _rows_of(spec: TensorSpec) -> str:
+    return f"rows of shape ({spec.shown()[4:]}" if spec.shape else "one value per row"
+
+
+def _check_value_count(body: bytes, interface: Interface, max_rows: int) -> None:
+    """As decode.fast_rows does for the how-to's rows: refuse, before parsing (which takes some 40 bytes per
+    value), a body holding far more values than a request of fixed-shape inputs can (twice a full one)."""
+    if interface.bounded_json:
+        most = 2 * max_rows * sum(max(spec.row_size, 1) for spec in interface.inputs)
+        if body.count(b",") > most:
+            raise PayloadTooLarge(
+                f"body holds more than {most} values; a request takes at most {max_rows} rows (MAX_REQUEST_ROWS) of "
+                + interface.input_list()
+            )
 
 
 def _check_signature_name(document: dict, interface: Interface) -> None:
@@ -252,7 +279,7 @@ def _same_rows(rows: Batch, interface: Interface) -> None:
 
 
 def _split_binary(body: bytes, header_length: str) -> tuple[bytes, bytes]:
-    if not header_length.isdigit() or int(header_length) > len(body):
+    if not (header_length.isascii() and header_length.isdigit()) or int(header_length) > len(body):
         raise BadRequest(
             f"{HEADER_LENGTH} is {header_length!r}; it must be the length in bytes of the JSON at the start of the "
             f"body ({len(body)} bytes)"
@@ -260,7 +287,7 @@ def _split_binary(body: bytes, header_length: str) -> tuple[bytes, bytes]:
     return body[: int(header_length)], body[int(header_length) :]
 
 
-def _oip(document: dict, interface: Interface, max_rows: int, binary: bytes) -> Request:
+def _oip(document: dict, interface: Interface, max_rows: int, binary: bytes, booleans: bool) -> Request:
     inputs = document.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         first = interface.inputs[0]
@@ -295,7 +322,7 @@ def _oip(document: dict, interface: Interface, max_rows: int, binary: bytes) -> 
             data = tensor.get("data")
             if not isinstance(data, list):
                 raise BadRequest(f'{where} has no "data" list of values (nor binary_data_size)')
-            rows = tensors.from_flat(data, tensor.get("shape"), declared, spec, max_rows, where)
+            rows = tensors.from_flat(data, tensor.get("shape"), declared, spec, max_rows, where, booleans)
         found[spec.name] = rows
     if offset != len(binary):
         raise BadRequest(f"the body has {len(binary) - offset} bytes of binary data that no input claims")
@@ -322,12 +349,14 @@ def _binary_size(tensor: dict, where: str) -> int | None:
 
 def _requested_outputs(document: dict, interface: Interface) -> tuple[tuple[int, ...] | None, frozenset[int]]:
     """The outputs a request asks for (all when it names none) and which of them it wants as binary data."""
-    parameters = document.get("parameters") or {}
+    parameters = document.get("parameters")
+    if parameters is None:
+        parameters = {}
     if not isinstance(parameters, dict):
         raise BadRequest('"parameters" must be an object')
     all_binary = parameters.get("binary_data_output") is True
     asked = document.get("outputs")
-    if asked is None:
+    if not asked:  # absent or empty: every output, as Triton answers
         every = tuple(range(len(interface.outputs)))
         return None, frozenset(every if all_binary else ())
     if not isinstance(asked, list) or not all(isinstance(o, dict) for o in asked):

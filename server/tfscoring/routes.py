@@ -40,7 +40,8 @@ class Route:
 
 def resolve(path: str, method: str, interface: Interface) -> Route:
     """The route of an Open Inference Protocol path, or a 404 / 405 that says why there is none."""
-    path = path.split("?", 1)[0]
+    # nginx passes its decoded $uri as UTF-8 bytes, which the WSGI server hands over as latin-1 text.
+    path = path.encode("latin-1", "replace").decode("utf-8", "replace").split("?", 1)[0]
     if path.rstrip("/") == "/v2":
         return _allowed(Route("server"), method, "GET")
     found = _MODEL_PATH.match(path)

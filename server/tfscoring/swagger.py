@@ -20,7 +20,7 @@ from functools import partial
 
 import numpy as np
 
-from tfscoring import images, log
+from tfscoring import images, log, protocols
 from tfscoring.interface import DATATYPES, Interface, TensorSpec
 
 REF = "#/components/schemas/"
@@ -353,9 +353,6 @@ def _metadata(interface: Interface) -> dict:
             },
         }
 
-    def shown(specs: tuple[TensorSpec, ...]) -> list[dict]:
-        return [{"name": s.name, "datatype": s.datatype, "shape": [-1, *s.shape]} for s in specs]
-
     return {
         "type": "object",
         "description": "The model's interface in the Open Inference Protocol's model-metadata form.",
@@ -367,13 +364,7 @@ def _metadata(interface: Interface) -> dict:
             "inputs": tensors(interface.inputs),
             "outputs": tensors(interface.outputs),
         },
-        "example": {
-            "name": interface.model_name,
-            "versions": [interface.model_version],
-            "platform": "tensorflow_graphdef",
-            "inputs": shown(interface.inputs),
-            "outputs": shown(interface.outputs),
-        },
+        "example": protocols.metadata_document(interface),
     }
 
 

@@ -40,9 +40,11 @@ def from_json(value: object, spec: TensorSpec, max_rows: int, field: str, boolea
     return convert(array, spec, field)
 
 
-def from_flat(data: list, shape: list[int], declared: str, spec: TensorSpec, max_rows: int, field: str) -> np.ndarray:
+def from_flat(
+    data: list, shape: list[int], declared: str, spec: TensorSpec, max_rows: int, field: str, booleans: bool = True
+) -> np.ndarray:
     """Rows of `spec` from the Open Inference Protocol's data, flat in row-major order (or nested to `shape`),
-    whose values must be of the `declared` datatype."""
+    whose values must be of the `declared` datatype (`booleans`: as from_json's)."""
     rows = _declared_shape(shape, spec, max_rows, field)
     array = _array(data, field) if data else np.zeros(0)
     if array.ndim > 1:  # nested to the shape: the same values
@@ -52,10 +54,32 @@ def from_flat(data: list, shape: list[int], declared: str, spec: TensorSpec, max
         raise BadRequest(f"{field} has {array.size} values; its shape {shape} needs {math.prod(shape)}")
     if (declared == "BOOL") != (array.dtype.kind == "b"):
         raise BadRequest(f"{field} has datatype {declared} but its data holds {_kind(array)}")
+    if booleans and declared != "BOOL" and any(type(v) is bool for v in np.array(data, dtype=object).ravel()):
+        raise BadRequest(f"{field} holds true or false among its numbers; its datatype {declared} takes numbers")
     if declared.startswith(("INT", "UINT")):
         _check_integers(array, DTYPES[declared], field, f"its datatype {declared}")
-    array = array.reshape(rows, *(shape[1:] if spec.shape else ()))
-    return convert(array, spec, field)
+    elif declared.startswith("FP"):
+        _check_float(array, DTYPES[declared], declared, field)
+    return _declared_to(array.reshape(rows, *(shape[1:] if spec.shape else ())), declared, spec, field)
+
+
+def _declared_to(array: np.ndarray, declared: str, spec: TensorSpec, field: str) -> np.ndarray:
+    """Values of the declared datatype in the input's dtype; integers reach a float input only exactly."""
+    converted = convert(array, spec, field)
+    if declared.startswith(("INT", "UINT")) and spec.dtype.kind == "f":
+        inexact = converted.astype(np.float64) != array
+        if inexact.any():
+            where = _where(np.argwhere(inexact)[0])
+            raise BadRequest(f"{field} {where} is an integer that {spec.datatype} cannot hold exactly; send it as "
+                             f"{spec.datatype}")  # fmt: skip
+    return converted
+
+
+def _check_float(array: np.ndarray, dtype: np.dtype, declared: str, field: str) -> None:
+    with np.errstate(over="ignore", invalid="ignore"):
+        finite = np.isfinite(array.astype(dtype))
+    if not finite.all():
+        raise BadRequest(f"{field} {_where(np.argwhere(~finite)[0])} is not a finite {declared} value")
 
 
 def from_bytes(data: bytes, shape: list[int], declared: str, spec: TensorSpec, max_rows: int, field: str) -> np.ndarray:
@@ -68,7 +92,10 @@ def from_bytes(data: bytes, shape: list[int], declared: str, spec: TensorSpec, m
             f"{field} has {len(data)} bytes of binary data; its shape {shape} of {declared} needs "
             f"{math.prod(shape) * dtype.itemsize}"
         )
-    return convert(np.frombuffer(data, dtype).reshape(rows, *(shape[1:] if spec.shape else ())), spec, field)
+    array = np.frombuffer(data, dtype)
+    if declared == "BOOL" and array.view(np.uint8).max(initial=0) > 1:  # numpy keeps any other byte as it is
+        raise BadRequest(f"{field} has BOOL bytes other than 0 and 1")
+    return _declared_to(array.reshape(rows, *(shape[1:] if spec.shape else ())), declared, spec, field)
 
 
 def check_datatype(declared: object, spec: TensorSpec, field: str) -> str:
@@ -183,11 +210,21 @@ def _check_integers(array: np.ndarray, dtype: np.dtype, field: str, what: str) -
         if fractional.any() or not np.isfinite(array).all():
             where = _where(np.argwhere(fractional | ~np.isfinite(array))[0])
             raise BadRequest(f"{field} {where} is not an integer; {what} takes integers")
+        # Beside a number written with a fraction (or as 1e3), JSON's integers were read as float64, which is
+        # exact only up to 2**53: a larger one may already be another integer.
+        inexact = np.abs(array) >= 2**53
+        if inexact.any():
+            where = _where(np.argwhere(inexact)[0])
+            raise BadRequest(
+                f"{field} {where} is an integer beyond 2**53 written among numbers with a fraction or exponent, "
+                "which cannot be read exactly; write every value of this input as a plain integer"
+            )
     if array.size:
         info = np.iinfo(dtype)
         low, high = array.min(), array.max()
-        if low < info.min or high > info.max:
-            bad = low if low < info.min else high
+        # Compared as Python ints: in float64, the int64 maximum rounds up to 2**63 and would pass.
+        if int(low) < info.min or int(high) > info.max:
+            bad = int(low) if int(low) < info.min else int(high)
             raise BadRequest(f"{field} holds {bad}, outside {what}'s range {info.min} to {info.max}")
 
 

@@ -1,0 +1,67 @@
+"""Small TF1 graphs with the shapes and dtypes other teams' models have, saved in the registered-model layout for
+tests: numbers of every kind and booleans, an op that refuses some values, a free dimension, two outputs of one op.
+No training: constants and one variable (a Saver needs one)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import tensorflow as tf
+
+v1 = tf.compat.v1
+
+
+def save(model_dir: Path, build, signature: bool = True) -> Path:
+    """Build the graph `build()` returns ({input key: tensor}, {output key: tensor}) for, and save it as
+    <model_dir>/model/graph.*, with a serving_default signature of those tensors when `signature`."""
+    graph = tf.Graph()
+    with graph.as_default():
+        inputs, outputs = build()
+        v1.Variable(0.0, name="unused")
+        saver = v1.train.Saver()
+        prefix = model_dir / "model" / "graph"
+        prefix.parent.mkdir(parents=True)
+        with v1.Session(graph=graph) as session:
+            session.run(v1.global_variables_initializer())
+            saver.save(session, str(prefix))
+        if signature:
+            meta_path = prefix.with_name("graph.meta")
+            meta = v1.MetaGraphDef()
+            meta.ParseFromString(meta_path.read_bytes())
+            meta.signature_def["serving_default"].CopyFrom(
+                v1.saved_model.signature_def_utils.predict_signature_def(inputs, outputs)
+            )
+            meta_path.write_bytes(meta.SerializeToString())
+    return prefix
+
+
+def dtypes() -> tuple[dict, dict]:
+    """ids INT32 (N,) picked from a table of 3 (an id out of range: InvalidArgumentError), half FP16 (N, 2),
+    flag BOOL (N,), pixels UINT8 (N, 2)."""
+    ids = v1.placeholder(tf.int32, [None], name="ids")
+    half = v1.placeholder(tf.float16, [None, 2], name="half")
+    flag = v1.placeholder(tf.bool, [None], name="flag")
+    pixels = v1.placeholder(tf.uint8, [None, 2], name="pixels")
+    picked = tf.gather(tf.constant([0.5, 1.5, 2.5]), ids, name="picked")
+    return (
+        {"ids": ids, "half": half, "flag": flag, "pixels": pixels},
+        {
+            "picked": picked,
+            "doubled": tf.multiply(half, tf.constant(2, tf.float16), name="doubled"),
+            "notflag": tf.logical_not(flag, name="notflag"),
+            "total": tf.reduce_sum(tf.cast(pixels, tf.int32), axis=1, name="total"),
+        },
+    )
+
+
+def free_width() -> tuple[dict, dict]:
+    """values FP32 (N, any): each row's sum."""
+    values = v1.placeholder(tf.float32, [None, None], name="values")
+    return {"values": values}, {"sum": tf.reduce_sum(values, axis=1, name="sum")}
+
+
+def top_two() -> tuple[dict, dict]:
+    """x FP32 (N, 5) -> tf.nn.top_k's values (topk:0) and indices (topk:1): two outputs of one op."""
+    x = v1.placeholder(tf.float32, [None, 5], name="x")
+    top = tf.nn.top_k(x, k=2, name="topk")
+    return {"x": x}, {"values": top.values, "indices": top.indices}
