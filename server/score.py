@@ -33,12 +33,14 @@ from tfscoring import (
     responses,
     routes,
     swagger,
+    tracing,
     workerstate,
 )
 from tfscoring.auth import require_key
 from tfscoring.batching import Batcher
 from tfscoring.body import check_declared, discard_unread, read_body
 from tfscoring.budget import InflightBudget
+from tfscoring.collection import DataCollection
 from tfscoring.config import Settings
 from tfscoring.errors import DeviceFailed, PayloadTooLarge, ScoringError, ServiceUnavailable, StartupError
 from tfscoring.interface import Interface
@@ -62,10 +64,11 @@ interface: Interface
 batcher: Batcher
 budget: InflightBudget
 state: workerstate.WorkerState
+collection: DataCollection | None = None
 
 
 def init():
-    global settings, model, interface, batcher, budget, state
+    global settings, model, interface, batcher, budget, state, collection
     try:
         settings = Settings.from_env()
         state = workerstate.WorkerState(settings.worker_state_dir, settings.session_hang_s)
@@ -85,12 +88,22 @@ def init():
         max_wait_s=settings.max_queue_wait_ms / 1e3,
     )
     requestlog.configure(settings.log_requests)
+    collection = None
+    if settings.data_collection:
+        collection = DataCollection(interface, settings.data_collection_sample, settings.data_collection_max_bytes)
+        collection.start()
     log.info(
-        "API key %s; metrics %s; request log: %s; in-flight budget %d MiB",
+        "API key %s; metrics %s; request log: %s; in-flight budget %d MiB; traces: %s; data collection: %s",
         "required (SCORING_API_KEY)" if settings.api_key else "not required",
-        metrics.start_worker(settings.metrics_bind, settings.metrics_port, model.device),
+        metrics.start_worker(settings.metrics_bind, settings.metrics_port, model.device, settings.cuda_visible_devices),
         settings.log_requests,
         budget.capacity >> 20,
+        tracing.configure(
+            settings.traces_endpoint,
+            settings.otel_exporter_otlp_headers,
+            settings.otel_service_name or interface.model_name,
+        ),
+        f"a share of {settings.data_collection_sample:g}" if collection else "off",
     )
     model.on_failure = _replace_worker
     state.serving(
@@ -153,7 +166,9 @@ def _score(request, record: requestlog.RequestRecord, oip: bool = False):
                     decoded = protocols.decode_json(body, interface, settings.max_request_rows, header_length, oip)
                 del body
             record.rows = len(decoded.rows[0])
-            outputs = batcher.predict(decoded.rows)  # batch with concurrent requests, infer: 503 when overloaded
+            outputs = batcher.predict(decoded.rows, record)  # batch with concurrent requests, infer: 503 if overloaded
+            if collection:  # a sample to Azure ML's data collector, off the request path
+                collection.offer(_request_id(), decoded.rows, outputs)
             return protocols.answer(decoded, outputs, interface)  # encode
     except ScoringError as err:
         record.error = err.message

@@ -47,8 +47,8 @@ class _Job:
     """One request's rows (of every input), its answers as they come, and the event that wakes its caller."""
 
     __slots__ = (
-        "caller", "error", "finished", "lead", "n", "next_row", "queued_at", "rows", "scored", "shapes", "unscored",
-        "wake",
+        "batch_rows", "caller", "error", "finished", "lead", "n", "next_row", "queued_at", "rows", "scored",
+        "session_s", "shapes", "unscored", "waited_s", "wake",
     )  # fmt: skip
 
     def __init__(self, rows: Batch):
@@ -64,6 +64,9 @@ class _Job:
         self.wake = threading.Event()  # set when finished or given the lead
         self.caller = threading.get_ident()
         self.queued_at = time.monotonic()
+        self.waited_s: float | None = None  # from joining the queue to its first batch
+        self.batch_rows = 0  # rows of the largest batch it was in
+        self.session_s = 0.0  # time of the session calls that scored its rows
 
     @property
     def started(self) -> bool:
@@ -114,9 +117,10 @@ class Batcher:
                 with self._lock:
                     self._arrived.notify()
 
-    def predict(self, rows: Batch) -> Batch:
+    def predict(self, rows: Batch, stats: object = None) -> Batch:
         """The outputs for `rows` (each input's, one answer row per row), scored together with other callers'
-        rows; 503 on overload."""
+        rows; 503 on overload.  `stats` (the request's record), where given, gets the batch_rows, queue_ms and
+        session_ms of its scoring."""
         job = _Job(rows)
         try:  # _enqueue inside: an alarm right after it may have made this job the leader
             self._enqueue(job)
@@ -125,6 +129,10 @@ class Batcher:
             with self._lock:  # gone before its answers: no batch waits for it, the lead is passed on
                 self._drop(job)
             raise
+        if stats is not None:
+            stats.batch_rows = job.batch_rows or None
+            stats.queue_ms = None if job.waited_s is None else round(job.waited_s * 1e3, 3)
+            stats.session_ms = round(job.session_s * 1e3, 3)
         if job.error is not None:
             raise job.error
         return tuple(job.scored)
@@ -242,7 +250,11 @@ class Batcher:
             self._finish(parts, None, ServiceUnavailable("scoring was interrupted; retry", _RETRY))
             raise
         else:
-            metrics.SESSION_SECONDS.observe(time.perf_counter() - started)
+            took = time.perf_counter() - started
+            metrics.SESSION_SECONDS.observe(took)
+            for job, _, _ in parts:
+                job.session_s += took
+                job.batch_rows = max(job.batch_rows, rows)
             self._finish(parts, answers, None)
 
     @staticmethod
@@ -282,7 +294,8 @@ class Batcher:
                 if parts and job.shapes != parts[0][0].shapes:
                     break
                 if not job.started:
-                    waits.append(now - job.queued_at)
+                    job.waited_s = now - job.queued_at
+                    waits.append(job.waited_s)
                 count = min(self._max_batch_rows - filled, job.n - job.next_row)
                 parts.append((job, job.next_row, count))
                 job.next_row += count

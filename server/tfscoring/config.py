@@ -112,6 +112,32 @@ class Settings(_FromEnv):
     session_hang_s: float = pydantic.Field(
         20.0, gt=0, description="a session call running longer than this is hung: the worker exits and is replaced"
     )
+    data_collection: bool = pydantic.Field(
+        False,
+        description="1: send a sample of requests' inputs and outputs to Azure ML's model data collector "
+        "(azureml-ai-monitoring; the deployment's data_collector sets where), off the request path",
+    )
+    data_collection_sample: float = pydantic.Field(
+        1.0, gt=0, le=1, description="the share of requests whose data is collected when DATA_COLLECTION=1"
+    )
+    data_collection_max_bytes: pydantic.PositiveInt = pydantic.Field(
+        64 * MiB, description="most bytes of requests' data waiting to be collected per worker (dropped above)"
+    )
+    otel_exporter_otlp_endpoint: str | None = pydantic.Field(
+        None, description="OpenTelemetry's standard variable: traces go to <it>/v1/traces over OTLP/HTTP"
+    )
+    otel_exporter_otlp_traces_endpoint: str | None = pydantic.Field(
+        None, description="OpenTelemetry's standard variable: the full URL for traces (wins over the one above)"
+    )
+    otel_exporter_otlp_headers: str | None = pydantic.Field(
+        None, description="OpenTelemetry's standard variable: key=value,... headers of each export (e.g. a key)"
+    )
+    otel_service_name: str | None = pydantic.Field(
+        None, description="OpenTelemetry's standard variable: the service name of the spans; default: the model's"
+    )
+    cuda_visible_devices: str | None = pydantic.Field(
+        None, description="CUDA's own variable: the GPUs the workers share out (and the GPU metrics report)"
+    )
     worker_state_dir: Path | None = pydantic.Field(
         None, description="set by serve.py: each worker writes its state here for the health probes"
     )
@@ -157,6 +183,15 @@ class Settings(_FromEnv):
         return self.model_name or folder.parent.name or "model", self.model_version or folder.name or "1"
 
     @property
+    def traces_endpoint(self) -> str | None:
+        """Where spans go over OTLP/HTTP, from OpenTelemetry's standard variables; None: not exported."""
+        if self.otel_exporter_otlp_traces_endpoint:
+            return self.otel_exporter_otlp_traces_endpoint
+        if self.otel_exporter_otlp_endpoint:
+            return self.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces"
+        return None
+
+    @property
     def checkpoint_prefix(self) -> Path:
         return self.azureml_model_dir / self.model_folder / self.model_file_prefix
 
@@ -166,7 +201,7 @@ def _shown(error: dict) -> str:
     return "<hidden>" if error["loc"][0] in _SECRETS else repr(error["input"])
 
 
-_SECRETS = {"scoring_api_key"}
+_SECRETS = {"scoring_api_key", "otel_exporter_otlp_headers"}  # may carry an exporter's key
 
 
 class ServerSettings(_FromEnv):

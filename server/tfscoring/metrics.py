@@ -88,6 +88,8 @@ from prometheus_client import (  # noqa: E402
     multiprocess,
 )
 
+from tfscoring.gpumetrics import GpuCollector  # noqa: E402 - it imports prometheus_client too: not before the above
+
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _ROWS = tuple(float(2**i) for i in range(17))  # 1 .. 65536
 
@@ -108,6 +110,13 @@ LOG_LINES_DROPPED = Counter(
 SPLIT_RETRIES = Counter(
     "tfscoring_oom_splits", "times a worker lowered its rows per session call after running out of device memory"
 )
+COLLECTED = Counter("tfscoring_collected", "requests whose inputs and outputs went to the model data collector")
+COLLECTION_DROPPED = Counter(
+    "tfscoring_collection_dropped",
+    "sampled requests whose data was not collected: buffer_full (DATA_COLLECTION_MAX_BYTES), collector (the "
+    "azureml-ai-monitoring package refused it), error",
+    ["reason"],
+)
 DEVICE = Gauge(
     "tfscoring_worker_device", "1 per live worker, labelled with the device its session runs on", ["device"],
     multiprocess_mode="liveall",
@@ -117,7 +126,10 @@ DEVICE = Gauge(
 _held: list = []  # the metrics-port lock of the worker that serves, open for the worker's life
 
 
-def start_worker(bind: str, port: int, device: str) -> str:
+_visible_gpus: str | None = None  # CUDA_VISIBLE_DEVICES, as start_worker was given it
+
+
+def start_worker(bind: str, port: int, device: str, visible_gpus: str | None = None) -> str:
     """Register this worker, clear the live gauges of dead ones, and serve everyone's metrics when its turn comes.
 
     Every worker waits on one lock file in the multiprocess directory, in a thread of its
@@ -132,6 +144,8 @@ def start_worker(bind: str, port: int, device: str) -> str:
         if _process_start(pid) is None:
             with contextlib.suppress(OSError):  # another new worker may have cleared it first
                 multiprocess.mark_process_dead(pid)
+    global _visible_gpus
+    _visible_gpus = visible_gpus
     DEVICE.labels(device).set(1)
     atexit.register(multiprocess.mark_process_dead, os.getpid())
     if not port:
@@ -150,6 +164,7 @@ def _serve_when_free(bind: str, port: int) -> None:
     _held.append(lock)
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
+    registry.register(GpuCollector(_visible_gpus))  # read at each scrape, by the worker that serves
     family = socket.AF_INET6 if ipaddress.ip_address(bind).version == 6 else socket.AF_INET
     warned = False
     while True:

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import flask
 import orjson
 
-from tfscoring import metrics
+from tfscoring import metrics, tracing
 from tfscoring.routes import PATH_HEADER
 
 _enabled = True
@@ -59,6 +59,11 @@ class RequestRecord:
     status: int = 500
     rows: int = 0
     error: str | None = None
+    # Filled by the batcher for a request it scored: the largest batch its rows were in, how long it waited
+    # for its first batch, and the time of its session calls.
+    batch_rows: int | None = None
+    queue_ms: float | None = None
+    session_ms: float | None = None
 
 
 def configure(mode: str) -> None:
@@ -79,19 +84,37 @@ def observed(request: flask.Request) -> Iterator[RequestRecord]:
     request.environ[_LOGGED] = True  # and gunicorn's access line is not built
     record = RequestRecord()
     started = time.perf_counter()
-    try:
-        yield record
-    except TimeoutError:
-        record.status, record.error = 500, "scoring timeout (SCORING_TIMEOUT_MS)"
-        raise
-    finally:
-        seconds = time.perf_counter() - started
-        metrics.REQUESTS.labels(str(record.status)).inc()
-        metrics.REQUEST_SECONDS.observe(seconds)
-        if record.status < 300:
-            metrics.ROWS.inc(record.rows)
-        if _enabled and not (_errors_only and record.status < 300):
-            _log_line(request, record, seconds)
+    with tracing.request_span(request) as span:
+        try:
+            yield record
+        except TimeoutError:
+            record.status, record.error = 500, "scoring timeout (SCORING_TIMEOUT_MS)"
+            raise
+        finally:
+            tracing.finish(span, _span_attributes(request, record), record.status)
+            _account(request, record, time.perf_counter() - started)
+
+
+def _span_attributes(request: flask.Request, record: RequestRecord) -> dict:
+    return {
+        "tfscoring.request_id": getattr(flask.g, "request_id", None),
+        "url.path": request.headers.get(PATH_HEADER) or request.path,
+        "tfscoring.rows": record.rows,
+        "tfscoring.batch_rows": record.batch_rows,
+        "tfscoring.queue_wait_ms": record.queue_ms,
+        "tfscoring.session_ms": record.session_ms,
+        "tfscoring.error": record.error,
+    }
+
+
+def _account(request: flask.Request, record: RequestRecord, seconds: float) -> None:
+    """Count the request and log its line."""
+    metrics.REQUESTS.labels(str(record.status)).inc()
+    metrics.REQUEST_SECONDS.observe(seconds)
+    if record.status < 300:
+        metrics.ROWS.inc(record.rows)
+    if _enabled and not (_errors_only and record.status < 300):
+        _log_line(request, record, seconds)
 
 
 def _log_line(request: flask.Request, record: RequestRecord, seconds: float) -> None:
@@ -106,6 +129,9 @@ def _log_line(request: flask.Request, record: RequestRecord, seconds: float) -> 
         "path": (request.headers.get(PATH_HEADER) or request.path)[:FIELD_CHARS],  # a /v2 path nginx routed here
         "status": record.status,
         "rows": record.rows,
+        "batch_rows": record.batch_rows,
+        "queue_ms": record.queue_ms,
+        "session_ms": record.session_ms,
         "ms": round(seconds * 1e3, 3),
         "bytes": request.content_length,
         "content_type": request.mimetype[:FIELD_CHARS],  # the client's, of any length
