@@ -67,3 +67,35 @@ def test_an_exporter_that_cannot_be_reached_never_delays_or_fails_a_request(mode
         expected = np.asarray([a.json() for a in answers]).ravel().tolist()
         assert len(expected) == 40
         server.wait_for_log("cannot export")  # said once, in the log
+
+
+def test_with_azmlinfsrvs_application_insights_provider_the_spans_go_to_it_too():
+    """AML_APP_INSIGHTS_ENABLED makes azmlinfsrv set an SDK tracer provider before init(); the script's spans are
+    added to it.  In-process, with an in-memory exporter standing for Application Insights' one."""
+    import subprocess
+    import sys
+
+    program = r"""
+import flask
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from tfscoring import tracing
+
+exported = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exported))
+trace.set_tracer_provider(provider)  # as azmlinfsrv's AppInsightsClient does
+print(tracing.configure(None, None, "m"))
+with flask.Flask(__name__).test_request_context("/score", method="POST"):
+    with tracing.request_span(flask.request) as span:
+        tracing.finish(span, {"tfscoring.rows": 2}, 200)
+(span,) = exported.get_finished_spans()
+print(span.name, span.attributes["tfscoring.rows"], span.attributes["http.response.status_code"])
+"""
+    # A process of its own: the global tracer provider can be set once per process.
+    run = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60,
+                         cwd=str(SCORE_PY.parent))  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == ["Application Insights", "POST /score 2 200"]
