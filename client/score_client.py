@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -26,7 +27,12 @@ DEFAULT_URL = "http://127.0.0.1:5001/score"
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--url", default=DEFAULT_URL, help="scoring URI (default: %(default)s)")
-    p.add_argument("--key", help="service key or token, sent as 'Authorization: Bearer <key>' (AKS)")
+    p.add_argument(
+        "--key",
+        default=os.environ.get("SCORING_KEY"),
+        help="service key or token, sent as 'Authorization: Bearer <key>' (AKS); default: $SCORING_KEY, which other "
+        "users cannot read from the process list as they can an argument",
+    )
     p.add_argument("--data-dir", type=Path, default=idx.DEFAULT_DATA_DIR, help="t10k idx files (default: %(default)s)")
     p.add_argument("--count", type=int, default=1, help="images to score (default: one random image)")
     p.add_argument("--batch", type=int, default=500, help="images per request when --count > 1")

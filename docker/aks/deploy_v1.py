@@ -1,5 +1,7 @@
 """The how-to's deployment with the Azure ML v1 SDK: this scoring server as a web service on an AKS GPU cluster.
 
+The how-to's original path (SDK v1, whose support ended 30 June 2026); docker/aks/deploy_v2.py is the main one.
+
     pip install azureml-core==1.61.0.post4        # requirements/deploy.txt pins it with the rest
     python docker/aks/deploy_v1.py --config config.json [--cluster gpu-cluster] [--delete]
 
