@@ -82,7 +82,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = parser.parse_args()
 
-    cpus, gpus = usable_cpus(), visible_gpus()
+    cpus, gpus = usable_cpus(), visible_gpus(os.environ.get("CUDA_VISIBLE_DEVICES"))  # as serve.py will see them
     size = default_size(cpus, memory_limit())
     server_env = {"WORKER_COUNT": str(size.workers), "GUNICORN_CMD_ARGS": f"--threads {size.threads}"}
     images, _ = idx.load_split(args.data_dir, "t10k")

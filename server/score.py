@@ -71,6 +71,7 @@ def init():
     global settings, model, interface, batcher, budget, state, collection
     try:
         settings = Settings.from_env()
+        metrics.setup(settings.prometheus_multiproc_dir)  # first: before anything imports prometheus_client
         state = workerstate.WorkerState(settings.worker_state_dir, settings.session_hang_s)
         state.start()  # "loading" for the startup probe, from now on
         model = GraphModel.load(settings)

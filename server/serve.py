@@ -51,7 +51,7 @@ def main(argv: list[str]) -> None:
     except StartupError as err:
         logging.critical("start-up failed: %s", err)
         sys.exit(3)
-    cpus, gpus = usable_cpus(), visible_gpus()
+    cpus, gpus = usable_cpus(), visible_gpus(settings.cuda_visible_devices)
     size = default_size(cpus, memory_limit(), settings.max_request_bytes)  # GPUs are shared round-robin
     env = dict(os.environ)
     env["WORKER_COUNT"] = str(settings.worker_count or size.workers)

@@ -8,6 +8,7 @@ accuracy check through HTTP, and its verdicts where no GPU is visible.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -21,7 +22,9 @@ from tfscoring.sizing import visible_gpus
 GPU_CHECK = REPO / "bench" / "gpu_check.py"
 H100_RUN = REPO / "bench" / "results" / "gpu-nvidia-h100-80gb-hbm3.json"
 
-without_gpu = pytest.mark.skipif(visible_gpus() > 0, reason="a GPU is visible: run make gpu-check itself")
+without_gpu = pytest.mark.skipif(
+    visible_gpus(os.environ.get("CUDA_VISIBLE_DEVICES")) > 0, reason="a GPU is visible: run make gpu-check itself"
+)
 
 
 def run_gpu_check(tmp_path, model_dir, data_dir, *options: str) -> tuple[int, dict, str]:

@@ -205,3 +205,22 @@ def test_a_request_the_script_never_saw_keeps_the_servers_lines(sync_server, t10
     refused = post(sync_server.score_url, b"{}", headers={"x-request-id": "x" * 101, "User-Agent": marker})
     assert refused.status_code == 431  # answered by azmlinfsrv before run()
     sync_server.wait_for_log(marker)  # gunicorn's access line for it, written after the response
+
+
+def test_importing_the_metrics_module_makes_no_directory_and_sets_no_variable(tmp_path):
+    """The metrics' directory is made by metrics.setup(), which init() calls, never by an import (a unit test,
+    a tool importing the package)."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    env["TMPDIR"] = str(tmp_path)
+    program = (
+        "import os, tfscoring.metrics as metrics; "
+        "print('PROMETHEUS_MULTIPROC_DIR' in os.environ, sorted(os.listdir(os.environ['TMPDIR']))); "
+        "metrics.BATCH_ROWS.observe(3); print(metrics.MULTIPROC_DIR)"
+    )
+    run = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=60,
+                         cwd=SCORE_PY.parent)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == ["False []", "None"]  # a metric used before setup() stays in the process

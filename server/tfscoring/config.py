@@ -135,6 +135,14 @@ class Settings(_FromEnv):
     otel_service_name: str | None = pydantic.Field(
         None, description="OpenTelemetry's standard variable: the service name of the spans; default: the model's"
     )
+    prometheus_multiproc_dir: str | None = pydantic.Field(
+        None,
+        description="prometheus_client's directory for the workers' metrics; default: one per server run in the temp"
+        " dir (metrics.py); if you set it, empty it before each start (prometheus_client's rule)",
+    )
+    tf_num_intraop_threads: pydantic.PositiveInt | None = pydantic.Field(
+        None, description="TensorFlow's own variable (it reads it itself); unset: the usable cores / WORKER_COUNT"
+    )
     cuda_visible_devices: str | None = pydantic.Field(
         None, description="CUDA's own variable: the GPUs the workers share out (and the GPU metrics report)"
     )
@@ -229,6 +237,7 @@ class ServerSettings(_FromEnv):
         10.0, gt=0, description="a serving worker silent for this long (frozen) is killed and replaced"
     )
     max_request_bytes: pydantic.PositiveInt = Settings.model_fields["max_request_bytes"]  # nginx's limit too
+    cuda_visible_devices: str | None = Settings.model_fields["cuda_visible_devices"]  # GPUs to size the workers to
     worker_count: pydantic.PositiveInt | None = pydantic.Field(
         None, description="gunicorn workers (azmlinfsrv's WORKER_COUNT); default sized to the machine (sizing.py)"
     )

@@ -30,9 +30,8 @@ class Placement:
     gpu_index: int | None  # index among the GPUs visible to TensorFlow; None: CPU
     description: str
 
-    def session_config(self, gpu_memory_limit_mb: int | None = None) -> tf.compat.v1.ConfigProto:
-        # TensorFlow's own TF_NUM_INTRAOP_THREADS wins; else each worker's session gets its share of the cores.
-        threads = 0 if "TF_NUM_INTRAOP_THREADS" in os.environ else sizing.intra_op_threads(*_cpus_and_workers())
+    def session_config(self, gpu_memory_limit_mb: int | None = None, threads: int = 0) -> tf.compat.v1.ConfigProto:
+        """`threads`: TensorFlow's intra-op threads for the session (0: TensorFlow's own choice)."""
         if self.gpu_index is None:
             return tf.compat.v1.ConfigProto(device_count={"GPU": 0}, intra_op_parallelism_threads=threads)
         gpu_options = tf.compat.v1.GPUOptions(visible_device_list=str(self.gpu_index), allow_growth=True)
@@ -44,12 +43,10 @@ class Placement:
         )
 
 
-def _cpus_and_workers() -> tuple[int, int]:
-    try:
-        workers = int(os.environ.get("WORKER_COUNT", "1"))
-    except ValueError:
-        workers = 1  # azmlinfsrv refuses such a value itself
-    return sizing.usable_cpus(), workers
+def intra_op_threads(tf_num_intraop_threads: int | None, worker_count: int) -> int:
+    """TensorFlow's own TF_NUM_INTRAOP_THREADS wins (0: it reads it itself); else each worker's session gets its
+    share of the cores, so that the workers do not each spread over all of them."""
+    return 0 if tf_num_intraop_threads else sizing.intra_op_threads(sizing.usable_cpus(), worker_count)
 
 
 def place(require_gpu: bool) -> Placement:

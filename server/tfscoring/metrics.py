@@ -3,9 +3,12 @@
 Gunicorn runs several worker processes; prometheus_client's multiprocess mode
 has each write its samples to memory-mapped files in one directory, and a
 scrape reads them all.  The directory must be set before prometheus_client is
-imported and must be fresh for each server run, so by default it is named
-after the gunicorn master (its pid and start time) and directories of masters
-that are gone are removed (one the operator sets is used as it is).  One
+imported and must be fresh for each server run, so setup(), the first thing a
+worker's init() calls, names it after the gunicorn master (its pid and start
+time) and removes directories of masters that are gone (one the operator sets
+is used as it is), and only then imports prometheus_client and makes the
+metrics.  Importing this module does nothing of the kind; a metric used in a
+process that never called setup() (a unit test) lives in that process only.  One
 worker at a time, the holder of a lock file in that directory, serves
 everyone's metrics on METRICS_BIND:METRICS_PORT; when it dies the kernel
 releases the lock and another takes over.  It serves them from one thread, an
@@ -29,12 +32,17 @@ import os
 import re
 import shutil
 import socket
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tfscoring import log
+
+if TYPE_CHECKING:  # prometheus_client is imported by setup(), not here: see above
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _DIR_PREFIX = "tfscoring-metrics-"
 _RETRY_S = 5
@@ -61,66 +69,109 @@ def _default_dir() -> str:
     return str(root / f"{_DIR_PREFIX}{master}-{_process_start(master) or 0}")
 
 
-def _multiproc_dir() -> str:
-    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+def _multiproc_dir(given: str | None) -> str:
     if given and not re.fullmatch(_DIR_PREFIX + r"\d+-\d+", Path(given).name):
         return given  # the operator's choice
-    # Unset, or a default directory inherited from a process that imported this module and then started
-    # this server (a test runner, say): that one belongs to another server, so name this server's own.
+    # Unset, or a default directory inherited from a process that set it up and then started this server (a test
+    # runner, say): that one belongs to another server, so name this server's own.
     return _default_dir()
 
 
-MULTIPROC_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"] = _multiproc_dir()  # prometheus_client reads it from here
-try:
-    os.makedirs(MULTIPROC_DIR, mode=0o700, exist_ok=True)
-    _DIR_ERROR = None
-except OSError as err:  # a read-only temp dir must not stop the scoring: metrics go off, with a warning
-    _DIR_ERROR = f"cannot create PROMETHEUS_MULTIPROC_DIR {MULTIPROC_DIR}: {err.strerror}"
-    del os.environ["PROMETHEUS_MULTIPROC_DIR"]  # prometheus_client then keeps this worker's values in memory
+MULTIPROC_DIR: str | None = None  # this server's, once setup() has made it
+_DIR_ERROR: str | None = None
 
-from prometheus_client import (  # noqa: E402
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-    multiprocess,
-)
 
-from tfscoring.gpumetrics import GpuCollector  # noqa: E402 - it imports prometheus_client too: not before the above
+def setup(multiproc_dir: str | None) -> None:
+    """Make the directory of this server's metrics (PROMETHEUS_MULTIPROC_DIR, the setting, or this server's own),
+    then the metrics.  First thing in a worker: prometheus_client reads the directory when it is imported."""
+    global MULTIPROC_DIR, _DIR_ERROR
+    if MULTIPROC_DIR is not None or _DIR_ERROR is not None:
+        return
+    if "prometheus_client" in sys.modules:  # imported before: its values stay in this process
+        _DIR_ERROR = "prometheus_client was imported before the metrics were set up"
+        _make()
+        return
+    MULTIPROC_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"] = _multiproc_dir(multiproc_dir)  # read by prometheus_client
+    try:
+        os.makedirs(MULTIPROC_DIR, mode=0o700, exist_ok=True)
+    except OSError as err:  # a read-only temp dir must not stop the scoring: metrics go off, with a warning
+        _DIR_ERROR = f"cannot create PROMETHEUS_MULTIPROC_DIR {MULTIPROC_DIR}: {err.strerror}"
+        del os.environ["PROMETHEUS_MULTIPROC_DIR"]  # prometheus_client then keeps this worker's values in memory
+    _make()
+
 
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _ROWS = tuple(float(2**i) for i in range(17))  # 1 .. 65536
 
-REQUESTS = Counter("tfscoring_requests", "POST /score requests answered by the scoring script, by status", ["status"])
-REQUEST_SECONDS = Histogram(
-    "tfscoring_request_duration_seconds", "time in run(): read, decode, queue, infer, encode", buckets=_LATENCY
-)
-ROWS = Counter("tfscoring_rows", "rows scored")
-BATCH_ROWS = Histogram("tfscoring_batch_rows", "rows per session call (one batch)", buckets=_ROWS)
-QUEUE_WAIT_SECONDS = Histogram(
-    "tfscoring_queue_wait_seconds", "time from a request joining the queue to its first batch", buckets=_LATENCY
-)
-SESSION_SECONDS = Histogram("tfscoring_session_seconds", "time of one session call", buckets=_LATENCY)
-QUEUED_ROWS = Gauge("tfscoring_queued_rows", "rows waiting to be scored", multiprocess_mode="livesum")
-LOG_LINES_DROPPED = Counter(
-    "tfscoring_log_lines_dropped", "request log lines that could not be written to stdout (closed or stuck)"
-)
-SPLIT_RETRIES = Counter(
-    "tfscoring_oom_splits", "times a worker lowered its rows per session call after running out of device memory"
-)
-COLLECTED = Counter("tfscoring_collected", "requests whose inputs and outputs went to the model data collector")
-COLLECTION_DROPPED = Counter(
-    "tfscoring_collection_dropped",
-    "sampled requests whose data was not collected: buffer_full (DATA_COLLECTION_MAX_BYTES), collector (the "
-    "azureml-ai-monitoring package refused it), error",
-    ["reason"],
-)
-DEVICE = Gauge(
-    "tfscoring_worker_device", "1 per live worker, labelled with the device its session runs on", ["device"],
-    multiprocess_mode="liveall",
-)  # fmt: skip
+# The metrics, made by _make() (setup(), or the first use in a process that never called it).
+REQUESTS: Counter
+REQUEST_SECONDS: Histogram
+ROWS: Counter
+BATCH_ROWS: Histogram
+QUEUE_WAIT_SECONDS: Histogram
+SESSION_SECONDS: Histogram
+QUEUED_ROWS: Gauge
+LOG_LINES_DROPPED: Counter
+SPLIT_RETRIES: Counter
+COLLECTED: Counter
+COLLECTION_DROPPED: Counter
+DEVICE: Gauge
+_NAMES = {name for name, kind in __annotations__.items() if kind in ("Counter", "Gauge", "Histogram")}
+_make_lock = threading.Lock()
+
+
+def __getattr__(name: str):
+    if name in _NAMES:  # used before setup(): made now, kept in this process
+        _make()
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _make() -> None:
+    from prometheus_client import Counter, Gauge, Histogram
+
+    with _make_lock:
+        if "REQUESTS" in globals():
+            return
+        made = {
+            "REQUESTS": Counter(
+                "tfscoring_requests", "POST /score requests answered by the scoring script, by status", ["status"]
+            ),
+            "REQUEST_SECONDS": Histogram(
+                "tfscoring_request_duration_seconds", "time in run(): read, decode, queue, infer, encode",
+                buckets=_LATENCY,
+            ),
+            "ROWS": Counter("tfscoring_rows", "rows scored"),
+            "BATCH_ROWS": Histogram("tfscoring_batch_rows", "rows per session call (one batch)", buckets=_ROWS),
+            "QUEUE_WAIT_SECONDS": Histogram(
+                "tfscoring_queue_wait_seconds", "time from a request joining the queue to its first batch",
+                buckets=_LATENCY,
+            ),
+            "SESSION_SECONDS": Histogram("tfscoring_session_seconds", "time of one session call", buckets=_LATENCY),
+            "QUEUED_ROWS": Gauge("tfscoring_queued_rows", "rows waiting to be scored", multiprocess_mode="livesum"),
+            "LOG_LINES_DROPPED": Counter(
+                "tfscoring_log_lines_dropped",
+                "request log lines that could not be written to stdout (closed or stuck)",
+            ),
+            "SPLIT_RETRIES": Counter(
+                "tfscoring_oom_splits",
+                "times a worker lowered its rows per session call after running out of device memory",
+            ),
+            "COLLECTED": Counter(
+                "tfscoring_collected", "requests whose inputs and outputs went to the model data collector"
+            ),
+            "COLLECTION_DROPPED": Counter(
+                "tfscoring_collection_dropped",
+                "sampled requests whose data was not collected: buffer_full (DATA_COLLECTION_MAX_BYTES), collector "
+                "(the azureml-ai-monitoring package refused it), error",
+                ["reason"],
+            ),
+            "DEVICE": Gauge(
+                "tfscoring_worker_device", "1 per live worker, labelled with the device its session runs on",
+                ["device"], multiprocess_mode="liveall",
+            ),
+        }  # fmt: skip
+        globals().update(made)
 
 
 _held: list = []  # the metrics-port lock of the worker that serves, open for the worker's life
@@ -136,8 +187,10 @@ def start_worker(bind: str, port: int, device: str, visible_gpus: str | None = N
     own; the one holding it serves bind:port.  The kernel releases the lock when that
     worker dies, and a waiting worker takes over.  Returns a description for the log.
     """
-    if _DIR_ERROR:
-        log.warning("metrics off: %s", _DIR_ERROR)
+    from prometheus_client import multiprocess
+
+    if _DIR_ERROR or MULTIPROC_DIR is None:
+        log.warning("metrics off: %s", _DIR_ERROR or "metrics.setup() was not called")
         return "off (see the warning above)"
     for stale in Path(MULTIPROC_DIR).glob("gauge_live*_*.db"):
         pid = int(stale.stem.rsplit("_", 1)[1])
@@ -146,7 +199,7 @@ def start_worker(bind: str, port: int, device: str, visible_gpus: str | None = N
                 multiprocess.mark_process_dead(pid)
     global _visible_gpus
     _visible_gpus = visible_gpus
-    DEVICE.labels(device).set(1)
+    globals()["DEVICE"].labels(device).set(1)  # made by setup(); a name only annotated above, hence globals()
     atexit.register(multiprocess.mark_process_dead, os.getpid())
     if not port:
         return "not served (METRICS_PORT=0)"
@@ -162,6 +215,10 @@ def _serve_when_free(bind: str, port: int) -> None:
     lock = open(Path(MULTIPROC_DIR) / "metrics-port.lock", "a")  # noqa: SIM115 - held for the worker's life
     fcntl.flock(lock, fcntl.LOCK_EX)  # blocks while a sibling serves
     _held.append(lock)
+    from prometheus_client import CollectorRegistry, multiprocess
+
+    from tfscoring.gpumetrics import GpuCollector
+
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
     registry.register(GpuCollector(_visible_gpus))  # read at each scrape, by the worker that serves
@@ -241,6 +298,8 @@ class _MetricsServer:
             return _response(404, "Not Found")
         if method not in ("GET", "HEAD"):
             return _response(405, "Method Not Allowed", ("Allow", "GET, HEAD"))
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
         try:
             body = generate_latest(self._registry)
         except Exception:

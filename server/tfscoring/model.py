@@ -79,7 +79,8 @@ class GraphModel:
         outputs = tuple(_spec(t, *served.outputs[i][::2], "output") for i, t in enumerate(fetches))
         _require(len({t.name for t in feeds}) == len(feeds), f"an input tensor is named twice: {served.inputs}")
 
-        session = tf.Session(graph=graph, config=placement.session_config(settings.gpu_memory_limit_mb))
+        threads = devices.intra_op_threads(settings.tf_num_intraop_threads, settings.worker_count)
+        session = tf.Session(graph=graph, config=placement.session_config(settings.gpu_memory_limit_mb, threads))
         try:
             saver.restore(session, str(prefix))
         except (tf.errors.OpError, ValueError) as err:

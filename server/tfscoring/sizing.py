@@ -96,9 +96,9 @@ def usable_cpus() -> int:
     return max(1, min(cpus, math.ceil(quota))) if quota else cpus
 
 
-def visible_gpus() -> int:
-    """NVIDIA GPUs this process can use, found without starting CUDA (the workers fork after this)."""
-    masked = os.environ.get("CUDA_VISIBLE_DEVICES")
+def visible_gpus(masked: str | None) -> int:
+    """NVIDIA GPUs this process can use, found without starting CUDA (the workers fork after this); `masked`:
+    CUDA_VISIBLE_DEVICES (None: unset)."""
     devices = [p for p in Path("/dev").glob("nvidia*") if re.fullmatch(r"nvidia\d+", p.name)]
     if masked is not None:
         wanted = [d for d in masked.split(",") if d.strip() and d.strip() != "-1"]
