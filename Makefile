@@ -23,18 +23,20 @@ CONTAINER_PACKAGES := buildah debootstrap
 IMAGE ?= tfscoring:latest
 MLSERVER_VENV := .venv-mlserver
 DEPLOY_VENV := .venv-deploy
-# Triton's perf_analyzer (tests/test_perf_analyzer.py): its own venv, and the one library its binary needs from Debian.
+# Triton's perf_analyzer (tests/system/test_perf_analyzer.py): its own venv, and the one library its binary needs
+# from Debian.
 PERF_VENV := .venv-perf
 PERF_PACKAGES := libb64-0d
 # apt-get needs root: as root run it directly, else through sudo (env: sudo resets the environment).
 SUDO := $(if $(filter 0,$(shell id -u)),env,sudo env)
 PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check -c requirements/constraints.txt
 
-.PHONY: model-dir-exists help serve test test-contended bench gpu-check soak image container-test deploy-test lint model system-packages bench-packages perf-packages container-packages clean
+.PHONY: model-dir-exists help serve test unit test-contended bench gpu-check soak image container-test deploy-test lint model system-packages bench-packages perf-packages container-packages clean
 
 help:
 	@echo "make serve   install everything, build the model if missing, serve on http://127.0.0.1:$(PORT)/score"
 	@echo "make test    install everything, build the model if missing, run lint and every test"
+	@echo "make unit    the unit tests alone (tests/unit: no server started, no network), in under a minute"
 	@echo "make test-contended   the slowest test files with a busy loop on every core beside them"
 	@echo "make bench   throughput and latency against the how-to, the server's ceiling and MLServer (bench/results)"
 	@echo "make gpu-check   on an NVIDIA GPU: placement, accuracy, workers sharing it, out-of-memory, a short benchmark"
@@ -71,8 +73,11 @@ $(BIN)/python: | system-packages
 	  { echo "TensorFlow 2.21 needs Python 3.10 to 3.13; set PYTHON=python3.x" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.server-installed: $(BIN)/python requirements/server.txt requirements/tensorflow-$(TF_FLAVOR).txt requirements/constraints.txt
+# The pinned requirements, then this project (pyproject.toml) in editable mode and without dependencies: tfscoring
+# (server/tfscoring), model, client and bench import from anywhere, as the checkout's own files.
+$(VENV)/.server-installed: $(BIN)/python requirements/server.txt requirements/tensorflow-$(TF_FLAVOR).txt requirements/constraints.txt pyproject.toml
 	$(PIP_INSTALL) -r requirements/server.txt -r requirements/tensorflow-$(TF_FLAVOR).txt
+	$(PIP_INSTALL) --no-deps -e .
 	@touch $@
 
 $(VENV)/.dev-installed: $(VENV)/.server-installed requirements/dev.txt
@@ -157,21 +162,28 @@ image:
 
 # The same Dockerfile on a stand-in base made here (docker/standin-base.sh), CPU TensorFlow, the model baked in.
 container-test: $(VENV)/.dev-installed model container-packages
-	MODEL_DIR=$(MODEL_DIR) DATA_DIR=$(DATA_DIR) $(BIN)/python -m pytest tests/container
+	MODEL_DIR=$(MODEL_DIR) DATA_DIR=$(DATA_DIR) $(BIN)/python -m pytest tests/system/container
 
 # The AKS paths (v1 SDK objects, v2 YAML entities, Kubernetes schemas), offline, in their own venv.
 deploy-test: $(DEPLOY_VENV)/.installed
-	$(DEPLOY_VENV)/bin/python -m pytest -p no:warnings --confcutdir=tests/deployment tests/deployment  # the SDKs warn about their own deps
+	$(DEPLOY_VENV)/bin/python -m pytest -p no:warnings --confcutdir=tests/system/deployment tests/system/deployment  # the SDKs warn about their own deps
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/hadolint --failure-threshold error Dockerfile
 
-# Every test: the service's, the deployment files', then the image's (about 4 minutes more; CI runs it too).
-# wrk (bench-packages) drives the short soak in tests/test_soak.py.
+# The tests by kind: tests/unit (in-process, no server started), tests/http (the real server, over HTTP),
+# tests/system (the programs as make runs them, the image, the deployment files).  The unit tests use the model
+# where they are about it (GraphModel, the entry script), and the t10k data.
+unit: $(VENV)/.dev-installed model
+	MODEL_DIR=$(MODEL_DIR) DATA_DIR=$(DATA_DIR) $(BIN)/python -m pytest tests/unit
+
+# Every test: the unit, HTTP and system tests, the deployment files', then the image's (about 4 minutes more; CI
+# runs it too).  wrk (bench-packages) drives the short soak in tests/system/test_soak.py.
 test: $(VENV)/.dev-installed model lint bench-packages $(PERF_VENV)/.installed
-	MODEL_DIR=$(MODEL_DIR) DATA_DIR=$(DATA_DIR) $(BIN)/python -m pytest --ignore=tests/container --ignore=tests/deployment
+	MODEL_DIR=$(MODEL_DIR) DATA_DIR=$(DATA_DIR) $(BIN)/python -m pytest tests/unit tests/http tests/system \
+	  --ignore=tests/system/container --ignore=tests/system/deployment
 	$(MAKE) --no-print-directory deploy-test
 	$(MAKE) --no-print-directory container-test
 
@@ -180,8 +192,8 @@ test: $(VENV)/.dev-installed model lint bench-packages $(PERF_VENV)/.installed
 # and a server's state after its answers, and the two slowest.  One busy loop per core, killed after; each loop
 # also ends by itself once the recipe's shell is gone, so none outlives an interrupted run (make turns $$$$ into
 # $$, which even in a subshell is the pid of the shell that runs the recipe).
-CONTENDED_TESTS ?= tests/test_observability.py tests/test_faults.py tests/test_api_key.py \
-  tests/test_front_door_faults.py tests/test_startup.py tests/test_soak.py
+CONTENDED_TESTS ?= tests/http/test_observability.py tests/http/test_faults.py tests/http/test_api_key.py \
+  tests/http/test_front_door_faults.py tests/http/test_startup.py tests/system/test_soak.py
 test-contended: $(VENV)/.dev-installed model bench-packages
 	@loops=; for _ in $$(seq $$(nproc)); do (while kill -0 $$$$ 2>/dev/null; do :; done) & loops="$$loops $$!"; done; \
 	trap 'kill $$loops 2>/dev/null' EXIT; \

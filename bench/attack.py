@@ -47,8 +47,8 @@ from pathlib import Path
 import numpy as np
 import requests
 
+from bench.servers import REPO, FrontDoorProcess, cut_short_request, data_body, send_raw, wait_for_health, worker_pids
 from model import idx
-from tests.support import REPO, FrontDoorProcess, cut_short_request, data_body, send_raw, wait_for_health, worker_pids
 
 NORMAL = 80
 CLIENTS = 8

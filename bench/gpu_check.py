@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import importlib.util
 import json
 import os
 import platform
@@ -47,10 +48,12 @@ from typing import ClassVar
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run as a file: `python bench/gpu_check.py`
-    sys.path.insert(0, str(REPO))
+# This program also runs in a GPU host's own Python with no venv and nothing installed (the docstring), where neither
+# the checkout's packages nor server/'s tfscoring can be imported: hence this path line, unused once installed.
+if importlib.util.find_spec("tfscoring") is None:
+    sys.path[:0] = [str(REPO), str(REPO / "server")]
 
-from bench import loadgen  # noqa: E402 - bench/__init__.py puts server/ on the path too
+from bench import loadgen  # noqa: E402
 from model import idx  # noqa: E402
 from tfscoring.config import RETRY_LARGER_AFTER, ServerSettings, Settings  # noqa: E402
 from tfscoring.sizing import default_size, memory_limit, usable_cpus  # noqa: E402
@@ -344,7 +347,7 @@ class Checker:
                 )
             check.details.append(
                 "a single row that cannot fit (503) is not reachable with this model (4.8 KB a row); "
-                "tests/test_out_of_memory.py covers it on the CPU"
+                "tests/unit/test_out_of_memory.py covers it on the CPU"
             )
         finally:
             server.stop()

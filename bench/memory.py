@@ -43,9 +43,9 @@ from pathlib import Path
 import numpy as np
 import requests
 
+from bench.servers import REPO, data_body, worker_pids
 from bench.soak import SERVE_PY, Server
 from model import idx
-from tests.support import REPO, data_body, worker_pids
 
 SAMPLE_EVERY_S = 0.1
 ROWS = 4096  # MAX_REQUEST_ROWS

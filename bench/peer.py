@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.support import free_port, stop_group, wait_for_health
+from bench.servers import free_port, stop_group, wait_for_health
 
 RUNTIME = Path(__file__).resolve().parent / "mlserver" / "tf1_runtime.py"
 MODEL_NAME = "tf-dnn-mnist"

@@ -38,8 +38,8 @@ import numpy as np
 import requests
 
 from bench import loadgen, peer
+from bench.servers import HOWTO_SCORE_PY, REPO, SCORE_PY, FrontDoorProcess, ServerProcess
 from model import idx
-from tests.support import HOWTO_SCORE_PY, REPO, SCORE_PY, FrontDoorProcess, ServerProcess
 from tfscoring.sizing import default_size, memory_limit, usable_cpus, visible_gpus
 
 EMPTY_SCORE_PY = REPO / "bench" / "empty_score.py"

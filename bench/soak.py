@@ -40,8 +40,8 @@ from urllib.parse import urlsplit
 import numpy as np
 import requests
 
+from bench.servers import REPO, FrontDoorProcess, worker_pids
 from model import idx
-from tests.support import REPO, FrontDoorProcess, worker_pids
 
 SERVE_PY = REPO / "server" / "serve.py"
 WRK_SCRIPT = REPO / "bench" / "soak.lua"

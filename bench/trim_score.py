@@ -21,13 +21,10 @@ real entry script.
 import ctypes
 import ctypes.util
 import os
-import sys
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "server"))
 
 from azureml_inference_server_http.api.aml_request import rawhttp
 
-import score  # the real entry script, found through the path above
+import score  # the real entry script, in AML_APP_ROOT (server/), which azmlinfsrv puts on sys.path
 
 TRIM_ABOVE_BYTES = int(os.environ.get("TRIM_ABOVE_BYTES", str(1024 * 1024)))
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")  # CDLL: the GIL is released during the call

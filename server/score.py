@@ -99,12 +99,10 @@ def init():
         metrics.start_worker(settings.metrics_bind, settings.metrics_port, model.device, settings.cuda_visible_devices),
         settings.log_requests,
         budget.capacity >> 20,
-        tracing.configure(
-            settings.traces_endpoint,
-            settings.otel_exporter_otlp_headers,
-            settings.otel_service_name or interface.model_name,
-        ),
-        f"a share of {settings.data_collection_sample:g}" if collection else "off",
+        tracing.configure(settings.otlp_traces, settings.otel_service_name or interface.model_name),
+        f"a share of {settings.data_collection_sample:g}, where Azure ML's collector is set up"
+        if collection
+        else "off",
     )
     model.on_failure = _replace_worker
     state.serving(
@@ -169,7 +167,7 @@ def _score(request, record: requestlog.RequestRecord, oip: bool = False):
             record.rows = len(decoded.rows[0])
             outputs = batcher.predict(decoded.rows, record)  # batch with concurrent requests, infer: 503 if overloaded
             if collection:  # a sample to Azure ML's data collector, off the request path
-                collection.offer(_request_id(), decoded.rows, outputs)
+                _collect(decoded.rows, outputs)
             return protocols.answer(decoded, outputs, interface)  # encode
     except ScoringError as err:
         record.error = err.message
@@ -185,6 +183,14 @@ def _score(request, record: requestlog.RequestRecord, oip: bool = False):
         log.exception("request %s failed", request_id)
         record.error = "internal error"
         return responses.internal_error(request_id)
+
+
+def _collect(inputs, outputs) -> None:
+    """Offer a scored request to the data collection: whatever happens there, the request is answered."""
+    try:
+        collection.offer(_request_id(), inputs, outputs)
+    except Exception:
+        log.exception("data collection: a request could not be offered")
 
 
 def _request_id() -> str:

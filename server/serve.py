@@ -20,13 +20,13 @@ import shutil
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+# tfscoring is beside this file (a script's folder is first on sys.path), and installed too (pip install -e .).
+from tfscoring import supervisor
+from tfscoring.config import ServerSettings
+from tfscoring.errors import StartupError
+from tfscoring.sizing import default_size, memory_limit, usable_cpus, visible_gpus
 
-from tfscoring import supervisor  # noqa: E402 - needs the path above
-from tfscoring.config import ServerSettings  # noqa: E402
-from tfscoring.errors import StartupError  # noqa: E402
-from tfscoring.sizing import default_size, memory_limit, usable_cpus, visible_gpus  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 # Behind nginx, gunicorn keeps idle worker connections longer than nginx does (60 s), so that nginx
 # always closes an idle one first and never sends a request on a connection gunicorn is closing; and

@@ -1,4 +1,5 @@
-"""Session fixtures: the built model, the t10k data, and real servers started once per session."""
+"""Fixtures of every kind of test: the built model, the t10k data, a worker's environment, and the how-to's own
+server, the reference of the HTTP tests and the image's (started once per session, only where a test asks for it)."""
 
 from __future__ import annotations
 
@@ -9,20 +10,10 @@ import numpy as np
 import pytest
 
 from model import idx
-from tests.support import GPU_SHARING, HOWTO_SCORE_PY, REPO, SCORE_PY, MiB, ServerProcess
+from tests.support import GPU_SHARING, HOWTO_SCORE_PY, REPO, ServerProcess
 from tfscoring.config import Settings
 
 os.environ.update(GPU_SHARING)  # for the sessions the tests open in-process
-
-# The scoring server under test: two workers with eight threads each, and limits small
-# enough that the tests reach them (chunks of 64 rows, 2000 rows, 20 MiB per request).
-SERVER_ENV = {
-    "WORKER_COUNT": "2",
-    "GUNICORN_CMD_ARGS": "--threads 8",
-    "MAX_BATCH_ROWS": "64",
-    "MAX_REQUEST_ROWS": "2000",
-    "MAX_REQUEST_BYTES": str(20 * MiB),
-}
 
 
 @pytest.fixture(scope="session")
@@ -50,12 +41,6 @@ def env(monkeypatch):
         monkeypatch.delenv(name.upper(), raising=False)
     monkeypatch.setenv("AZUREML_MODEL_DIR", "/models/tf-dnn-mnist/1")
     return monkeypatch
-
-
-@pytest.fixture(scope="session")
-def server(model_dir, tmp_path_factory):
-    with ServerProcess(SCORE_PY, model_dir, tmp_path_factory.mktemp("server"), SERVER_ENV) as server:
-        yield server
 
 
 @pytest.fixture(scope="session")

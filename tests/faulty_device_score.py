@@ -11,15 +11,12 @@ Everything else is the real entry script.
 """
 
 import os
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "server"))
-
 import tensorflow as tf
 
-import score  # the real entry script, found through the path above
+import score  # the real entry script, in AML_APP_ROOT (server/), which azmlinfsrv puts on sys.path
 
 run = score.run  # decorated with @rawhttp: the server calls it with the Flask request
 

@@ -36,3 +36,34 @@ class Receiver:
     def __exit__(self, *exc_info) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class HungReceiver:
+    """Accepts connections and never answers: a collector or exporter that hangs."""
+
+    def __init__(self):
+        import socket
+
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._held: list = []
+        self._stopped = threading.Event()
+
+    def _accept(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            self._held.append(connection)  # read nothing, answer nothing
+
+    def __enter__(self) -> HungReceiver:
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stopped.set()
+        self._listener.close()
+        for connection in self._held:
+            connection.close()

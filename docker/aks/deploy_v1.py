@@ -9,7 +9,7 @@ Steps, as in the how-to: the workspace from its config.json; the GPU AKS cluster
 or created; the model registered; an Environment from myenv.yml on the Azure ML GPU base
 image; the entry script server/score.py; an AksWebservice with one GPU per replica; deploy;
 print the scoring URI and a key; with --delete, the service is deleted afterwards.
-The configuration objects are built by the functions below, which tests/deployment build
+The configuration objects are built by the functions below, which tests/system/deployment build
 offline with the real azureml-core.
 """
 

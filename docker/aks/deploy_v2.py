@@ -13,7 +13,7 @@ deployment (entry script server/score.py, one GPU, the server's settings as envi
 settings, probes, autoscaling; Application Insights and data collection behind flags); all traffic to it;
 the project's client scores t10k images through it; the last lines of its logs; with --delete, the endpoint
 (and its deployment) is deleted afterwards, even when a step failed, and with --detach the compute is detached.
-The entities are built by the pure functions below, which tests/deployment validate offline with azure-ai-ml's
+The entities are built by the pure functions below, which tests/system/deployment validate offline with azure-ai-ml's
 own schemas; main() only sends them.
 """
 
@@ -78,7 +78,7 @@ SERVER_ENVIRONMENT = {
 }
 # The server's own data collection (off by default): model inputs and outputs of a sample of requests, sent to
 # the deployment's data collector. The server samples (before serialising anything); the collector keeps all.
-DATA_COLLECTION_ENVIRONMENT = {"DATA_COLLECTION": "1", "DATA_COLLECTION_SAMPLE": "1.0"}
+DATA_COLLECTION_ENVIRONMENT = {"DATA_COLLECTION": "1", "DATA_COLLECTION_SAMPLE": "0.1"}  # as the YAML says why
 COLLECTIONS = ("model_inputs", "model_outputs")
 REQUEST_SETTINGS = {
     # Every worker's threads busy: WORKERS x THREADS requests at once per instance.

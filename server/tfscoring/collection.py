@@ -1,29 +1,39 @@
 """Model data collection: a sample of requests' inputs and outputs to Azure ML's data collector.
 
 On when DATA_COLLECTION=1; what the deployment's `data_collector` enables (collections `model_inputs`
-and `model_outputs`) is read by Azure ML's own package, azureml-ai-monitoring, from the variables the
-platform sets (AZUREML_MDC_*), and that package sends to the collector beside the container.
+and `model_outputs`) is read by Azure ML's own package, azureml-ai-monitoring, from what the platform
+sets (AZUREML_MDC_CONFIG_PATH, or the AZUREML_MDC_* variables), and that package sends to the
+collector beside the container.
 
-Off the request path: a request only offers its arrays to a bounded buffer (DATA_COLLECTION_MAX_BYTES
-per worker) and goes on; one thread of this worker's turns them into the package's DataFrames and
-hands them over, inputs and outputs correlated by the request's id.  What does not fit, and what the
-package refuses, is dropped and counted (tfscoring_collection_dropped_total, by reason); a request is
-never delayed or failed by the collection.
+Off the request path, and bounded: a request only offers its arrays to a buffer of at most
+DATA_COLLECTION_MAX_BYTES per worker and goes on.  One thread of this worker's turns a sample into the
+package's DataFrames (a column per value of a row, as drift monitoring reads them) and hands it over only
+once the package's own queue is empty: that queue holds up to 1500 payloads of Python objects, and its
+sender waits on a collector without a timeout, so a slow or hung collector would otherwise grow the
+worker without bound.  Then samples wait in the buffer, and what does not fit is dropped.  Every drop is
+counted in tfscoring_collection_dropped_total by reason: buffer_full, too_large (one request larger than
+an eighth of the buffer), collector (the package refused it), send_failed (the collector did not take it),
+error; the package's own error lines are counted, not written (one line says the first).
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
 from tfscoring import log, metrics
-from tfscoring.interface import Interface
+from tfscoring.interface import Interface, TensorSpec
 
 Batch = tuple[np.ndarray, ...]
+_FRAME_COST = 8  # bytes of DataFrame and JSON per byte of float32 array, measured: a sample is held as that much
+_MAX_COLUMNS = 1024  # a row of more values is one column of lists, not a column per value
+_POLL_S = 0.01  # how often the thread looks whether the package's queue has emptied
 
 
 @dataclass
@@ -42,17 +52,22 @@ class DataCollection:
         self._waiting: deque[_Sample] = deque()
         self._bytes = 0
         self._ready = threading.Condition()
+        self._off = False  # the package is not configured: nothing is kept any more
         self._collectors = None  # (inputs, outputs) of azureml-ai-monitoring, made by the thread
         self._problems: list[Exception] | None = None  # what the package reports while they are made
+        self._refused = False  # the package refused a payload of the sample being handed over
 
     def start(self) -> None:
         threading.Thread(target=self._run, name="data-collection", daemon=True).start()
 
     def offer(self, request_id: str, inputs: Batch, outputs: Batch) -> None:
-        """Keep the request's data for the collector, if sampled and if it fits; never blocks for long."""
-        if self._sample < 1 and random.random() >= self._sample:
+        """Keep the request's data for the collector, if sampled and if it fits; never waits."""
+        if self._off or (self._sample < 1 and random.random() >= self._sample):
             return
-        size = sum(map(_held_bytes, inputs)) + sum(map(_held_bytes, outputs))
+        size = _FRAME_COST * (sum(map(_held_bytes, inputs)) + sum(map(_held_bytes, outputs)))
+        if size > self._max_bytes // 8:
+            metrics.COLLECTION_DROPPED.labels("too_large").inc()
+            return
         with self._ready:
             if self._bytes + size > self._max_bytes:
                 metrics.COLLECTION_DROPPED.labels("buffer_full").inc()
@@ -62,61 +77,114 @@ class DataCollection:
             self._ready.notify()
 
     def _run(self) -> None:
+        if not self._make_collectors():
+            return
+        from azureml.ai.monitoring.queue import get_queue  # the package's payload queue, to wait for it to empty
+
+        while True:
+            with self._ready:
+                while not self._waiting:
+                    self._ready.wait()
+                sample = self._waiting[0]  # counted in the buffer until handed over
+            while get_queue().length() > 0:
+                time.sleep(_POLL_S)
+            try:
+                self._send(sample)
+            except Exception as err:  # a value pandas cannot take, say: this sample only
+                metrics.COLLECTION_DROPPED.labels("error").inc()
+                log.warning("data collection dropped request %s: %s", sample.request_id, err)
+            with self._ready:
+                self._waiting.popleft()
+                self._bytes -= sample.size
+
+    def _make_collectors(self) -> bool:
         problems = self._problems = []  # the package checks its configuration as a collector is made
         try:
             from azureml.ai.monitoring import Collector  # imports pandas: here, not in a request
 
             self._collectors = tuple(
-                Collector(name=name, on_error=self._refused) for name in ("model_inputs", "model_outputs")
+                Collector(name=name, on_error=self._on_error) for name in ("model_inputs", "model_outputs")
             )
         except Exception as err:
             problems.append(err)
-        self._problems = None  # from now on, a refusal is a counted drop
+        self._problems = None
         if problems:
             log.warning(
                 "data collection off: %s (Azure ML sets the collector up for a deployment whose data_collector "
                 "enables model_inputs and model_outputs)",
                 problems[0],
             )
-            with self._ready:  # nothing will be sent: let go of what waits and of what comes
-                self._max_bytes = 0
+            with self._ready:  # nothing will be sent: let go of what waits, keep nothing more
+                self._off = True
                 self._waiting.clear()
                 self._bytes = 0
-            return
+            return False
+        _count_the_packages_errors()
         log.info("data collection on: a share of %g of requests to model_inputs and model_outputs", self._sample)
-        while True:
-            with self._ready:
-                while not self._waiting:
-                    self._ready.wait()
-                sample = self._waiting.popleft()
-                self._bytes -= sample.size
-            try:
-                self._send(sample)
-            except Exception as err:  # a value pandas cannot take, say: this sample only
-                metrics.COLLECTION_DROPPED.labels("error").inc()
-                log.warning("data collection dropped request %s: %s", sample.request_id, err)
+        return True
 
     def _send(self, sample: _Sample) -> None:
-        import pandas as pd
         from azureml.ai.monitoring.context import BasicCorrelationContext
-
-        def frame(specs, arrays) -> pd.DataFrame:
-            return pd.DataFrame({spec.name: list(array.tolist()) for spec, array in zip(specs, arrays, strict=True)})
 
         context = BasicCorrelationContext(id=sample.request_id)
         inputs, outputs = self._collectors
-        inputs.collect(frame(self._interface.inputs, sample.inputs), context)
-        outputs.collect(frame(self._interface.outputs, sample.outputs), context)
-        metrics.COLLECTED.inc()
+        self._refused = False
+        inputs.collect(_frame(self._interface.inputs, sample.inputs), context)
+        outputs.collect(_frame(self._interface.outputs, sample.outputs), context)
+        if self._refused:
+            metrics.COLLECTION_DROPPED.labels("collector").inc()
+        else:
+            metrics.COLLECTED.inc()
 
-    def _refused(self, err: Exception) -> None:
-        """The package's on_error: its configuration is wrong (while the collectors are made), or it dropped a
+    def _on_error(self, err: Exception) -> None:
+        """The package's on_error: its configuration is wrong (while the collectors are made), or it refused a
         payload (its queue full)."""
         if self._problems is not None:
             self._problems.append(err)
-            return
-        metrics.COLLECTION_DROPPED.labels("collector").inc()
-        log.debug("data collector refused a payload: %s", err)
+        else:
+            self._refused = True
+
+
+def _frame(specs: tuple[TensorSpec, ...], arrays: Batch):
+    """The rows as a DataFrame: a column per value of a row (`image_0` ...), so that drift monitoring sees
+    numbers; a row of more than _MAX_COLUMNS values as one column of lists."""
+    import pandas as pd
+
+    columns = {}
+    for spec, array in zip(specs, arrays, strict=True):
+        flat = array.reshape(len(array), -1)
+        if array.ndim == 1:
+            columns[spec.name] = array
+        elif flat.shape[1] <= _MAX_COLUMNS:
+            columns.update({f"{spec.name}_{i}": flat[:, i] for i in range(flat.shape[1])})
+        else:
+            columns[spec.name] = list(flat.tolist())
+    return pd.DataFrame(columns)
+
+
+class _PackageErrors(logging.Handler):
+    """Takes the package's log lines: a payload its sender could not deliver is a counted drop, said once."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self._said = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name == "mdc.worker" and "failed" in record.getMessage():
+            metrics.COLLECTION_DROPPED.labels("send_failed").inc()
+        if not self._said:
+            self._said = True
+            log.warning("data collector: %s (further errors of the collector are counted, not logged)",
+                        record.getMessage())  # fmt: skip
+
+
+def _count_the_packages_errors() -> None:
+    """The package logs 2 error lines per payload it cannot deliver, with no limit, beside the request log."""
+    handler = _PackageErrors()
+    for name in ("mdc", "mdc.root", "mdc.collector", "mdc.worker", "mdc.sender"):
+        logger = logging.getLogger(name)
+        logger.handlers = [handler]
+        logger.propagate = False
 
 
 def _held_bytes(array: np.ndarray) -> int:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from urllib.parse import unquote, urlsplit
 
 import pydantic
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -123,17 +125,45 @@ class Settings(_FromEnv):
     data_collection_max_bytes: pydantic.PositiveInt = pydantic.Field(
         64 * MiB, description="most bytes of requests' data waiting to be collected per worker (dropped above)"
     )
-    otel_exporter_otlp_endpoint: str | None = pydantic.Field(
-        None, description="OpenTelemetry's standard variable: traces go to <it>/v1/traces over OTLP/HTTP"
+    # OpenTelemetry's standard variables for traces over OTLP (tracing.py); the TRACES_ ones win over the others.
+    otel_sdk_disabled: bool = pydantic.Field(False, description="OpenTelemetry's: true turns every span off")
+    otel_traces_exporter: Literal["otlp", "none"] = pydantic.Field(
+        "otlp", description="OpenTelemetry's: otlp (when an endpoint is set) or none"
     )
-    otel_exporter_otlp_traces_endpoint: str | None = pydantic.Field(
-        None, description="OpenTelemetry's standard variable: the full URL for traces (wins over the one above)"
+    otel_exporter_otlp_endpoint: pydantic.HttpUrl | None = pydantic.Field(
+        None, description="traces go to <it>/v1/traces over OTLP/HTTP (http:// or https://)"
+    )
+    otel_exporter_otlp_traces_endpoint: pydantic.HttpUrl | None = pydantic.Field(
+        None, description="the full URL for traces"
     )
     otel_exporter_otlp_headers: str | None = pydantic.Field(
-        None, description="OpenTelemetry's standard variable: key=value,... headers of each export (e.g. a key)"
+        None, description="key=value,... headers of each export, values URL-encoded (an API key, say)"
     )
+    otel_exporter_otlp_traces_headers: str | None = pydantic.Field(None, description="as above, for traces only")
+    otel_exporter_otlp_protocol: Literal["http/protobuf"] = pydantic.Field(
+        "http/protobuf", description="only OTLP over HTTP with protobuf is spoken (no grpc)"
+    )
+    otel_exporter_otlp_traces_protocol: Literal["http/protobuf"] | None = pydantic.Field(
+        None, description="as above, for traces only"
+    )
+    otel_exporter_otlp_timeout: pydantic.PositiveInt = pydantic.Field(
+        10000, description="milliseconds one export may take"
+    )
+    otel_exporter_otlp_traces_timeout: pydantic.PositiveInt | None = pydantic.Field(
+        None, description="as above, for traces only"
+    )
+    otel_exporter_otlp_compression: Literal["gzip", "none"] = pydantic.Field(
+        "none", description="gzip: exports are compressed"
+    )
+    otel_exporter_otlp_traces_compression: Literal["gzip", "none"] | None = pydantic.Field(
+        None, description="as above, for traces only"
+    )
+    otel_exporter_otlp_certificate: Path | None = pydantic.Field(
+        None, description="CA certificate (PEM) to check an https endpoint with"
+    )
+    otel_exporter_otlp_traces_certificate: Path | None = pydantic.Field(None, description="as above, for traces only")
     otel_service_name: str | None = pydantic.Field(
-        None, description="OpenTelemetry's standard variable: the service name of the spans; default: the model's"
+        None, description="the service name of the spans; default: the model's name"
     )
     prometheus_multiproc_dir: str | None = pydantic.Field(
         None,
@@ -190,18 +220,53 @@ class Settings(_FromEnv):
         folder = Path(os.path.abspath(self.azureml_model_dir))  # not resolve(): a symlink's own name counts
         return self.model_name or folder.parent.name or "model", self.model_version or folder.name or "1"
 
+    @pydantic.field_validator("otel_exporter_otlp_headers", "otel_exporter_otlp_traces_headers")
+    @classmethod
+    def _printable_headers(cls, headers: str | None) -> str | None:
+        # A control character in a value would end the export's header block; the message must not show the value.
+        if headers and any(not " " <= char <= "~" for char in unquote(headers)):
+            raise ValueError("holds a character that cannot be sent in an HTTP header (after URL-decoding)")
+        return headers
+
     @property
-    def traces_endpoint(self) -> str | None:
-        """Where spans go over OTLP/HTTP, from OpenTelemetry's standard variables; None: not exported."""
+    def otlp_traces(self) -> OtlpTraces | None:
+        """Where and how spans go over OTLP/HTTP, from OpenTelemetry's variables; None: not exported."""
+        if self.otel_sdk_disabled or self.otel_traces_exporter == "none":
+            return None
         if self.otel_exporter_otlp_traces_endpoint:
-            return self.otel_exporter_otlp_traces_endpoint
-        if self.otel_exporter_otlp_endpoint:
-            return self.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces"
-        return None
+            endpoint = str(self.otel_exporter_otlp_traces_endpoint)
+        elif self.otel_exporter_otlp_endpoint:
+            endpoint = str(self.otel_exporter_otlp_endpoint).rstrip("/") + "/v1/traces"
+        else:
+            return None
+        headers = self.otel_exporter_otlp_traces_headers or self.otel_exporter_otlp_headers or ""
+        pairs = (item.split("=", 1) for item in headers.split(",") if "=" in item)
+        return OtlpTraces(
+            endpoint=endpoint,
+            headers={unquote(key).strip(): unquote(value).strip() for key, value in pairs},
+            timeout_s=(self.otel_exporter_otlp_traces_timeout or self.otel_exporter_otlp_timeout) / 1e3,
+            gzip=(self.otel_exporter_otlp_traces_compression or self.otel_exporter_otlp_compression) == "gzip",
+            certificate=self.otel_exporter_otlp_traces_certificate or self.otel_exporter_otlp_certificate,
+        )
 
     @property
     def checkpoint_prefix(self) -> Path:
         return self.azureml_model_dir / self.model_folder / self.model_file_prefix
+
+
+@dataclass(frozen=True)
+class OtlpTraces:
+    endpoint: str
+    headers: dict[str, str]
+    timeout_s: float
+    gzip: bool
+    certificate: Path | None
+
+    @property
+    def shown(self) -> str:
+        """The endpoint as a log line may show it: no user, password or query (a token may hide there)."""
+        url = urlsplit(self.endpoint)
+        return f"{url.scheme}://{url.hostname}{f':{url.port}' if url.port else ''}{url.path}"
 
 
 def _shown(error: dict) -> str:
@@ -209,7 +274,13 @@ def _shown(error: dict) -> str:
     return "<hidden>" if error["loc"][0] in _SECRETS else repr(error["input"])
 
 
-_SECRETS = {"scoring_api_key", "otel_exporter_otlp_headers"}  # may carry an exporter's key
+_SECRETS = {
+    "scoring_api_key",
+    "otel_exporter_otlp_headers",
+    "otel_exporter_otlp_traces_headers",
+    "otel_exporter_otlp_endpoint",
+    "otel_exporter_otlp_traces_endpoint",
+}  # may carry an exporter's key
 
 
 class ServerSettings(_FromEnv):

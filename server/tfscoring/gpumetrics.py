@@ -2,12 +2,16 @@
 utilisation, memory used and total, temperature, and whether NVML still reaches it.
 
 Which GPUs: those of CUDA_VISIBLE_DEVICES (indices or UUIDs, as CUDA takes them), else every GPU NVML
-sees.  On a machine without an NVIDIA driver, or without GPUs, there are no GPU series at all, and the
-scrape goes on.  A GPU NVML can no longer read (fallen off the bus, say) is reported unhealthy (0), its
-other series left out.
+sees.  NVML numbers GPUs in PCI bus order, CUDA fastest first unless CUDA_DEVICE_ORDER=PCI_BUS_ID: on a
+machine of mixed GPUs, set that (or use UUIDs) so that both mean the same GPUs.  On a machine without an
+NVIDIA driver, or without GPUs, there are no GPU series at all.  A GPU NVML can no longer read (fallen off
+the bus, say) is reported unhealthy (0); a reading a GPU does not support (a MIG instance's utilisation) is
+left out.  The scrape never fails for a GPU, and each problem is logged once.
 """
 
 from __future__ import annotations
+
+import logging
 
 import pynvml
 from prometheus_client.core import GaugeMetricFamily
@@ -38,10 +42,20 @@ class GpuCollector(Collector):
     def __init__(self, visible: str | None):
         self._visible = visible
         self._ready = False
-        self._said = False
+        self._said: set[tuple[str, str]] = set()  # (GPU, problem) already logged: each is said once
 
     def collect(self):
         if not self._start():
+            return
+        try:
+            gpus = selected(self._visible, pynvml.nvmlDeviceGetCount())
+        except pynvml.NVMLError as err:  # the driver lost every GPU: one unhealthy series, the scrape goes on
+            self._say("all", f"NVML cannot count the GPUs: {err}")
+            healthy = GaugeMetricFamily("tfscoring_gpu_healthy", _HEALTHY, labels=_LABELS)
+            healthy.add_metric(["all", "", ""], 0)
+            yield healthy
+            return
+        if not gpus:
             return
         families = {
             "utilization": GaugeMetricFamily(
@@ -52,12 +66,9 @@ class GpuCollector(Collector):
             "temperature": GaugeMetricFamily(
                 "tfscoring_gpu_temperature_celsius", "GPU core temperature", labels=_LABELS
             ),
-            "healthy": GaugeMetricFamily(
-                "tfscoring_gpu_healthy", "1 while NVML reads the GPU, 0 once it cannot (lost, fallen off the bus)",
-                labels=_LABELS,
-            ),
-        }  # fmt: skip
-        for gpu in selected(self._visible, pynvml.nvmlDeviceGetCount()):
+            "healthy": GaugeMetricFamily("tfscoring_gpu_healthy", _HEALTHY, labels=_LABELS),
+        }
+        for gpu in gpus:
             self._read(gpu, families)
         yield from families.values()
 
@@ -67,17 +78,13 @@ class GpuCollector(Collector):
         try:
             pynvml.nvmlInit()
         except pynvml.NVMLError as err:  # no driver, no GPU: no GPU series
-            if not self._said:
-                log.info("no GPU metrics: NVML is not available (%s)", err)
-                self._said = True
+            self._say("nvml", f"no GPU metrics: NVML is not available ({err})", logging.INFO)
             return False
         self._ready = True
         return True
 
-    @staticmethod
-    def _read(gpu: str | int, families: dict[str, GaugeMetricFamily]) -> None:
+    def _read(self, gpu: str | int, families: dict[str, GaugeMetricFamily]) -> None:
         name = str(gpu)
-        labels = [name, "", ""]
         try:
             handle = (
                 pynvml.nvmlDeviceGetHandleByIndex(gpu)
@@ -86,16 +93,31 @@ class GpuCollector(Collector):
             )
             labels = [name, pynvml.nvmlDeviceGetUUID(handle), pynvml.nvmlDeviceGetName(handle)]
             memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
-            values = {
-                "utilization": pynvml.nvmlDeviceGetUtilizationRates(handle).gpu / 100,
-                "used": memory.used,
-                "total": memory.total,
-                "temperature": pynvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU),
-            }
-        except pynvml.NVMLError as err:
-            log.warning("GPU %s cannot be read through NVML: %s", name, err)
-            families["healthy"].add_metric(labels, 0)
+        except pynvml.NVMLError as err:  # the GPU itself cannot be read: lost, fallen off the bus
+            self._say(name, f"GPU {name} cannot be read through NVML: {err}")
+            families["healthy"].add_metric([name, "", ""], 0)
             return
-        for key, value in values.items():
-            families[key].add_metric(labels, value)
+        families["used"].add_metric(labels, memory.used)
+        families["total"].add_metric(labels, memory.total)
+        readings = {
+            "utilization": lambda: pynvml.nvmlDeviceGetUtilizationRates(handle).gpu / 100,
+            "temperature": lambda: pynvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU),
+        }
+        for key, read in readings.items():
+            try:
+                families[key].add_metric(labels, read())
+            except pynvml.NVMLError_NotSupported:  # a MIG instance has no utilisation of its own, say
+                self._say(f"{name}/{key}", f"GPU {name} does not report {key}: that series is left out")
+            except pynvml.NVMLError as err:
+                self._say(name, f"GPU {name} cannot be read through NVML: {err}")
+                families["healthy"].add_metric(labels, 0)
+                return
         families["healthy"].add_metric(labels, 1)
+
+    def _say(self, where: str, message: str, level: int = logging.WARNING) -> None:
+        if (where, message) not in self._said:
+            self._said.add((where, message))
+            log.log(level, "%s", message)
+
+
+_HEALTHY = "1 while NVML reads the GPU, 0 once it cannot (lost, fallen off the bus)"

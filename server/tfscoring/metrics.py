@@ -111,6 +111,7 @@ BATCH_ROWS: Histogram
 QUEUE_WAIT_SECONDS: Histogram
 SESSION_SECONDS: Histogram
 QUEUED_ROWS: Gauge
+REQUESTS_IN_FLIGHT: Gauge
 LOG_LINES_DROPPED: Counter
 SPLIT_RETRIES: Counter
 COLLECTED: Counter
@@ -149,6 +150,11 @@ def _make() -> None:
             ),
             "SESSION_SECONDS": Histogram("tfscoring_session_seconds", "time of one session call", buckets=_LATENCY),
             "QUEUED_ROWS": Gauge("tfscoring_queued_rows", "rows waiting to be scored", multiprocess_mode="livesum"),
+            "REQUESTS_IN_FLIGHT": Gauge(
+                "tfscoring_requests_in_flight",
+                "requests in the scoring script (read, decoded, queued or scored), each holding a gunicorn thread",
+                multiprocess_mode="livesum",
+            ),
             "LOG_LINES_DROPPED": Counter(
                 "tfscoring_log_lines_dropped",
                 "request log lines that could not be written to stdout (closed or stuck)",

@@ -84,14 +84,16 @@ def observed(request: flask.Request) -> Iterator[RequestRecord]:
     request.environ[_LOGGED] = True  # and gunicorn's access line is not built
     record = RequestRecord()
     started = time.perf_counter()
-    with tracing.request_span(request) as span:
+    with tracing.request_span(request, request.headers.get(PATH_HEADER) or request.path) as spans:
+        metrics.REQUESTS_IN_FLIGHT.inc()
         try:
             yield record
         except TimeoutError:
             record.status, record.error = 500, "scoring timeout (SCORING_TIMEOUT_MS)"
             raise
         finally:
-            tracing.finish(span, _span_attributes(request, record), record.status)
+            metrics.REQUESTS_IN_FLIGHT.dec()
+            tracing.finish(spans, _span_attributes(request, record), record.status)
             _account(request, record, time.perf_counter() - started)
 
 

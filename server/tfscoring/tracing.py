@@ -1,12 +1,14 @@
 """An OpenTelemetry span per scoring request: request id, rows, batch size, queue wait, session time, status.
 
 Exported over OTLP/HTTP (protobuf) when OpenTelemetry's standard variables name an endpoint
-(OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_HEADERS), and to
+(OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT, _HEADERS, _TIMEOUT, _COMPRESSION, _CERTIFICATE; config.py reads
+them), through a tracer provider of this module's own, so that only these spans go there; and to
 Application Insights where azmlinfsrv's own switch (AML_APP_INSIGHTS_ENABLED) has set up its tracer
-provider; both at once too.  A client's W3C `traceparent` header makes the span its child.  Spans leave
-through the SDK's BatchSpanProcessor: a bounded queue and a thread of its own, so an exporter that is
-slow or down never delays a request (spans beyond the queue are dropped by the SDK).  With neither
-configured, no span is made at all.
+provider, as an internal span under the server span azmlinfsrv writes itself (Application Insights counts
+each server span as a request).  A client's W3C `traceparent` header makes the span its child.  Spans
+leave through the SDK's BatchSpanProcessor: a bounded queue and a thread of its own, so an exporter that is
+slow or down never delays a request (spans beyond the queue are dropped by the SDK); at exit, what is
+queued gets at most _EXIT_FLUSH_S, so a hung exporter does not hold a worker's exit.
 
 Why the exporter is written here: azmlinfsrv 1.5.1 pins opentelemetry-sdk 1.33.0, whose OTLP exporter
 needs protobuf < 6, while TensorFlow 2.21 needs protobuf >= 6.31.  The OTLP encoder of a later release
@@ -16,9 +18,10 @@ them, as the OTLP/HTTP specification says.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import gzip
 from collections.abc import Iterator, Sequence
-from urllib.parse import unquote
 
 import flask
 import requests
@@ -29,30 +32,37 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from tfscoring import log
+from tfscoring.config import OtlpTraces
 
-_tracer: trace.Tracer | None = None  # None: no span is made
-_EXPORT_TIMEOUT_S = 10
+# (tracer, kind of the request's span) for each place spans go; empty: no span is made.
+_tracers: list[tuple[trace.Tracer, trace.SpanKind]] = []
+_EXIT_FLUSH_S = 2.0
 
 
 class OtlpHttpExporter(SpanExporter):
     """Spans to an OTLP/HTTP endpoint, protobuf-encoded; a failed export is logged once and dropped."""
 
-    def __init__(self, endpoint: str, headers: dict[str, str]):
-        self._endpoint = endpoint
+    def __init__(self, otlp: OtlpTraces):
+        self._otlp = otlp
         self._session = requests.Session()
-        self._session.headers.update({**headers, "Content-Type": "application/x-protobuf"})
+        self._session.headers.update({**otlp.headers, "Content-Type": "application/x-protobuf"})
+        if otlp.gzip:
+            self._session.headers["Content-Encoding"] = "gzip"
+        if otlp.certificate:
+            self._session.verify = str(otlp.certificate)
         self._failing = False
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        body = encode_spans(spans).SerializeToString()
         try:
             answer = self._session.post(
-                self._endpoint, data=encode_spans(spans).SerializeToString(), timeout=_EXPORT_TIMEOUT_S
+                self._otlp.endpoint, data=gzip.compress(body) if self._otlp.gzip else body, timeout=self._otlp.timeout_s
             )
             answer.raise_for_status()
         except requests.RequestException as err:
-            if not self._failing:
-                log.warning("cannot export %d spans to %s: %s (logged once until it works)", len(spans),
-                            self._endpoint, err)  # fmt: skip
+            if not self._failing:  # the reason's type only: its text may quote a header value or the URL
+                log.warning("cannot export %d spans to %s: %s (said once until an export works)", len(spans),
+                            self._otlp.shown, _reason(err))  # fmt: skip
             self._failing = True
             return SpanExportResult.FAILURE
         self._failing = False
@@ -62,50 +72,48 @@ class OtlpHttpExporter(SpanExporter):
         self._session.close()
 
 
-def configure(endpoint: str | None, headers: str | None, service_name: str) -> str:
-    """Set up the spans of this worker; returns a description for the log."""
-    global _tracer
-    provider = trace.get_tracer_provider()
+def _reason(err: requests.RequestException) -> str:
+    response = getattr(err, "response", None)
+    return f"HTTP {response.status_code}" if response is not None else type(err).__name__
+
+
+def configure(otlp: OtlpTraces | None, service_name: str) -> str:
+    """Set up the spans of this worker (after the fork: init()); returns a description for the log."""
+    _tracers.clear()
     targets = []
-    if isinstance(provider, TracerProvider):  # azmlinfsrv's, for Application Insights
+    azmlinfsrvs = trace.get_tracer_provider()
+    if isinstance(azmlinfsrvs, TracerProvider):  # Application Insights: under azmlinfsrv's own server span
+        _tracers.append((azmlinfsrvs.get_tracer("tfscoring"), trace.SpanKind.INTERNAL))
         targets.append("Application Insights")
-    if endpoint:
-        if not isinstance(provider, TracerProvider):
-            provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
-            trace.set_tracer_provider(provider)
-        provider.add_span_processor(BatchSpanProcessor(OtlpHttpExporter(endpoint, _parse_headers(headers))))
-        targets.append(f"OTLP/HTTP {endpoint}")
-    _tracer = provider.get_tracer("tfscoring") if targets else None
+    if otlp:
+        ours = TracerProvider(resource=Resource.create({"service.name": service_name}), shutdown_on_exit=False)
+        processor = BatchSpanProcessor(OtlpHttpExporter(otlp))
+        ours.add_span_processor(processor)
+        atexit.register(processor.force_flush, int(_EXIT_FLUSH_S * 1e3))  # bounded, unlike the SDK's own shutdown
+        _tracers.append((ours.get_tracer("tfscoring"), trace.SpanKind.SERVER))
+        targets.append(f"OTLP/HTTP {otlp.shown}")
     return ", ".join(targets) or "off"
 
 
-def _parse_headers(headers: str | None) -> dict[str, str]:
-    """OTEL_EXPORTER_OTLP_HEADERS: `key=value,key2=value2`, values URL-encoded (the specification's format)."""
-    pairs = (item.split("=", 1) for item in (headers or "").split(",") if "=" in item)
-    return {unquote(key).strip(): unquote(value).strip() for key, value in pairs}
-
-
 @contextlib.contextmanager
-def request_span(request: flask.Request) -> Iterator[trace.Span | None]:
-    """The request's span (None when spans are off), a child of the client's traceparent where it sent one."""
-    if _tracer is None:
-        yield None
+def request_span(request: flask.Request, path: str) -> Iterator[list[trace.Span]]:
+    """The request's spans (none when spans are off), children of the client's traceparent where it sent one."""
+    if not _tracers:
+        yield []
         return
     parent = propagate.extract(request.headers)  # its get() is case-insensitive, as header names are
-    with _tracer.start_as_current_span(
-        "POST /score" if request.method == "POST" else f"{request.method} /score",
-        context=parent,
-        kind=trace.SpanKind.SERVER,
-        record_exception=False,
-        set_status_on_exception=False,
-    ) as span:
-        yield span
+    name, method = f"{request.method} {path}", {"http.request.method": request.method}
+    spans = [tracer.start_span(name, context=parent, kind=kind, attributes=method) for tracer, kind in _tracers]
+    try:
+        yield spans
+    finally:
+        for span in spans:
+            span.end()
 
 
-def finish(span: trace.Span | None, attributes: dict, status: int) -> None:
-    if span is None:
-        return
-    span.set_attributes({key: value for key, value in attributes.items() if value is not None})
-    span.set_attribute("http.response.status_code", status)
-    if status >= 500:
-        span.set_status(trace.Status(trace.StatusCode.ERROR))
+def finish(spans: list[trace.Span], attributes: dict, status: int) -> None:
+    for span in spans:
+        span.set_attributes({key: value for key, value in attributes.items() if value is not None})
+        span.set_attribute("http.response.status_code", status)
+        if status >= 500:
+            span.set_status(trace.Status(trace.StatusCode.ERROR))

@@ -1,0 +1,139 @@
+"""Fuzzing POST /score on the real azmlinfsrv: any body, any Content-Type, a 2xx or a 4xx JSON error, never a 5xx.
+
+The bodies are those of test_fuzz_decode.py (arbitrary bytes, arbitrary JSON,
+bodies a mutation or two away from valid JSON, raw float32 and .npy bodies),
+sent with a random Content-Type.  The server must answer each one as the parser
+does in-process: 200 with one class id per row, or the parser's own 400/413 and
+message as `{"error": "..."}`.  Afterwards every worker still answers, and the
+same rows get the same class ids as before the fuzzing: no worker is stuck or
+damaged.  Each request has a timeout, so a hung worker fails the test too.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import requests
+from hypothesis import event, given
+from hypothesis import strategies as st
+from werkzeug.http import parse_options_header
+
+from tests.http.conftest import SERVER_ENV
+from tests.support import data_body, post
+from tests.unit.test_fuzz_decode import fuzz, json_bodies, near_valid_bodies, npy_bodies, raw_bodies
+from tfscoring import binary, images
+from tfscoring.errors import ScoringError
+from tfscoring.interface import Interface, TensorSpec
+from tfscoring.protocols import Form, decode_json
+
+WIDTH = 784
+MAX_ROWS = int(SERVER_ENV["MAX_REQUEST_ROWS"])
+DECODERS = {  # as score.py picks them, with its default IMAGE_SCALE
+    binary.RAW: binary.decode_raw,
+    binary.NPY: binary.decode_npy,
+    **dict.fromkeys(images.CONTENT_TYPES, lambda body, spec, max_rows: images.decode_image(body, spec, "unit")),
+}
+
+CONTENT_TYPES = st.sampled_from(
+    [
+        *(None, "application/json", "application/json; charset=utf-8", "text/plain", "", "*/*"),
+        *("image/png", "image/jpeg", "IMAGE/PNG"),
+        *("application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "multipart/form-data"),
+        *("application/octet-stream", "APPLICATION/OCTET-STREAM", "application/x-npy", "application/x-npy; v=1"),
+        *('application/json; charset="', "application/json; charset=utf-16", ";;", "application/"),
+    ]
+) | st.text(st.characters(min_codepoint=33, max_codepoint=126), max_size=30)
+
+
+def _with_type(bodies: st.SearchStrategy[bytes], own_type: str) -> st.SearchStrategy[tuple[bytes, str | None]]:
+    """(body, Content-Type): the body's own type most of the time, any other now and then."""
+    return st.tuples(bodies, st.sampled_from([own_type] * 3) | CONTENT_TYPES)
+
+
+def _body(case: tuple[bytes, int]) -> bytes:
+    return case[0]  # the width it was made for aside: the server's is 784
+
+
+requests_to_send = st.one_of(
+    st.tuples(st.binary(max_size=300), CONTENT_TYPES),
+    _with_type(json_bodies, "application/json"),
+    _with_type(near_valid_bodies().map(_body), "application/json"),
+    _with_type(raw_bodies().map(_body), binary.RAW),
+    _with_type(npy_bodies().map(_body), binary.NPY),
+)
+
+
+# The how-to's model as the server names it (tests/http/conftest.py serves models/tf-dnn-mnist/1).
+INPUT = TensorSpec("network/X", "network/X:0", np.dtype("float32"), (WIDTH,))
+OUTPUT = TensorSpec("network/output/MatMul", "network/output/MatMul:0", np.dtype("float32"), (10,))
+INTERFACE = Interface("tf-dnn-mnist", "1", (INPUT,), (OUTPUT,))
+
+
+def parsed_in_process(body: bytes, content_type: str | None) -> tuple[int, object]:
+    """What the server must answer: (200, (form, rows)) or (status, error message), from the parser itself."""
+    mimetype = parse_options_header(content_type or "")[0].lower()
+    try:
+        if mimetype in DECODERS:
+            rows, form = DECODERS[mimetype](body, INPUT, MAX_ROWS), Form.HOWTO
+        else:
+            decoded = decode_json(body, INTERFACE, MAX_ROWS)
+            rows, form = decoded.rows[0], decoded.form
+    except ScoringError as err:
+        return err.status_code, err.message
+    return 200, (form, len(rows))
+
+
+def answered_rows(form: Form, answer: object) -> list:
+    """The per-row answers in an answer of the given form: class ids, or rows of 10 output values."""
+    if form is Form.HOWTO:
+        assert all(type(c) is int and 0 <= c <= 9 for c in answer)
+        return answer
+    if form is Form.OIP:
+        (output,) = answer["outputs"]
+        assert output["datatype"] == "FP32" and output["shape"][1:] == [10]
+        return [output["data"][i : i + 10] for i in range(0, len(output["data"]), 10)]
+    rows = answer["predictions" if form is Form.ROW else "outputs"]
+    assert all(len(row) == 10 for row in rows)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def answers_before(server, t10k) -> tuple[np.ndarray, list[int]]:
+    """Class ids of 64 t10k rows, asked before any fuzzing."""
+    rows = t10k[0][:64]
+    response = post(server.score_url, data_body(rows))
+    assert response.status_code == 200, response.text
+    return rows, response.json()
+
+
+@fuzz(1000)
+@given(request=requests_to_send)
+def test_any_body_with_any_content_type_gets_the_parsers_answer_never_a_5xx(server, answers_before, request):
+    body, content_type = request
+    response = post(server.score_url, body, content_type, timeout=30)  # a stuck worker fails here
+    assert response.status_code < 500, response.text
+    assert response.headers["Content-Type"] == "application/json"
+    answer = response.json()
+    status, expected = parsed_in_process(body, content_type)
+    event(f"status {response.status_code}")
+    assert response.status_code == status, (answer, expected)
+    if status == 200:
+        form, rows = expected
+        assert len(answered_rows(form, answer)) == rows
+    else:
+        assert answer == {"error": expected}
+        assert isinstance(answer["error"], str) and answer["error"]
+
+
+def test_after_the_fuzzing_every_worker_answers_as_before(server, answers_before):
+    """The health probe answers, and 16 concurrent requests (as many as both workers' threads) get the same ids."""
+    assert requests.get(server.url + "/", timeout=10).text == "Healthy"
+    rows, before = answers_before
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda _: post(server.score_url, data_body(rows), timeout=30), range(16)))
+    assert [a.status_code for a in answers] == [200] * 16
+    assert all(a.json() == before for a in answers)
+    raw = post(server.score_url, rows.astype("<f4").tobytes(), binary.RAW, timeout=30)
+    assert raw.json() == before

@@ -1,0 +1,309 @@
+"""The batcher, in-process on a model in plain numpy: rows of concurrent callers share session calls, each
+caller gets its own answers in order, large requests are split, and overload is a 503, never a hang."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from tests.support import SETTLE_S, wait_for
+from tfscoring.batching import Batcher
+from tfscoring.errors import RowsRefused, ServiceUnavailable
+
+
+class RowBatcher(Batcher):
+    """The batcher of a one-input, one-output model, fed and answering plain arrays of rows."""
+
+    def __init__(self, infer, **options):
+        super().__init__(lambda batch: (infer(batch[0]),), **options)
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        return super().predict((rows,))[0]
+
+
+class MatrixModel:
+    """The how-to's model's shape in plain numpy: 784 numbers a row in, a class id out (the argmax of the row times a
+    fixed random matrix), so that each row's answer is its own and the batcher needs no TensorFlow."""
+
+    def __init__(self, seed: int = 0):
+        self.weights = np.random.default_rng(seed).standard_normal((784, 10)).astype(np.float32)
+
+    def infer(self, rows: np.ndarray) -> np.ndarray:
+        return np.argmax(np.asarray(rows, np.float32) @ self.weights, axis=1).astype(np.int64)
+
+
+class RecordedModel:
+    """The model's infer, recording each session call's size and thread, optionally held at a gate."""
+
+    def __init__(self, model: MatrixModel):
+        self.model = model
+        self.calls: list[tuple[int, str]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+
+    def infer(self, rows: np.ndarray) -> np.ndarray:
+        self.calls.append((len(rows), threading.current_thread().name))
+        self.entered.set()
+        assert self.gate.wait(30), "test gate never opened"
+        return self.model.infer(rows)
+
+
+@pytest.fixture(scope="module")
+def model() -> MatrixModel:
+    return MatrixModel()
+
+
+@pytest.fixture
+def recorded(model) -> RecordedModel:
+    return RecordedModel(model)
+
+
+def batcher(recorded: RecordedModel, **overrides) -> Batcher:
+    options = {"max_batch_rows": 32, "max_delay_s": 0.002, "max_queue_rows": 10_000, "max_wait_s": 30.0}
+    return RowBatcher(recorded.infer, **{**options, **overrides})
+
+
+def test_concurrent_callers_share_session_calls_and_get_their_own_rows_in_order(recorded, model, t10k):
+    images, _ = t10k
+    expected = model.infer(images[:3000])
+    scoring = batcher(recorded)
+    rng = np.random.default_rng(3)
+    jobs = [rng.choice(3000, size=int(rng.integers(1, 20)), replace=False) for _ in range(400)]
+
+    def call(picked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with scoring.incoming():
+            rows = images[picked]
+        return picked, scoring.predict(rows)
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(call, jobs))
+
+    for picked, answer in results:
+        assert answer.tolist() == expected[picked].tolist()
+    sizes = [size for size, _ in recorded.calls]
+    assert sum(sizes) == sum(len(j) for j in jobs)
+    assert max(sizes) <= 32
+    assert len(sizes) < len(jobs), "no session call held rows of more than one request"
+
+
+def test_a_lone_request_is_scored_at_once_in_its_own_thread(recorded, model, t10k):
+    images, _ = t10k
+    scoring = batcher(recorded, max_delay_s=60.0)  # a request that waited for company would hang here
+    assert scoring.predict(images[:5]).tolist() == model.infer(images[:5]).tolist()
+    assert recorded.calls == [(5, threading.current_thread().name)]
+
+
+def test_a_large_request_is_split_into_session_calls_of_at_most_max_batch_rows(recorded, model, t10k):
+    images, _ = t10k
+    answer = batcher(recorded).predict(images[:100])
+    assert answer.tolist() == model.infer(images[:100]).tolist()
+    assert [size for size, _ in recorded.calls] == [32, 32, 32, 4]
+
+
+def start_blocked_leader(scoring: Batcher, recorded: RecordedModel, rows: np.ndarray) -> ThreadPoolExecutor:
+    """One request in a session call held at the gate: the model is busy, the queue fills behind it."""
+    recorded.gate.clear()
+    pool = ThreadPoolExecutor(8)
+    pool.leader = pool.submit(scoring.predict, rows)
+    assert recorded.entered.wait(30)
+    return pool
+
+
+def test_a_full_queue_refuses_at_once_with_503_and_retry_after(recorded, model, t10k):
+    images, _ = t10k
+    scoring = batcher(recorded, max_queue_rows=20)
+    pool = start_blocked_leader(scoring, recorded, images[:1])
+    queued = [pool.submit(scoring.predict, images[i : i + 10]) for i in (10, 20)]  # 20 rows: the queue is full
+    wait_for(lambda: scoring._queued_rows >= 20, SETTLE_S, "20 rows queued behind the leader")
+
+    with pytest.raises(ServiceUnavailable) as refused:
+        scoring.predict(images[30:31])
+    assert refused.value.status_code == 503
+    assert "queue limit of 20 rows (MAX_QUEUE_ROWS)" in refused.value.message
+    assert int(refused.value.headers["Retry-After"]) >= 1
+
+    recorded.gate.set()  # nothing accepted is lost: the queued requests are answered
+    assert pool.leader.result(30).tolist() == model.infer(images[:1]).tolist()
+    assert queued[0].result(30).tolist() == model.infer(images[10:20]).tolist()
+    assert queued[1].result(30).tolist() == model.infer(images[20:30]).tolist()
+    pool.shutdown()
+
+
+def test_a_request_not_started_within_max_queue_wait_gets_503_and_the_batcher_goes_on(recorded, model, t10k):
+    images, _ = t10k
+    scoring = batcher(recorded, max_wait_s=0.3)
+    pool = start_blocked_leader(scoring, recorded, images[:1])
+
+    with pytest.raises(ServiceUnavailable, match=r"waited 300 ms in the queue without being scored"):
+        scoring.predict(images[1:3])
+
+    recorded.gate.set()
+    assert pool.leader.result(30).tolist() == model.infer(images[:1]).tolist()
+    assert scoring.predict(images[3:6]).tolist() == model.infer(images[3:6]).tolist()
+    assert sum(size for size, _ in recorded.calls) == 4, "the withdrawn rows were scored all the same"
+    pool.shutdown()
+
+
+def test_a_failing_session_call_fails_its_requests_only(model, t10k):
+    images, _ = t10k
+    failures = iter([RuntimeError("device lost")])
+
+    def flaky_infer(rows: np.ndarray) -> np.ndarray:
+        error = next(failures, None)
+        if error:
+            raise error
+        return model.infer(rows)
+
+    scoring = RowBatcher(flaky_infer, max_batch_rows=32, max_delay_s=0, max_queue_rows=100, max_wait_s=30)
+    with pytest.raises(RuntimeError, match="device lost"):
+        scoring.predict(images[:2])
+    assert scoring.predict(images[:2]).tolist() == model.infer(images[:2]).tolist()
+
+
+def test_an_interrupted_session_call_fails_its_requests_and_leaves_the_batcher_working(model, t10k):
+    """A BaseException (e.g. the worker shutting down) in a batch holding part of a queued request."""
+    images, _ = t10k
+    calls = []
+    second_waiting = threading.Event()
+
+    def interrupted_infer(rows: np.ndarray) -> np.ndarray:
+        calls.append(len(rows))
+        if len(calls) == 1:
+            assert second_waiting.wait(30)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return model.infer(rows)
+
+    scoring = RowBatcher(interrupted_infer, max_batch_rows=15, max_delay_s=0, max_queue_rows=100, max_wait_s=30)
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(scoring.predict, images[:20])  # batches: [0:15], then [15:20] + 10 rows of the second
+        wait_for(lambda: scoring._queued_rows >= 5, SETTLE_S, "the first request's last 5 rows queued")
+        second = pool.submit(scoring.predict, images[20:40])
+        wait_for(lambda: scoring._queued_rows >= 25, SETTLE_S, "the second request's 20 rows queued too")
+        second_waiting.set()
+        with pytest.raises(KeyboardInterrupt):
+            first.result(30)
+        with pytest.raises(ServiceUnavailable, match="scoring was interrupted"):
+            second.result(30)
+    assert scoring.predict(images[:3]).tolist() == model.infer(images[:3]).tolist()
+    assert not scoring._queue and scoring._queued_rows == 0
+
+
+def test_a_sync_worker_whose_alarm_cut_the_lead_hand_off_short_takes_the_lead_back(model, t10k):
+    """SIGALRM (the server's timeout in a sync worker) can land anywhere, even while the lead is handed on."""
+    images, _ = t10k
+    scoring = RowBatcher(model.infer, max_batch_rows=8, max_delay_s=0, max_queue_rows=100, max_wait_s=0.5)
+    fired = []
+
+    def alarm_in_hand_off(frame, event, arg):
+        if event == "line" and not fired:
+            fired.append(frame.f_lineno)
+            raise TimeoutError("scoring timeout")  # what azmlinfsrv's SIGALRM handler raises
+        return alarm_in_hand_off
+
+    sys.settrace(lambda frame, event, arg: alarm_in_hand_off if frame.f_code.co_name == "_pass_lead" else None)
+    try:
+        with pytest.raises(TimeoutError):
+            scoring.predict(images[:3])
+    finally:
+        sys.settrace(None)
+    assert fired, "the alarm never landed in the hand-off"
+    assert scoring.predict(images[3:6]).tolist() == model.infer(images[3:6]).tolist()  # not a 503
+
+
+def test_a_gathering_leader_is_woken_when_the_last_incoming_request_leaves(recorded, t10k):
+    # The request that leaves incoming() without being queued (its body failed to decode, say) wakes the
+    # leader waiting for it; without that, the leader waits out MAX_BATCH_DELAY_MS (here a minute).
+    images, _ = t10k
+    scoring = batcher(recorded, max_delay_s=60.0)
+    leave = threading.Event()
+
+    def incoming_then_refused():
+        with scoring.incoming():
+            assert leave.wait(30)
+
+    with ThreadPoolExecutor(2) as pool:
+        other = pool.submit(incoming_then_refused)
+        wait_for(lambda: len(scoring._incoming) == 1, 10, "a request incoming")
+        leader = pool.submit(scoring.predict, images[:2])
+        wait_for(lambda: scoring._gathering, 10, "the leader gathering")
+        leave.set()
+        assert leader.result(20).tolist() == recorded.model.infer(images[:2]).tolist()
+        other.result(5)
+
+
+class GatedInputs:
+    """A model of two inputs and two outputs in plain numpy (sums of each row), recording each call's inputs and
+    held at a gate; a row whose id is negative makes the call fail as TensorFlow's InvalidArgumentError does."""
+
+    def __init__(self):
+        self.calls: list[tuple[np.ndarray, ...]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+
+    def __call__(self, batch: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+        self.calls.append(batch)
+        self.entered.set()
+        assert self.gate.wait(30), "test gate never opened"
+        values, ids = batch
+        if (ids < 0).any():
+            raise RowsRefused("indices[0] = -1 is not in [0, 3)")
+        return values.reshape(len(values), -1).sum(axis=1), ids * 10
+
+
+def gated_batcher(model: GatedInputs) -> Batcher:
+    return Batcher(model, max_batch_rows=64, max_delay_s=0, max_queue_rows=1000, max_wait_s=30)
+
+
+def queue_behind_a_held_call(scoring: Batcher, model: GatedInputs, first: tuple, then: list[tuple]) -> list:
+    """`first` in a session call held at the gate, `then` queued behind it (all taken by the next batch)."""
+    model.gate.clear()
+    pool = ThreadPoolExecutor(len(then) + 1)
+    futures = [pool.submit(scoring.predict, first)]
+    assert model.entered.wait(30)
+    futures += [pool.submit(scoring.predict, rows) for rows in then]
+    wait_for(lambda: scoring._queued_rows >= sum(len(rows[0]) for rows in then), SETTLE_S, "the requests queued")
+    model.gate.set()
+    pool.shutdown(wait=False)
+    return futures
+
+
+def test_requests_of_several_inputs_are_stacked_input_by_input_and_each_gets_its_own_outputs():
+    model = GatedInputs()
+    scoring = gated_batcher(model)
+    requests_ = [(np.full((n, 2, 3), n, np.float32), np.arange(n, dtype=np.int64) + n) for n in (1, 2, 3, 4)]
+    futures = queue_behind_a_held_call(scoring, model, requests_[0], requests_[1:])
+    for (_, ids), future in zip(requests_, futures, strict=True):
+        sums, tens = future.result(30)
+        assert sums.tolist() == [6.0 * len(ids)] * len(ids) and tens.tolist() == (ids * 10).tolist()
+    assert [len(call[0]) for call in model.calls] == [1, 9]  # the three queued requests in one session call
+    assert model.calls[1][0].shape == (9, 2, 3) and model.calls[1][1].shape == (9,)
+
+
+def test_a_batch_stops_at_a_request_whose_rows_have_another_shape():
+    """An input with a free dimension: rows of different widths cannot be stacked into one array."""
+    model = GatedInputs()
+    scoring = gated_batcher(model)
+    wide, narrow = np.ones((2, 5), np.float32), np.ones((2, 3), np.float32)
+    ids = np.zeros(2, np.int64)
+    futures = queue_behind_a_held_call(scoring, model, (wide, ids), [(wide, ids), (narrow, ids), (narrow, ids)])
+    assert [f.result(30)[0].tolist() for f in futures] == [[5.0, 5.0], [5.0, 5.0], [3.0, 3.0], [3.0, 3.0]]
+    assert [call[0].shape for call in model.calls] == [(2, 5), (2, 5), (4, 3)]
+
+
+def test_a_request_the_model_refuses_fails_alone_and_the_requests_batched_with_it_are_answered():
+    model = GatedInputs()
+    scoring = gated_batcher(model)
+    good, bad = (np.ones((2, 2), np.float32), np.array([1, 2])), (np.ones((1, 2), np.float32), np.array([-1]))
+    futures = queue_behind_a_held_call(scoring, model, good, [good, bad, good])
+    with pytest.raises(RowsRefused, match="the model refused this request's values: indices"):
+        futures[2].result(30)
+    for future in (futures[0], futures[1], futures[3]):
+        assert future.result(30)[1].tolist() == [10, 20]
+    assert [len(call[0]) for call in model.calls] == [2, 5, 2, 1, 2]  # the shared batch, then each on its own

@@ -1,0 +1,24 @@
+"""The how-to's form and the Open Inference Protocol's for a graph whose output already is the class id, in-process
+(tfscoring/protocols.py).  The forms over HTTP: tests/http/test_protocols.py."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from tfscoring import protocols
+from tfscoring.interface import Interface, TensorSpec
+
+
+def test_the_howto_form_answers_an_output_of_one_value_per_row_as_it_is():
+    # A graph whose output already is the class id (int, (N, 1)): argmax would answer 0 for every row.
+    interface = Interface(
+        "m", "1", (TensorSpec("x", "x:0", np.dtype("float32"), (784,)),),
+        (TensorSpec("label", "label:0", np.dtype("int32"), (1,)),),
+    )  # fmt: skip
+    labels = (np.array([[3], [7]], np.int32),)
+    answer = protocols.answer(protocols.Request((), protocols.Form.HOWTO), labels, interface)
+    assert json.loads(answer.get_data()) == [3, 7]
+    oip = protocols.answer(protocols.Request((), protocols.Form.OIP), labels, interface)
+    assert json.loads(oip.get_data())["outputs"][0]["datatype"] == "INT32"

@@ -1,0 +1,42 @@
+"""The swagger documents init() publishes for the how-to's model, generated in-process (tfscoring/swagger.py).  The
+server serving them, and schemathesis fuzzing it from them: tests/http/test_swagger.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tfscoring import images, swagger
+from tfscoring.interface import Interface, TensorSpec
+
+# The how-to's model as the server reads it from its graph (models/tf-dnn-mnist/1).
+HOWTO = Interface(
+    "tf-dnn-mnist", "1",
+    (TensorSpec("network/X", "network/X:0", np.dtype("float32"), (784,)),),
+    (TensorSpec("network/output/MatMul", "network/output/MatMul:0", np.dtype("float32"), (10,)),),
+)  # fmt: skip
+
+
+def published(version: int | str) -> dict:
+    return swagger.documents(HOWTO)[str(version)]
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_the_schema_describes_the_request_and_the_answers(version):
+    spec = published(version)
+    schemas = spec["definitions"] if version == 2 else spec["components"]["schemas"]
+    score = spec["paths"]["/score"]["post"]
+    assert schemas["ServiceInput"]["required"] == ["data"]
+    assert schemas["ServiceInput"]["properties"]["data"]["minItems"] == 1
+    assert schemas["Row"]["minItems"] == schemas["Row"]["maxItems"] == 784
+    assert schemas["ServiceOutput"]["items"] == {"type": "integer", "minimum": 0, "maximum": 9}
+    assert schemas["ErrorResponse"]["required"] == ["error"]
+    assert {"200", "400", "401", "413", "503"} <= score["responses"].keys()
+    media_types = score["consumes"] if version == 2 else score["requestBody"]["content"].keys()
+    assert set(media_types) == {
+        "application/json",
+        "application/octet-stream",
+        "application/x-npy",
+        *images.CONTENT_TYPES,
+    }
+    assert "/" in spec["paths"] and "/swagger.json" in spec["paths"]
