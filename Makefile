@@ -77,7 +77,7 @@ $(BIN)/python: | system-packages
 # (server/tfscoring), model, client and bench import from anywhere, as the checkout's own files.
 $(VENV)/.server-installed: $(BIN)/python requirements/server.txt requirements/tensorflow-$(TF_FLAVOR).txt requirements/constraints.txt pyproject.toml
 	$(PIP_INSTALL) -r requirements/server.txt -r requirements/tensorflow-$(TF_FLAVOR).txt
-	$(PIP_INSTALL) --no-deps -e .
+	$(PIP_INSTALL) --no-deps --no-build-isolation -e .  # setuptools from server.txt: no download
 	@touch $@
 
 $(VENV)/.dev-installed: $(VENV)/.server-installed requirements/dev.txt

@@ -171,10 +171,7 @@ MAKE_VARIABLES = [
 
 
 def settings_classes() -> list[type]:
-    """Settings and ServerSettings, importing server/ the way the tests and azmlinfsrv do."""
-    server = str(REPO / "server")
-    if server not in sys.path:
-        sys.path.insert(0, server)
+    """Settings and ServerSettings (tfscoring: installed by make, pyproject.toml)."""
     from tfscoring.config import ServerSettings, Settings
 
     return [Settings, ServerSettings]

@@ -28,7 +28,8 @@ RETRY_LARGER_AFTER = 1000
 
 class _FromEnv(BaseSettings):
     # Field names are the environment variables, upper-cased (pydantic-settings matches case-insensitively).
-    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+    # An empty variable is an unset one (OpenTelemetry's rule, and what a manifest's `value: ""` means).
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", env_ignore_empty=True)
 
     @classmethod
     def from_env(cls):
@@ -158,10 +159,12 @@ class Settings(_FromEnv):
     otel_exporter_otlp_traces_compression: Literal["gzip", "none"] | None = pydantic.Field(
         None, description="as above, for traces only"
     )
-    otel_exporter_otlp_certificate: Path | None = pydantic.Field(
+    otel_exporter_otlp_certificate: pydantic.FilePath | None = pydantic.Field(
         None, description="CA certificate (PEM) to check an https endpoint with"
     )
-    otel_exporter_otlp_traces_certificate: Path | None = pydantic.Field(None, description="as above, for traces only")
+    otel_exporter_otlp_traces_certificate: pydantic.FilePath | None = pydantic.Field(
+        None, description="as above, for traces only"
+    )
     otel_service_name: str | None = pydantic.Field(
         None, description="the service name of the spans; default: the model's name"
     )
@@ -235,8 +238,9 @@ class Settings(_FromEnv):
             return None
         if self.otel_exporter_otlp_traces_endpoint:
             endpoint = str(self.otel_exporter_otlp_traces_endpoint)
-        elif self.otel_exporter_otlp_endpoint:
-            endpoint = str(self.otel_exporter_otlp_endpoint).rstrip("/") + "/v1/traces"
+        elif self.otel_exporter_otlp_endpoint:  # <endpoint>/v1/traces, a query it has kept after the path
+            base = urlsplit(str(self.otel_exporter_otlp_endpoint))
+            endpoint = base._replace(path=base.path.rstrip("/") + "/v1/traces").geturl()
         else:
             return None
         headers = self.otel_exporter_otlp_traces_headers or self.otel_exporter_otlp_headers or ""
@@ -266,7 +270,8 @@ class OtlpTraces:
     def shown(self) -> str:
         """The endpoint as a log line may show it: no user, password or query (a token may hide there)."""
         url = urlsplit(self.endpoint)
-        return f"{url.scheme}://{url.hostname}{f':{url.port}' if url.port else ''}{url.path}"
+        host = f"[{url.hostname}]" if ":" in (url.hostname or "") else url.hostname
+        return f"{url.scheme}://{host}{f':{url.port}' if url.port else ''}{url.path}"
 
 
 def _shown(error: dict) -> str:

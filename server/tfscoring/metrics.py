@@ -18,7 +18,7 @@ scoring worker.  A worker that replaces a dead one clears the dead
 one's live gauges.  If the directory cannot be made, scoring goes on and the
 metrics are off, with a warning.
 
-Metric names are listed in the README (Observability).
+Metric names are listed in docs/operations.md (Metrics).
 """
 
 from __future__ import annotations
@@ -164,12 +164,15 @@ def _make() -> None:
                 "times a worker lowered its rows per session call after running out of device memory",
             ),
             "COLLECTED": Counter(
-                "tfscoring_collected", "requests whose inputs and outputs went to the model data collector"
+                "tfscoring_collected",
+                "requests whose inputs and outputs were handed to the data collector's package (send_failed below "
+                "counts those it then could not deliver)",
             ),
             "COLLECTION_DROPPED": Counter(
                 "tfscoring_collection_dropped",
-                "sampled requests whose data was not collected: buffer_full (DATA_COLLECTION_MAX_BYTES), collector "
-                "(the azureml-ai-monitoring package refused it), error",
+                "sampled requests whose data was not collected: buffer_full (DATA_COLLECTION_MAX_BYTES), too_large "
+                "(over an eighth of it), collector (the azureml-ai-monitoring package refused it), send_failed (the "
+                "collector did not take it), error",
                 ["reason"],
             ),
             "DEVICE": Gauge(

@@ -4,8 +4,10 @@ Exported over OTLP/HTTP (protobuf) when OpenTelemetry's standard variables name 
 (OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT, _HEADERS, _TIMEOUT, _COMPRESSION, _CERTIFICATE; config.py reads
 them), through a tracer provider of this module's own, so that only these spans go there; and to
 Application Insights where azmlinfsrv's own switch (AML_APP_INSIGHTS_ENABLED) has set up its tracer
-provider, as an internal span under the server span azmlinfsrv writes itself (Application Insights counts
-each server span as a request).  A client's W3C `traceparent` header makes the span its child.  Spans
+provider, as an internal span beside the server span azmlinfsrv writes itself once run() has returned
+(Application Insights counts each server span as a request): the two are joined on the request id
+(`tfscoring.request_id`, azmlinfsrv's "Request Id"), not as parent and child.  A client's W3C `traceparent`
+header makes the span its child.  Spans
 leave through the SDK's BatchSpanProcessor: a bounded queue and a thread of its own, so an exporter that is
 slow or down never delays a request (spans beyond the queue are dropped by the SDK); at exit, what is
 queued gets at most _EXIT_FLUSH_S, so a hung exporter does not hold a worker's exit.
@@ -37,6 +39,8 @@ from tfscoring.config import OtlpTraces
 # (tracer, kind of the request's span) for each place spans go; empty: no span is made.
 _tracers: list[tuple[trace.Tracer, trace.SpanKind]] = []
 _EXIT_FLUSH_S = 2.0
+_configured: list[str] = []  # the description, once configure() has run in this process
+_NAME_CHARS = 100  # a span name's path (a client sets X-Tfscoring-Path where no front door clears it)
 
 
 class OtlpHttpExporter(SpanExporter):
@@ -59,7 +63,7 @@ class OtlpHttpExporter(SpanExporter):
                 self._otlp.endpoint, data=gzip.compress(body) if self._otlp.gzip else body, timeout=self._otlp.timeout_s
             )
             answer.raise_for_status()
-        except requests.RequestException as err:
+        except Exception as err:  # a RequestException, or an OSError of the TLS set-up: this batch is dropped
             if not self._failing:  # the reason's type only: its text may quote a header value or the URL
                 log.warning("cannot export %d spans to %s: %s (said once until an export works)", len(spans),
                             self._otlp.shown, _reason(err))  # fmt: skip
@@ -72,14 +76,15 @@ class OtlpHttpExporter(SpanExporter):
         self._session.close()
 
 
-def _reason(err: requests.RequestException) -> str:
+def _reason(err: Exception) -> str:
     response = getattr(err, "response", None)
     return f"HTTP {response.status_code}" if response is not None else type(err).__name__
 
 
 def configure(otlp: OtlpTraces | None, service_name: str) -> str:
-    """Set up the spans of this worker (after the fork: init()); returns a description for the log."""
-    _tracers.clear()
+    """Set up the spans of this worker (after the fork: init(), once); returns a description for the log."""
+    if _configured:
+        return _configured[0]
     targets = []
     azmlinfsrvs = trace.get_tracer_provider()
     if isinstance(azmlinfsrvs, TracerProvider):  # Application Insights: under azmlinfsrv's own server span
@@ -92,7 +97,8 @@ def configure(otlp: OtlpTraces | None, service_name: str) -> str:
         atexit.register(processor.force_flush, int(_EXIT_FLUSH_S * 1e3))  # bounded, unlike the SDK's own shutdown
         _tracers.append((ours.get_tracer("tfscoring"), trace.SpanKind.SERVER))
         targets.append(f"OTLP/HTTP {otlp.shown}")
-    return ", ".join(targets) or "off"
+    _configured.append(", ".join(targets) or "off")
+    return _configured[0]
 
 
 @contextlib.contextmanager
@@ -102,7 +108,7 @@ def request_span(request: flask.Request, path: str) -> Iterator[list[trace.Span]
         yield []
         return
     parent = propagate.extract(request.headers)  # its get() is case-insensitive, as header names are
-    name, method = f"{request.method} {path}", {"http.request.method": request.method}
+    name, method = f"{request.method} {path[:_NAME_CHARS]}", {"http.request.method": request.method}
     spans = [tracer.start_span(name, context=parent, kind=kind, attributes=method) for tracer, kind in _tracers]
     try:
         yield spans

@@ -93,3 +93,25 @@ def test_opentelemetry_settings_this_server_cannot_honour_stop_start_up_without_
     with pytest.raises(StartupError) as refused:
         Settings.from_env()
     assert f"{name}={said}" in str(refused.value) and "s3cret" not in str(refused.value)
+
+
+def test_an_empty_variable_is_an_unset_one(env):
+    """OpenTelemetry's rule, and what a manifest's `value: ""` gives: no export, no stopped start-up."""
+    env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+    env.setenv("OTEL_SDK_DISABLED", "")
+    env.setenv("SCORING_API_KEY", "")
+    settings = Settings.from_env()
+    assert settings.otlp_traces is None and settings.api_key is None
+
+
+def test_an_endpoints_query_stays_after_the_traces_path_and_a_log_line_shows_no_secret(env):
+    env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/base/?tenant=7")
+    assert Settings.from_env().otlp_traces.endpoint == "http://collector:4318/base/v1/traces?tenant=7"
+    env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://[::1]:4318")
+    assert Settings.from_env().otlp_traces.shown == "http://[::1]:4318/v1/traces"
+
+
+def test_a_certificate_that_is_not_there_stops_start_up(env, tmp_path):
+    env.setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", str(tmp_path / "missing.pem"))
+    with pytest.raises(StartupError, match="OTEL_EXPORTER_OTLP_CERTIFICATE"):
+        Settings.from_env()

@@ -47,3 +47,15 @@ def test_every_azure_ml_path_uses_the_same_base_image():
     assert base in (REPO / "docker" / "aks" / "deploy_v1.py").read_text()
     v2_deployment = yaml.safe_load((REPO / "docker" / "aks" / "v2" / "deployment.yml").read_text())
     assert v2_deployment["environment"]["image"] == base
+
+
+def test_the_local_run_script_passes_every_setting_on_to_the_container():
+    """docker/run-local.sh forwards a fixed list of variables (docker -e NAME): every setting of the server's."""
+    from tfscoring.config import ServerSettings, Settings
+
+    script = (REPO / "docker" / "run-local.sh").read_text()
+    forwarded = set(script.split("settings=(", 1)[1].split(")", 1)[0].split())
+    # Set by the container itself (the model's mount, serve.py's state directory, the metrics' directory, --gpus).
+    inside = {"AZUREML_MODEL_DIR", "WORKER_STATE_DIR", "PROMETHEUS_MULTIPROC_DIR", "CUDA_VISIBLE_DEVICES"}
+    settings = {name.upper() for name in [*Settings.model_fields, *ServerSettings.model_fields]}
+    assert settings - inside - forwarded == set()

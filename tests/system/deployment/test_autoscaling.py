@@ -114,7 +114,7 @@ def exported_series() -> dict[str, tuple[str, frozenset[str]]]:
 
 def test_the_metrics_source_is_read():
     series = exported_series()
-    # The two the autoscalers use, as the README's Observability table names them.
+    # The two the autoscalers use, as docs/operations.md's metrics table names them.
     assert series["tfscoring_queued_rows"] == ("gauge", frozenset())
     assert series["tfscoring_requests_total"] == ("counter", frozenset({"status"}))
     assert series["tfscoring_queue_wait_seconds_bucket"][0] == "counter"
