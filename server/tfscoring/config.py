@@ -28,8 +28,7 @@ RETRY_LARGER_AFTER = 1000
 
 class _FromEnv(BaseSettings):
     # Field names are the environment variables, upper-cased (pydantic-settings matches case-insensitively).
-    # An empty variable is an unset one (OpenTelemetry's rule, and what a manifest's `value: ""` means).
-    model_config = SettingsConfigDict(frozen=True, extra="ignore", env_ignore_empty=True)
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
 
     @classmethod
     def from_env(cls):
@@ -222,6 +221,14 @@ class Settings(_FromEnv):
         """(name, version): the settings', else the registered-model layout's <name>/<version>/."""
         folder = Path(os.path.abspath(self.azureml_model_dir))  # not resolve(): a symlink's own name counts
         return self.model_name or folder.parent.name or "model", self.model_version or folder.name or "1"
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _empty_otel_is_unset(cls, values: object) -> object:
+        """OpenTelemetry's rule: an empty OTEL_* variable is an unset one (a manifest's `value: ""`)."""
+        if isinstance(values, dict):
+            return {k: v for k, v in values.items() if not (k.lower().startswith("otel_") and v == "")}
+        return values
 
     @pydantic.field_validator("otel_exporter_otlp_headers", "otel_exporter_otlp_traces_headers")
     @classmethod
