@@ -48,3 +48,16 @@ def howto_server(model_dir, tmp_path_factory):
     """The how-to's own score.py on the same azmlinfsrv and model: the reference."""
     with ServerProcess(HOWTO_SCORE_PY, model_dir, tmp_path_factory.mktemp("howto-server")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def t10k_class_ids(model_dir, t10k) -> np.ndarray:
+    """The how-to's model's class ids for the first 600 t10k rows, in-process: what every split must give."""
+    from tfscoring.config import Settings
+    from tfscoring.model import GraphModel
+
+    reference = GraphModel.load(Settings(azureml_model_dir=model_dir))
+    try:
+        return reference.infer(t10k[0][:600])
+    finally:
+        reference.close()

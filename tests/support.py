@@ -42,6 +42,7 @@ __all__ = [
     "cut_short_request",
     "data_body",
     "free_port",
+    "howto_interface",
     "open_connections",
     "post",
     "send_raw",
@@ -58,3 +59,16 @@ def post(url: str, body: bytes, content_type: str | None = "application/json", *
     headers = {"Content-Type": content_type} if content_type else {}
     headers.update(kwargs.pop("headers", {}))
     return requests.post(url, data=body, headers=headers, timeout=kwargs.pop("timeout", 60), **kwargs)
+
+
+def howto_interface():
+    """The how-to's model as the server reads it from its graph (models/tf-dnn-mnist/1)."""
+    import numpy as np
+
+    from tfscoring.interface import Interface, TensorSpec
+
+    return Interface(
+        "tf-dnn-mnist", "1",
+        (TensorSpec("network/X", "network/X:0", np.dtype("float32"), (784,)),),
+        (TensorSpec("network/output/MatMul", "network/output/MatMul:0", np.dtype("float32"), (10,)),),
+    )  # fmt: skip

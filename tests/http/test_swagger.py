@@ -17,12 +17,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import requests
 
+from tests.support import howto_interface
 from tfscoring import swagger
-from tfscoring.interface import Interface, TensorSpec
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 
@@ -36,11 +35,7 @@ CHECKS += "response_schema_conformance"
 MAX_EXAMPLES = 40  # per operation and phase, per schema version
 
 # The how-to's model as the server reads it from its graph (tests/http/conftest.py serves models/tf-dnn-mnist/1).
-HOWTO = Interface(
-    "tf-dnn-mnist", "1",
-    (TensorSpec("network/X", "network/X:0", np.dtype("float32"), (784,)),),
-    (TensorSpec("network/output/MatMul", "network/output/MatMul:0", np.dtype("float32"), (10,)),),
-)  # fmt: skip
+HOWTO = howto_interface()
 
 
 def published(version: int | str) -> dict:

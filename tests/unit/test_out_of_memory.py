@@ -50,12 +50,8 @@ def model(model_dir):
 
 
 @pytest.fixture(scope="module")
-def expected(model_dir, t10k) -> np.ndarray:
-    reference = GraphModel.load(Settings(azureml_model_dir=model_dir))
-    try:
-        return reference.infer(t10k[0][:600])
-    finally:
-        reference.close()
+def expected(t10k_class_ids) -> np.ndarray:
+    return t10k_class_ids
 
 
 @pytest.mark.parametrize("error", [resource_exhausted, feed_not_copied])

@@ -3,18 +3,13 @@ server serving them, and schemathesis fuzzing it from them: tests/http/test_swag
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
+from tests.support import howto_interface
 from tfscoring import images, swagger
-from tfscoring.interface import Interface, TensorSpec
 
 # The how-to's model as the server reads it from its graph (models/tf-dnn-mnist/1).
-HOWTO = Interface(
-    "tf-dnn-mnist", "1",
-    (TensorSpec("network/X", "network/X:0", np.dtype("float32"), (784,)),),
-    (TensorSpec("network/output/MatMul", "network/output/MatMul:0", np.dtype("float32"), (10,)),),
-)  # fmt: skip
+HOWTO = howto_interface()
 
 
 def published(version: int | str) -> dict:
