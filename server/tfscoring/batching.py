@@ -36,9 +36,9 @@ import numpy as np
 
 from tfscoring import log, metrics
 from tfscoring.errors import RowsRefused, ServiceUnavailable
+from tfscoring.interface import Batch
 
 # The model's run: one array of rows per input in, one per output out, one output row per input row.
-Batch = tuple[np.ndarray, ...]
 Infer = Callable[[Batch], Batch]
 _RETRY = {"Retry-After": "1"}
 

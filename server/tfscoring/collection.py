@@ -28,9 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from tfscoring import log, metrics
-from tfscoring.interface import Interface, TensorSpec
+from tfscoring.interface import Batch, Interface, TensorSpec
 
-Batch = tuple[np.ndarray, ...]
 _FRAME_COST = 8  # bytes of DataFrame and JSON per byte of float32 array, measured: a sample is held as that much
 _MAX_COLUMNS = 1024  # a row of more values is one column of lists, not a column per value
 # How often the thread looks whether the package's queue has emptied: collection takes at most some 100 requests a

@@ -21,6 +21,9 @@ DATATYPES = {
     ]
 }  # fmt: skip
 DTYPES = {name: dtype for dtype, name in DATATYPES.items()}
+# One array per input (or output), in the interface's order, rows first: what the decoders give the batcher, the
+# batcher the model, and the model back.
+Batch = tuple[np.ndarray, ...]
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,7 @@ import tensorflow.compat.v1 as tf
 from tfscoring import devices, log, metrics, signature
 from tfscoring.config import RETRY_LARGER_AFTER, Settings
 from tfscoring.errors import DeviceFailed, RowsRefused, ServiceUnavailable, StartupError
-from tfscoring.interface import DATATYPES, TensorSpec
-
-Batch = tuple[np.ndarray, ...]  # one array per input (or output), in the interface's order, rows first
+from tfscoring.interface import DATATYPES, Batch, TensorSpec
 
 
 class GraphModel:

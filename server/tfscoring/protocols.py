@@ -26,9 +26,8 @@ from azureml_inference_server_http.api.aml_response import AMLResponse
 
 from tfscoring import decode, tensors
 from tfscoring.errors import BadRequest, PayloadTooLarge
-from tfscoring.interface import DATATYPES, Interface, TensorSpec
+from tfscoring.interface import DATATYPES, Batch, Interface, TensorSpec
 
-Batch = tuple[np.ndarray, ...]
 HEADER_LENGTH = "Inference-Header-Content-Length"  # Triton's binary extension: the JSON part's length
 
 

@@ -59,6 +59,7 @@ class RequestRecord:
     status: int = 500
     rows: int = 0
     error: str | None = None
+    path: str = "/score"  # the path the client asked for: /score, or a /v2 path nginx routed here
     # Filled by the batcher for a request it scored: the largest batch its rows were in, how long it waited
     # for its first batch, and the time of its session calls.
     batch_rows: int | None = None
@@ -82,9 +83,9 @@ def observed(request: flask.Request) -> Iterator[RequestRecord]:
     """Time a request; on the way out count it and log its line, also when the server's timeout cuts it short."""
     flask.g.tfscoring_logged = True  # per request: the server's own lines for it are dropped
     request.environ[_LOGGED] = True  # and gunicorn's access line is not built
-    record = RequestRecord()
+    record = RequestRecord(path=request.headers.get(PATH_HEADER) or request.path)
     started = time.perf_counter()
-    with tracing.request_span(request, request.headers.get(PATH_HEADER) or request.path) as spans:
+    with tracing.request_span(request, record.path) as spans:
         metrics.REQUESTS_IN_FLIGHT.inc()
         try:
             yield record
@@ -93,14 +94,14 @@ def observed(request: flask.Request) -> Iterator[RequestRecord]:
             raise
         finally:
             metrics.REQUESTS_IN_FLIGHT.dec()
-            tracing.finish(spans, _span_attributes(request, record), record.status)
+            tracing.finish(spans, _span_attributes(record), record.status)
             _account(request, record, time.perf_counter() - started)
 
 
-def _span_attributes(request: flask.Request, record: RequestRecord) -> dict:
+def _span_attributes(record: RequestRecord) -> dict:
     return {
         "tfscoring.request_id": getattr(flask.g, "request_id", None),
-        "url.path": request.headers.get(PATH_HEADER) or request.path,
+        "url.path": record.path,
         "tfscoring.rows": record.rows,
         "tfscoring.batch_rows": record.batch_rows,
         "tfscoring.queue_wait_ms": record.queue_ms,
@@ -128,7 +129,7 @@ def _log_line(request: flask.Request, record: RequestRecord, seconds: float) -> 
         "event": "request",
         "request_id": getattr(g, "request_id", "")[:FIELD_CHARS],
         "client_request_id": getattr(g, "client_request_id", "")[:FIELD_CHARS],
-        "path": (request.headers.get(PATH_HEADER) or request.path)[:FIELD_CHARS],  # a /v2 path nginx routed here
+        "path": record.path[:FIELD_CHARS],
         "status": record.status,
         "rows": record.rows,
         "batch_rows": record.batch_rows,

@@ -54,7 +54,7 @@ def from_flat(
         raise BadRequest(f"{field} has {array.size} values; its shape {shape} needs {math.prod(shape)}")
     if (declared == "BOOL") != (array.dtype.kind == "b"):
         raise BadRequest(f"{field} has datatype {declared} but its data holds {_kind(array)}")
-    if booleans and declared != "BOOL" and any(type(v) is bool for v in np.array(data, dtype=object).ravel()):
+    if booleans and declared != "BOOL" and _first_boolean(data) is not None:
         raise BadRequest(f"{field} holds true or false among its numbers; its datatype {declared} takes numbers")
     if declared.startswith(("INT", "UINT")):
         _check_integers(array, DTYPES[declared], field, f"its datatype {declared}")
@@ -196,9 +196,13 @@ def _check_shape(array: np.ndarray, spec: TensorSpec, field: str) -> None:
     )
 
 
+def _first_boolean(value: list) -> int | None:
+    """The flat index of the first true or false in a regular nested list (numpy reads them as 1 and 0)."""
+    return next((i for i, item in enumerate(np.array(value, dtype=object).ravel()) if type(item) is bool), None)
+
+
 def _refuse_booleans(value: list, spec: TensorSpec, field: str) -> None:
-    flat = np.array(value, dtype=object).ravel()
-    found = next((i for i, item in enumerate(flat) if type(item) is bool), None)
+    found = _first_boolean(value)
     if found is not None:
         where = _where(np.unravel_index(found, np.shape(value)))
         raise BadRequest(f"{field} {where} is a boolean; the input {spec.name!r} takes numbers ({spec.datatype})")
