@@ -154,7 +154,8 @@ def _score(request, record: requestlog.RequestRecord, oip: bool = False):
             weight = max(weight, images.decoded_bytes(interface.inputs[0]))
         elif not binary_decode and not interface.bounded_json:  # no count of values bounds the parse: see sizing
             weight = size * FREE_JSON_WEIGHT
-        with budget.reserve(weight):  # 503 when the worker's memory for requests in flight is taken
+        with budget.reserve(weight) as reservation:  # 503 when the worker's memory for requests in flight is taken
+            record.reserved_bytes = reservation.weight
             with batcher.incoming():  # a batch being formed may wait for this request's rows
                 body = read_body(request, settings.max_request_bytes)  # 400 when cut short, 413
                 if binary_decode:  # parse + validate: 400, 413

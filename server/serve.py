@@ -5,7 +5,9 @@
 The port is the front door's (nginx); azmlinfsrv serves score.py behind it on a
 Unix socket (tfscoring/supervisor.py).  Other arguments go to azmlinfsrv as they
 are.  WORKER_COUNT and GUNICORN_CMD_ARGS are filled in only where the environment
-does not set them (tfscoring/sizing.py has the reasoning).  FRONT_DOOR=0 runs
+does not set them (tfscoring/sizing.py has the reasoning); to GUNICORN_CMD_ARGS, set
+or not, serve.py adds gunicorn's configuration file (-c tfscoring/gunicorn_conf.py) and
+--no-control-socket unless it names a configuration file or control socket itself.  FRONT_DOOR=0 runs
 azmlinfsrv on the port itself, as before.  Azure ML, when it builds its own image
 from myenv.yml, starts azmlinfsrv itself behind its own front end; there the
 deployment sets WORKER_COUNT and GUNICORN_CMD_ARGS.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -38,6 +41,12 @@ BEHIND_NGINX = "--keep-alive 75 --limit-request-line 0 --limit-request-field_siz
 # shrink: measured, workers grew 1.2 -> 2.4 GB over three rounds of 32 maximum-size bodies and stayed
 # there; with it they return to 1.45 GB after every round (bench/results/memory-allocators.md).
 MMAP_THRESHOLD = str(1024 * 1024)
+# gunicorn's configuration file (tfscoring/gunicorn_conf.py): its own errors (a header value with a control
+# character, which nginx passes on) answered in JSON, and client-supplied fields in its log lines cut short.
+GUNICORN_CONF = HERE / "tfscoring" / "gunicorn_conf.py"
+# gunicorn 27 binds a control socket at $XDG_RUNTIME_DIR/gunicorn.ctl or ~/.gunicorn/gunicorn.ctl, unlinking what is
+# there: two servers of one user on one host would take each other's.  Nothing of ours uses it (gunicornc): off.
+NO_CONTROL_SOCKET = "--no-control-socket"
 
 
 def main(argv: list[str]) -> None:
@@ -60,6 +69,11 @@ def main(argv: list[str]) -> None:
     env.setdefault("MALLOC_MMAP_THRESHOLD_", MMAP_THRESHOLD)
     if settings.front_door and "--keep-alive" not in env["GUNICORN_CMD_ARGS"]:
         env["GUNICORN_CMD_ARGS"] += " " + BEHIND_NGINX
+    given = shlex.split(env["GUNICORN_CMD_ARGS"])
+    if not {"-c", "--config"} & set(given) and not any(arg.startswith("--config=") for arg in given):
+        env["GUNICORN_CMD_ARGS"] += " -c " + shlex.quote(str(GUNICORN_CONF))
+    if not any(arg.startswith(("--control-socket", NO_CONTROL_SOCKET)) for arg in given):
+        env["GUNICORN_CMD_ARGS"] += " " + NO_CONTROL_SOCKET
     print(
         f"serve.py: {cpus} usable CPU core(s), {gpus} GPU(s): WORKER_COUNT={env['WORKER_COUNT']} "
         f"GUNICORN_CMD_ARGS={env['GUNICORN_CMD_ARGS']!r}",

@@ -6,11 +6,16 @@
   worker starting meanwhile waits in init() (a replacement stays "loading" until the test lets it go).
 - While $FLAKY_FILE exists, a worker's first session call raises InternalError and every later one waits
   (a device that fails, then hangs).
+- When $HOLD_FILE exists, the one session call that removes it first holds the GIL in one C call that never
+  ends and uses a core (a regular expression backtracking without end), as a native decoder stuck on a
+  hostile body would: its heartbeat stops, its CPU time grows.
 
 Everything else is the real entry script.
 """
 
+import contextlib
 import os
+import re
 import time
 from pathlib import Path
 
@@ -22,8 +27,9 @@ run = score.run  # decorated with @rawhttp: the server calls it with the Flask r
 
 
 def init():
-    stall, broken, flaky = (
-        Path(os.environ.get(name, "/nonexistent")) for name in ("STALL_FILE", "BREAK_FILE", "FLAKY_FILE")
+    stall, broken, flaky, hold = (
+        Path(os.environ.get(name, "/nonexistent"))
+        for name in ("STALL_FILE", "BREAK_FILE", "FLAKY_FILE", "HOLD_FILE")
     )
     failed_once = []
     deadline = time.monotonic() + 120
@@ -33,6 +39,9 @@ def init():
     session_call = score.model._run
 
     def faulty_device(*batch):  # one array per input, as TensorFlow's callable takes them
+        with contextlib.suppress(FileNotFoundError):
+            hold.unlink()  # this call, and no other, holds
+            re.fullmatch(r"(a|aa)+b", "a" * 80)  # 2**55 steps in C, the GIL held throughout
         if flaky.exists() and not failed_once:
             failed_once.append(True)
             raise tf.errors.InternalError(None, None, "CUDA_ERROR_LAUNCH_FAILED: unspecified launch failure (pretend)")

@@ -126,7 +126,7 @@ SEE = {
     **dict.fromkeys(["metrics_port", "metrics_bind", "prometheus_multiproc_dir"], "operations.md#metrics"),
     "log_requests": "operations.md#logs",
     "max_inflight_bytes": "operations.md#memory",
-    **dict.fromkeys(["session_hang_s", "worker_hang_s"], "operations.md#faults"),
+    **dict.fromkeys(["session_hang_s", "worker_hang_s", "worker_busy_s"], "operations.md#faults"),
     **dict.fromkeys(
         ["data_collection", "data_collection_sample", "data_collection_max_bytes"],
         "observability.md#model-data-collection-azure-ml",

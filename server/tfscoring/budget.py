@@ -2,7 +2,10 @@
 
 Each request reserves its weight (declared body bytes times the decoding's
 cost per byte, see sizing.JSON_WEIGHT) before its body is read, and gives it
-back when it is answered.  A request that would take the worker past its
+back when it is answered.  Once the body is read, and before the expensive
+step, the reservation is set to the request's own bound (an image's decoded
+size from its header, a JSON body's objects counted in its bytes): a request
+that needs more than it reserved waits for nothing, it is refused the same way.  A request that would take the worker past its
 budget gets 503 + Retry-After at once, before a byte of it is read, so that 32
 concurrent maximum-size bodies are answered 200 or 503 instead of pushing the
 container into an out-of-memory kill.
@@ -28,17 +31,37 @@ class InflightBudget:
         return self._used
 
     @contextmanager
-    def reserve(self, weight: int) -> Iterator[None]:
+    def reserve(self, weight: int) -> Iterator[Reservation]:
+        reservation = Reservation(self)
+        reservation.resize(weight)
+        try:
+            yield reservation
+        finally:
+            with self._lock:
+                self._used -= reservation.weight
+
+    def _take(self, held: int, weight: int, refuse: bool = True) -> None:
+        """Move a reservation from `held` to `weight` bytes, or refuse it (503) and leave it as it was."""
         with self._lock:
-            if self._used and self._used + weight > self.capacity:  # alone, any request may go (it passed 413)
+            others = self._used - held
+            if refuse and weight > held and others and others + weight > self.capacity:  # alone, any request goes
                 raise ServiceUnavailable(
-                    f"server is busy: {self._used} of its {self.capacity} bytes for requests in flight are taken "
+                    f"server is busy: {others} of its {self.capacity} bytes for requests in flight are taken "
                     f"and this request needs {weight} (MAX_INFLIGHT_BYTES); retry shortly",
                     {"Retry-After": "1"},
                 )
-            self._used += weight
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._used -= weight
+            self._used += weight - held
+
+
+class Reservation:
+    """One request's share of the budget, resized as its cost becomes known."""
+
+    def __init__(self, budget: InflightBudget):
+        self._budget = budget
+        self.weight = 0
+
+    def resize(self, weight: int, refuse: bool = True) -> None:
+        """Hold `weight` bytes from now on: less is always granted, more is refused (503) when others hold the
+        rest, unless `refuse` is false (memory already taken, by work done: counted, so that others wait)."""
+        self._budget._take(self.weight, weight, refuse)
+        self.weight = weight

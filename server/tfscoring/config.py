@@ -319,6 +319,11 @@ class ServerSettings(_FromEnv):
     worker_hang_s: float = pydantic.Field(
         10.0, gt=0, description="a serving worker silent for this long (frozen) is killed and replaced"
     )
+    worker_busy_s: float = pydantic.Field(
+        120.0,
+        gt=0,
+        description="a serving worker silent but using CPU (in one long native call) is killed after this long",
+    )
     max_request_bytes: pydantic.PositiveInt = Settings.model_fields["max_request_bytes"]  # nginx's limit too
     cuda_visible_devices: str | None = Settings.model_fields["cuda_visible_devices"]  # GPUs to size the workers to
     worker_count: pydantic.PositiveInt | None = pydantic.Field(

@@ -11,12 +11,18 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from tfscoring import responses, rundir
 from tfscoring.config import ServerSettings
 from tfscoring.errors import StartupError
 
 TEMPLATE = Path(__file__).with_name("nginx.conf.in")
 _UNPRIVILEGED = "nobody"  # nginx's own default worker user when started as root
 _TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+# The answer headers a browser page may read with CORS on: responses.py's list, for azmlinfsrv alone.
+CORS_EXPOSE = responses.EXPOSE["Access-Control-Expose-Headers"]
+UPSTREAM_KEEPALIVE = 64  # idle kept-alive connections nginx keeps to the workers
+# An origin nginx's map can hold as a plain string: scheme://host[:port], nothing nginx or a regex would read.
+_ORIGIN = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[A-Za-z0-9.-]+(:[0-9]+)?")
 
 
 def write_config(settings: ServerSettings, port: int, run_dir: Path) -> Path:
@@ -35,11 +41,29 @@ def write_config(settings: ServerSettings, port: int, run_dir: Path) -> Path:
         "KEEPALIVE_TIMEOUT": str(settings.keepalive_timeout_s),
         "MAX_BODY": str(settings.max_request_bytes),
         "UPSTREAM_TIMEOUT": str(settings.upstream_timeout_s),
+        "UPSTREAM_KEEPALIVE": str(UPSTREAM_KEEPALIVE),
+        "SCORING_SERVERS": f"        server unix:{run_dir}/gunicorn.sock max_fails=0;\n" * (UPSTREAM_KEEPALIVE + 2),
+        "CORS_ORIGINS": _cors_map(os.environ.get("AML_CORS_ORIGINS", "")),
+        "CORS_EXPOSE": CORS_EXPOSE,
     }
     text = re.sub(r"@([A-Z_]+)@", lambda m: values[m[1]], TEMPLATE.read_text())
     path = run_dir / "nginx.conf"
     path.write_text(text)
     return path
+
+
+def _cors_map(origins: str) -> str:
+    """The entries of nginx's map from a request's Origin to the Access-Control-Allow-Origin of nginx's own
+    errors: the origins of AML_CORS_ORIGINS (azmlinfsrv's, comma-separated), as flask_cors answers them (the
+    origin itself; `*` for any).  flask_cors also reads an entry with regex characters as a regex: such an
+    entry gets no CORS headers on nginx's own errors (azmlinfsrv's answers still have them)."""
+    lines = []
+    for origin in (part.strip() for part in origins.split(",")):
+        if origin == "*":
+            lines.append('        "~." "*";\n')
+        elif _ORIGIN.fullmatch(origin):
+            lines.append(f'        "{origin}" $http_origin;\n')
+    return "".join(lines)
 
 
 def give_to_workers(run_dir: Path) -> None:
@@ -48,7 +72,7 @@ def give_to_workers(run_dir: Path) -> None:
         return
     user = pwd.getpwnam(_UNPRIVILEGED)
     for path in [run_dir, *run_dir.iterdir()]:
-        if path.name != "workers":  # the scoring workers' states stay theirs
+        if path.name not in ("workers", rundir.LOCK):  # the workers' states stay theirs, the lock file the server's
             os.chown(path, user.pw_uid, user.pw_gid)
 
 

@@ -13,10 +13,20 @@
   each binary tensor's bytes), both ways.
 
 Every input is validated on its own (tensors.py) and all of them must have the same number of rows.
+
+Before a JSON body is parsed, its bytes are counted (decode.count: no Python object per value): a body holding
+more JSON values than a request to the model can (json_limits) gets 413, one nested deeper than the deepest
+input's rank and the forms' wrapping 400; parse_cost() is what its parse will take, for the in-flight budget.
+Messages show a client's values through decode.shown: at most about 80 characters, never walked deeply.
+
+The how-to's answer, class ids, is the argmax of each row's scores; a row whose scores are not all finite
+(NaN or infinite, e.g. for inputs near float32's limit) has no class: its id is null.  Outputs answered as
+values keep NaN and infinities as null.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
 
@@ -54,20 +64,25 @@ _JSON = {"Content-Type": "application/json"}
 
 
 def decode_json(
-    body: bytes, interface: Interface, max_rows: int, header_length: str | None = None, oip_only: bool = False
+    body: bytes,
+    interface: Interface,
+    max_rows: int,
+    header_length: str | None = None,
+    oip_only: bool = False,
+    counts: decode.Counts | None = None,
 ) -> Request:
     """The request in any JSON form.  `header_length`: the Inference-Header-Content-Length header, where sent;
-    `oip_only`: the request came to an Open Inference Protocol path, so that is its form."""
+    `oip_only`: the request came to an Open Inference Protocol path, so that is its form; `counts`: what
+    check_json_body answered for this body, where the caller called it, not to count twice."""
     binary = b""
     if header_length is not None:
         body, binary = _split_binary(body, header_length)
     width = interface.howto_width
     if width and not binary and not oip_only:
-        rows = decode.fast_rows(body, width, max_rows)  # counts the values first, as below
+        rows = decode.fast_rows(body, width, max_rows)  # counts the commas first; simdjson makes no Python objects
         if rows is not None:
             return Request((rows,), Form.HOWTO)
-    else:
-        _check_value_count(body, interface, max_rows)
+    check_body(body, interface, max_rows, counts)
     document = decode.parse_object(body, _oip_example(interface) if oip_only else _example(interface))
     booleans = b"true" in body or b"false" in body  # only then is a boolean among numbers worth looking for
     if oip_only or binary:
@@ -131,10 +146,15 @@ def _tensor_metadata(spec: TensorSpec, row_shape: tuple[int, ...]) -> dict:
     return {"name": spec.name, "datatype": spec.datatype, "shape": [-1, *row_shape]}
 
 
-def _class_ids(scores: np.ndarray) -> np.ndarray:
-    """The how-to's answer: the argmax of each row's scores; an output of one value per row as it is."""
+def _class_ids(scores: np.ndarray) -> np.ndarray | list:
+    """The how-to's answer: the argmax of each row's scores, null for a row whose scores are not all finite (no
+    class can be told); an output of one value per row as it is (NaN: null)."""
     if scores.ndim == 2 and scores.shape[1] > 1 and scores.dtype.kind == "f":
-        return scores.argmax(axis=1)
+        ids = scores.argmax(axis=1)
+        finite = np.isfinite(scores).all(axis=1)
+        if finite.all():
+            return ids
+        return [int(i) if ok else None for i, ok in zip(ids.tolist(), finite.tolist(), strict=True)]
     if scores.ndim == 2 and scores.shape[1] == 1:
         return scores[:, 0]
     return scores
@@ -174,16 +194,115 @@ def _rows_of(spec: TensorSpec) -> str:
     return f"rows of shape ({spec.shown()[4:]}" if spec.shape else "one value per row"
 
 
-def _check_value_count(body: bytes, interface: Interface, max_rows: int) -> None:
-    """As decode.fast_rows does for the how-to's rows: refuse, before parsing (which takes some 40 bytes per
-    value), a body holding far more values than a request of fixed-shape inputs can (twice a full one)."""
+# JSON values a body may hold for a model with an input of a free dimension, where no row size bounds them:
+# 2**23, as many as 2048 rows of 4096 values, or a 32 MiB body of `0.5,`.  Measured at the ceiling (2 cores): parse
+# and validation hold the GIL about 1 to 1.4 s, RSS rises about 500 MB; parse_cost() says 905 MB, inside the
+# FREE_JSON_WEIGHT x 64 MiB (1 GiB) that such a body reserves before it is read.
+FREE_JSON_VALUES = 1 << 23
+# Nesting of the deepest form around an input's batch: the Open Inference Protocol's document, its "inputs"
+# list, the tensor object and its "data" (the batch dimension); the row's own dimensions come on top.
+FORM_DEPTH = 4
+
+
+def json_limits(interface: Interface, max_rows: int) -> tuple[int, int, str]:
+    """The most JSON values a request to the model may hold, its deepest nesting, and a phrase saying why.
+
+    Fixed-shape inputs: MAX_REQUEST_ROWS + 1 rows (one over, so that it gets its own message) of each input's
+    values and the lists of a row nested to its shape, an object and a key for each input (TF Serving's
+    instances), and decode.KEY_VALUES besides (ids, names, parameters).  Free-shape: FREE_JSON_VALUES.
+    Nesting: the deepest input's rank (one value per row: 1, Triton's [N, 1]) + FORM_DEPTH + decode.EXTRA_DEPTH."""
+    rank = max(max((len(spec.shape) for spec in interface.inputs), default=0), 1)
+    deepest = rank + FORM_DEPTH + decode.EXTRA_DEPTH
     if interface.bounded_json:
-        most = 2 * max_rows * sum(max(spec.row_size, 1) for spec in interface.inputs)
-        if body.count(b",") > most:
-            raise PayloadTooLarge(
-                f"body holds more than {most} values; a request takes at most {max_rows} rows (MAX_REQUEST_ROWS) of "
-                + interface.input_list()
-            )
+        per_row = 1 + sum(max(spec.row_size, 1) + _lists_in_row(spec.shape) + 2 for spec in interface.inputs)
+        most = (max_rows + 1) * per_row + decode.KEY_VALUES + 32 * (len(interface.inputs) + len(interface.outputs))
+        why = f"{max_rows} rows (MAX_REQUEST_ROWS) of {interface.input_list()}"
+    else:
+        most = FREE_JSON_VALUES
+        why = f"a ceiling for inputs of a free dimension ({interface.input_list()})"
+    return most, deepest, f"{why}, nested at most {deepest} deep"
+
+
+def _lists_in_row(shape: tuple[int, ...]) -> int:
+    """The lists of one row nested to `shape`: 1 + d0 + d0 x d1 ... (none for one value per row)."""
+    lists, width = 0, 1
+    for n in shape:
+        lists += width
+        width *= max(n, 1)
+    return lists
+
+
+def check_json_body(
+    body: bytes, interface: Interface, max_rows: int, header_length: str | None = None
+) -> decode.Counts:
+    """Once a JSON body is read, before anything parses it: its counts (decode.count, of the JSON part where
+    Inference-Header-Content-Length is sent), or a 413 where it holds more JSON values than a request to the model
+    can, a 400 where it is nested deeper than the model's inputs (json_limits) or that header is wrong.  Pass the
+    counts on to parse_cost (what to reserve) and decode_json (not to count twice)."""
+    binary = 0
+    if header_length is not None:
+        body, rest = _split_binary(body, header_length)
+        binary = len(rest)
+    most, deepest, why = json_limits(interface, max_rows)
+    counts = dataclasses.replace(decode.count(body, most), binary=binary)
+    decode.check_counts(counts, most, deepest, why)
+    return counts
+
+
+def check_body(body: bytes, interface: Interface, max_rows: int, counts: decode.Counts | None = None) -> None:
+    """Before parsing: a 413 for a body holding more JSON values than a request to the model can, a 400 for one
+    nested deeper than the model's inputs (json_limits)."""
+    most, deepest, why = json_limits(interface, max_rows)
+    if counts is None or counts.depth < 0:  # counted without the depth (parse_cost's): count it
+        counts = decode.count(body, most)
+    decode.check_counts(counts, most, deepest, why)
+
+
+# Bytes each thing a JSON body holds costs once parsed, measured with tracemalloc (orjson 3.13, Python 3.11):
+# orjson.loads of [0.123456, ...]: 24 bytes a float; ints to 2**30 28, to 2**63 36 (true, false, null and
+# -5..256 none); [[], [], ...] 56 a list and 8 a slot in its list; [{}, ...] 64, [{"a": 0.5}, ...] 184 an object
+# of up to 5 keys (keys of up to 64 bytes are cached); a string 49 + 1 a character (4 for non-ASCII text).
+# orjson's parser (yyjson) also reserves 12 bytes a body byte but touches only its 16-byte value records and a
+# copy of the body (RSS high-water of loads: 9 bytes a body byte for short floats, 30 for empty lists); it is
+# freed before validation, which makes arrays: float64 and object copies, the converted array, masks.
+_VALUE = 36 + 8  # the largest number object and its slot
+_LIST = 56
+_OBJECT = 184 + 48  # and its table growing past 5 keys, per key: counted with each value
+_STRING = 49
+_PARSER_VALUE = 16  # yyjson's record of each value, touched
+_PARSER_RESERVED = 12  # yyjson's reservation, a body byte: allocated, mostly never touched
+_ARRAYS_PER_VALUE = 40  # validation and conversion: float64 (8), object (8), converted (<= 8), masks, exactness
+_BINARY_PER_BYTE = 18  # a binary tensor's bytes: converted to a dtype up to 8 times wider, and its exactness check
+
+
+def parse_cost(
+    body: bytes | decode.Counts, interface: Interface, header_length: str | None = None, allocated: bool = False
+) -> int:
+    """An upper bound, in bytes, of the memory that decode_json's parse, validation and conversion of `body`
+    take at their peak (Python objects, the memory orjson's parser touches, numpy arrays), from its bytes alone:
+    reserve it from the in-flight budget once the body is read.  `body` may be check_json_body's counts.
+    `allocated`: count the part of orjson's reservation that it never touches too (what tracemalloc sees; not
+    resident memory)."""
+    if isinstance(body, decode.Counts):
+        counts = body
+    else:
+        if header_length is not None:
+            body, rest = _split_binary(body, header_length)
+        counts = dataclasses.replace(decode.count(body, depth=False), binary=len(rest) if header_length else 0)
+    text_bytes = counts.size * (1 if counts.ascii else 4)  # the strings' characters
+    binary = counts.binary
+    values = counts.values
+    untouched = _PARSER_RESERVED * counts.size if allocated else 0
+    return (
+        untouched
+        + counts.size  # orjson's copy of the body
+        + values * (_VALUE + _PARSER_VALUE + _ARRAYS_PER_VALUE)
+        + counts.lists * _LIST
+        + counts.objects * _OBJECT
+        + counts.strings * _STRING
+        + text_bytes
+        + binary * _BINARY_PER_BYTE
+    )
 
 
 def _check_signature_name(document: dict, interface: Interface) -> None:
@@ -191,7 +310,7 @@ def _check_signature_name(document: dict, interface: Interface) -> None:
     name = document.get("signature_name")
     served = interface.signature_key or "serving_default"
     if name is not None and name != served:
-        raise BadRequest(f"signature_name {name!r} is not served; this server serves {served!r}")
+        raise BadRequest(f"signature_name {decode.shown(name)} is not served; this server serves {served!r}")
 
 
 def only_input(interface: Interface, form: str) -> TensorSpec:
@@ -252,10 +371,14 @@ def _check_names(named: dict, interface: Interface, where: str) -> None:
         spec = interface.input_named(key)
         if spec is None:
             raise BadRequest(
-                f"{where} names {key!r}, which is not an input of the model; its inputs: {_names(interface.inputs)}"
+                f"{where} names {decode.shown(key)}, which is not an input of the model; its inputs: "
+                f"{_names(interface.inputs)}"
             )
         if spec.name in found:
-            raise BadRequest(f"{where} names the input {spec.name!r} twice ({found[spec.name]!r} and {key!r})")
+            raise BadRequest(
+                f"{where} names the input {spec.name!r} twice "
+                f"({decode.shown(found[spec.name])} and {decode.shown(key)})"
+            )
         found[spec.name] = key
     missing = [spec.name for spec in interface.inputs if spec.name not in found]
     if missing:
@@ -280,8 +403,8 @@ def _same_rows(rows: Batch, interface: Interface) -> None:
 def _split_binary(body: bytes, header_length: str) -> tuple[bytes, bytes]:
     if not (header_length.isascii() and header_length.isdigit()) or int(header_length) > len(body):
         raise BadRequest(
-            f"{HEADER_LENGTH} is {header_length!r}; it must be the length in bytes of the JSON at the start of the "
-            f"body ({len(body)} bytes)"
+            f"{HEADER_LENGTH} is {decode.shown(header_length)}; it must be the length in bytes of the JSON at the "
+            f"start of the body ({len(body)} bytes)"
         )
     return body[: int(header_length)], body[int(header_length) :]
 
@@ -305,10 +428,10 @@ def _oip(document: dict, interface: Interface, max_rows: int, binary: bytes, boo
         name = tensor.get("name")
         spec = interface.input_named(name)
         if spec is None:
-            raise BadRequest(f"input {name!r} is not the model's; its inputs: {_names(interface.inputs)}")
+            raise BadRequest(f"input {decode.shown(name)} is not the model's; its inputs: {_names(interface.inputs)}")
         if spec.name in found:
             raise BadRequest(f"input {spec.name!r} is sent twice")
-        where = f"input {name!r}"
+        where = f"input {decode.shown(name)}"
         declared = tensors.check_datatype(tensor.get("datatype"), spec, where)
         size = _binary_size(tensor, where)
         if size is not None:
@@ -342,7 +465,7 @@ def _binary_size(tensor: dict, where: str) -> int | None:
         raise BadRequest(f'{where} has "parameters" that is not an object')
     size = parameters.get("binary_data_size")
     if size is not None and (type(size) is not int or size < 0):
-        raise BadRequest(f"{where} has binary_data_size {size!r}; it must be a byte count")
+        raise BadRequest(f"{where} has binary_data_size {decode.shown(size)}; it must be a byte count")
     return size
 
 
@@ -365,7 +488,8 @@ def _requested_outputs(document: dict, interface: Interface) -> tuple[tuple[int,
         spec = interface.output_named(output.get("name"))
         if spec is None:
             raise BadRequest(
-                f"output {output.get('name')!r} is not the model's; its outputs: {_names(interface.outputs)}"
+                f"output {decode.shown(output.get('name'))} is not the model's; its outputs: "
+                f"{_names(interface.outputs)}"
             )
         index = interface.outputs.index(spec)
         if index not in wanted:

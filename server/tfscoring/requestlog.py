@@ -65,6 +65,7 @@ class RequestRecord:
     batch_rows: int | None = None
     queue_ms: float | None = None
     session_ms: float | None = None
+    reserved_bytes: int | None = None  # its reservation of the in-flight budget at its largest (budget.py)
 
 
 def configure(mode: str) -> None:
@@ -135,6 +136,7 @@ def _log_line(request: flask.Request, record: RequestRecord, seconds: float) -> 
         "batch_rows": record.batch_rows,
         "queue_ms": record.queue_ms,
         "session_ms": record.session_ms,
+        "reserved_bytes": record.reserved_bytes,
         "ms": round(seconds * 1e3, 3),
         "bytes": request.content_length,
         "content_type": request.mimetype[:FIELD_CHARS],  # the client's, of any length
@@ -191,6 +193,8 @@ class _ServerRequestLines(logging.Filter):
         if record.name != "azmlinfsrv":
             return True
         message = record.getMessage()
+        if len(message) > FIELD_CHARS + 80:  # "<method> <path?query> <status> ...": the path, query are the client's
+            record.msg, record.args = f"{message[:FIELD_CHARS]}...{message[-60:]}", ()
         if message.startswith(_DEPRECATED_HEADER):
             return False  # a warning for every request that carries x-ms-request-id: the header works, still echoed
         if flask.has_request_context() and flask.g.get("tfscoring_logged"):

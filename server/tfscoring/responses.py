@@ -8,7 +8,11 @@ from azureml_inference_server_http.api.aml_response import AMLResponse
 from tfscoring.body import ALLOWED_METHODS
 from tfscoring.errors import ScoringError
 
-_JSON = {"Content-Type": "application/json"}
+# With CORS on (AML_CORS_ORIGINS), a browser page reads only the headers an answer lists here; flask_cors
+# (azmlinfsrv's, configured without expose_headers) lists none, and keeps this one.  Harmless without CORS.
+# Behind the front door nginx sets it on every answer instead (frontdoor.CORS_EXPOSE, the same list).
+EXPOSE = {"Access-Control-Expose-Headers": "x-request-id, x-ms-request-id, x-ms-client-request-id, retry-after"}
+_JSON = {"Content-Type": "application/json", **EXPOSE}
 
 
 def error(err: ScoringError) -> AMLResponse:
@@ -21,4 +25,11 @@ def internal_error(request_id: str) -> AMLResponse:
 
 
 def options() -> AMLResponse:
-    return AMLResponse("", 200, {"Allow": ALLOWED_METHODS})
+    return AMLResponse("", 200, {"Allow": ALLOWED_METHODS, **EXPOSE})
+
+
+def exposed(response):
+    """`response` (any answer of run(): protocols.answer's, too) with the headers a browser may read."""
+    for name, value in EXPOSE.items():
+        response.headers.setdefault(name, value)
+    return response

@@ -25,10 +25,9 @@ import shutil
 import signal
 import socket
 import sys
-import tempfile
 from pathlib import Path
 
-from tfscoring import frontdoor, log
+from tfscoring import frontdoor, log, rundir
 from tfscoring.config import ServerSettings
 from tfscoring.health import PodHealth
 
@@ -60,11 +59,13 @@ class Supervisor:
         self._port = port
         self._server_argv = server_argv  # azmlinfsrv and its arguments
         self._env = env
-        self._run_dir = Path(tempfile.mkdtemp(prefix="tfscoring-"))
+        self._run_dir = rundir.create()  # locked while this process lives; dead servers' folders removed
         state_dir = self._run_dir / "workers"
         state_dir.mkdir()
         self._env["WORKER_STATE_DIR"] = str(state_dir)
-        self._health = PodHealth(state_dir, int(env["WORKER_COUNT"]), settings.worker_hang_s)
+        self._health = PodHealth(
+            state_dir, int(env["WORKER_COUNT"]), settings.worker_hang_s, settings.worker_busy_s
+        )
         self._stop = asyncio.Event()
 
     def run(self) -> int:

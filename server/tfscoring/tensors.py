@@ -31,7 +31,10 @@ def from_json(value: object, spec: TensorSpec, max_rows: int, field: str, boolea
         raise BadRequest(f"{field} must be a non-empty list of rows of shape {spec.shown()}, got {_json(value)}")
     if len(value) > max_rows:
         raise PayloadTooLarge(f"{field} has {len(value)} rows; the limit is {max_rows} rows per request")
-    array = _array(value, field)
+    integers = spec.dtype if spec.dtype.kind in _INTEGER_KINDS else None
+    array = _array(value, field, len(spec.shape) + 1, integers, f"the input {spec.name!r} ({spec.datatype})")
+    if spec.dtype.kind == "f" and array.dtype.kind == "f":  # JSON integers among floats were read as float64
+        decode.check_json_integers(value, array, spec.dtype.type, lambda at: f"{field} {_where(at)}")
     if len(spec.shape) > 1 and spec.fixed and array.shape[1:] == (spec.row_size,):
         array = array.reshape(len(array), *spec.shape)  # flat rows
     _check_shape(array, spec, field)
@@ -46,7 +49,8 @@ def from_flat(
     """Rows of `spec` from the Open Inference Protocol's data, flat in row-major order (or nested to `shape`),
     whose values must be of the `declared` datatype (`booleans`: as from_json's)."""
     rows = _declared_shape(shape, spec, max_rows, field)
-    array = _array(data, field) if data else np.zeros(0)
+    integers = DTYPES[declared] if declared.startswith(("INT", "UINT")) else None
+    array = _array(data, field, len(shape), integers, f"its datatype {declared}") if data else np.zeros(0)
     if array.ndim > 1:  # nested to the shape: the same values
         if list(array.shape) != shape:
             raise BadRequest(f"{field} has data nested as {list(array.shape)}; its shape is {shape}")
@@ -60,19 +64,14 @@ def from_flat(
         _check_integers(array, DTYPES[declared], field, f"its datatype {declared}")
     elif declared.startswith("FP"):
         _check_float(array, DTYPES[declared], declared, field)
+    if spec.dtype.kind == "f" and array.dtype.kind == "f":  # JSON integers among floats were read as float64
+        decode.check_json_integers(data, array, spec.dtype.type, lambda at: f"{field} {_where(at)}")
     return _declared_to(array.reshape(rows, *(shape[1:] if spec.shape else ())), declared, spec, field)
 
 
 def _declared_to(array: np.ndarray, declared: str, spec: TensorSpec, field: str) -> np.ndarray:
-    """Values of the declared datatype in the input's dtype; integers reach a float input only exactly."""
-    converted = convert(array, spec, field)
-    if declared.startswith(("INT", "UINT")) and spec.dtype.kind == "f":
-        inexact = converted.astype(np.float64) != array
-        if inexact.any():
-            where = _where(np.argwhere(inexact)[0])
-            raise BadRequest(f"{field} {where} is an integer that {spec.datatype} cannot hold exactly; send it as "
-                             f"{spec.datatype}")  # fmt: skip
-    return converted
+    """Values of the declared datatype in the input's dtype; integers reach a float input only exactly (convert)."""
+    return convert(array, spec, field)
 
 
 def _check_float(array: np.ndarray, dtype: np.dtype, declared: str, field: str) -> None:
@@ -104,7 +103,9 @@ def check_datatype(declared: object, spec: TensorSpec, field: str) -> str:
     if not isinstance(declared, str):
         raise BadRequest(f'{field} has no "datatype" string; the input\'s is "{spec.datatype}"')
     if declared not in DTYPES:
-        raise BadRequest(f'{field} has datatype {declared!r}; the model\'s input {spec.name!r} is "{spec.datatype}"')
+        raise BadRequest(
+            f'{field} has datatype {decode.shown(declared)}; the model\'s input {spec.name!r} is "{spec.datatype}"'
+        )
     kind, wanted = DTYPES[declared].kind, spec.dtype.kind
     fits = kind == wanted == "b" or (wanted == "f" and kind in "iuf") or (wanted in _INTEGER_KINDS and kind in "iu")
     if not fits:
@@ -130,7 +131,26 @@ def convert(array: np.ndarray, spec: TensorSpec, field: str) -> np.ndarray:
     if not finite.all():
         where = _where(np.argwhere(~finite)[0])
         raise BadRequest(f"{field} {where} is not a finite {spec.datatype} value (NaN, infinity or out of range)")
+    if array.dtype.kind in _INTEGER_KINDS:
+        _check_exact(array, converted, spec, field)
     return converted
+
+
+def _check_exact(array: np.ndarray, converted: np.ndarray, spec: TensorSpec, field: str) -> None:
+    """Integers converted to a float input must be held exactly: compared back in integer arithmetic (float64
+    would round 2**53 + 1 before comparing), a float at or beyond 2**63 (2**64 unsigned) being none of them."""
+    wide, limit = (np.dtype(np.int64), 2.0**63) if array.dtype.kind == "i" else (np.dtype(np.uint64), 2.0**64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        beyond = converted >= limit
+        back = np.where(beyond, 0, converted).astype(wide)
+    inexact = beyond | (back != array.astype(wide))
+    if inexact.any():
+        at = np.argwhere(inexact)[0]
+        value = int(array[tuple(at)])
+        raise BadRequest(
+            f"{field} {_where(at)} is an integer that {spec.datatype} cannot hold exactly: {value} (it would be "
+            f"{int(converted[tuple(at)])}); the input {spec.name!r} is {spec.datatype}"
+        )
 
 
 def _declared_shape(shape: object, spec: TensorSpec, max_rows: int, field: str) -> int:
@@ -146,40 +166,69 @@ def _declared_shape(shape: object, spec: TensorSpec, max_rows: int, field: str) 
         or shape[0] < 1
         or any(want >= 0 and got != want for got, want in zip(shape[1:], spec.shape, strict=True))
     ):
-        raise BadRequest(f"{field} has shape {shape!r}; the input {spec.name!r} takes {expected} with N >= 1")
+        raise BadRequest(
+            f"{field} has shape {decode.shown(shape)}; the input {spec.name!r} takes {expected} with N >= 1"
+        )
     if shape[0] > max_rows:
         raise PayloadTooLarge(f"{field} has {shape[0]} rows; the limit is {max_rows} rows per request")
     return shape[0]
 
 
-def _array(value: list, field: str) -> np.ndarray:
-    """The JSON list as a numpy array of numbers or booleans, or a 400 saying which item is not one."""
+def _array(value: list, field: str, levels: int, integer_dtype: np.dtype | None = None, what: str = "") -> np.ndarray:
+    """The JSON list as a numpy array of numbers or booleans, or a 400 saying which item is not one, or which
+    list is nested deeper than `levels` lists (the batch's and the row's dimensions); `integer_dtype`: the integer
+    type the values must fit (`what`, in messages), where they must."""
     try:
         array = np.array(value)
     except (ValueError, OverflowError):  # lists of different lengths ("inhomogeneous"), integers beyond 64 bits
         array = None
     if array is None or array.dtype.kind not in "biuf":
-        found = _first_non_number(value)
+        found = _first_non_number(value, levels)
         if found is None:
             raise BadRequest(f"{field} holds lists of different lengths; its rows must be nested to one shape")
         path, item = found
+        if isinstance(item, list):
+            raise BadRequest(
+                f"{field} at {path} is a list nested deeper than the input's rank allows: its values are nested "
+                f"{levels} lists deep at most"
+            )
         if type(item) is int:
             raise BadRequest(f"{field} at {path} is an integer beyond 64 bits ({item})")
         raise BadRequest(f"{field} at {path} is {_json(item)}; every value must be a number")
+    if array.dtype.kind == "f" and array.size and (np.abs(array) >= 2**53).any():
+        # numpy makes float64 of integers of int64 and of uint64 together ([0, 2**63 + 1]); where every value is
+        # an integer (not so for 2**53 + 1.0, a float), they are exact as uint64, or some is outside an integer
+        # input's range (int64's and uint64's together: [-1, 2**63]).
+        items = np.array(value, dtype=object).ravel()
+        if not any(type(item) is float for item in items):
+            if array.min() >= 0:
+                return np.array(value, dtype=np.uint64)
+            if integer_dtype is not None:
+                info = np.iinfo(integer_dtype)
+                k, item = next((k, v) for k, v in enumerate(items) if not info.min <= v <= info.max)
+                where = _where(np.unravel_index(k, array.shape))
+                raise BadRequest(f"{field} {where} is {item}, outside {what}'s range {info.min} to {info.max}")
     return array
 
 
-def _first_non_number(value: object, path: str = "") -> tuple[str, object] | None:
-    """Where a nested list first holds something other than a number or a boolean that fits 64 bits."""
-    if isinstance(value, list):
-        for i, item in enumerate(value):
-            found = _first_non_number(item, f"{path}[{i}]")
-            if found:
-                return found
-        return None
-    if type(value) is float or type(value) is bool or (type(value) is int and -(2**63) <= value < 2**64):
-        return None
-    return path, value
+def _first_non_number(value: list, levels: int) -> tuple[str, object] | None:
+    """Where a nested list first holds something other than a number or a boolean that fits 64 bits, or a list
+    deeper than `levels` lists (returned as the item); walked with a stack of at most `levels`, not recursion."""
+    stack = [(iter(enumerate(value)), "")]
+    while stack:
+        items, path = stack[-1]
+        step = next(items, None)
+        if step is None:
+            stack.pop()
+            continue
+        i, item = step
+        if isinstance(item, list):
+            if len(stack) >= levels:
+                return f"{path}[{i}]", item
+            stack.append((iter(enumerate(item)), f"{path}[{i}]"))
+        elif not (type(item) is float or type(item) is bool or (type(item) is int and -(2**63) <= item < 2**64)):
+            return f"{path}[{i}]", item
+    return None
 
 
 def _check_shape(array: np.ndarray, spec: TensorSpec, field: str) -> None:
@@ -190,6 +239,11 @@ def _check_shape(array: np.ndarray, spec: TensorSpec, field: str) -> None:
         return
     wanted = "one value per row" if not spec.shape else "rows of shape (" + spec.shown()[4:]
     flat = f", or rows of {spec.row_size} values flat" if spec.fixed and len(spec.shape) > 1 else ""
+    if array.ndim > rank:
+        raise BadRequest(
+            f"{field} is nested {array.ndim} lists deep, deeper than the input's rank allows: the input {spec.name!r} "
+            f"takes {wanted}{flat}: a batch of shape {spec.shown()}"
+        )
     got = "values" if array.ndim == 1 else f"rows of shape {tuple(array.shape[1:])}"
     raise BadRequest(
         f"{field} has {got}; the input {spec.name!r} takes {wanted}{flat}: a batch of shape {spec.shown()}"
@@ -209,11 +263,19 @@ def _refuse_booleans(value: list, spec: TensorSpec, field: str) -> None:
 
 
 def _check_integers(array: np.ndarray, dtype: np.dtype, field: str, what: str) -> None:
+    info = np.iinfo(dtype)
     if array.dtype.kind == "f":
         fractional = array != np.floor(array)
         if fractional.any() or not np.isfinite(array).all():
             where = _where(np.argwhere(fractional | ~np.isfinite(array))[0])
             raise BadRequest(f"{field} {where} is not an integer; {what} takes integers")
+        # Beyond 64 bits first: orjson reads such an integer as a float (2**64 and -2**63 are exact in float64).
+        outside = (array < -(2**63)) | (array >= 2**64)
+        if outside.any():
+            at = np.argwhere(outside)[0]
+            raise BadRequest(
+                f"{field} {_where(at)} is {float(array[tuple(at)])!r}, outside {what}'s range {info.min} to {info.max}"
+            )
         # Beside a number written with a fraction (or as 1e3), JSON's integers were read as float64, which is
         # exact only up to 2**53: a larger one may already be another integer.
         inexact = np.abs(array) >= 2**53
@@ -224,7 +286,6 @@ def _check_integers(array: np.ndarray, dtype: np.dtype, field: str, what: str) -
                 "which cannot be read exactly; write every value of this input as a plain integer"
             )
     if array.size:
-        info = np.iinfo(dtype)
         low, high = array.min(), array.max()
         # Compared as Python ints: in float64, the int64 maximum rounds up to 2**63 and would pass.
         if int(low) < info.min or int(high) > info.max:

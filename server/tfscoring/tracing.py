@@ -23,6 +23,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import gzip
+import logging
 from collections.abc import Iterator, Sequence
 
 import flask
@@ -41,6 +42,8 @@ _tracers: list[tuple[trace.Tracer, trace.SpanKind]] = []
 _EXIT_FLUSH_S = 2.0
 _configured: list[str] = []  # the description, once configure() has run in this process
 _NAME_CHARS = 100  # a span name's path (a client sets X-Tfscoring-Path where no front door clears it)
+_LOGGED_CHARS = 300  # the longest line OpenTelemetry logs about a client's trace headers
+_PROPAGATION_LOGGERS = ("opentelemetry.trace.span", "opentelemetry.trace.propagation.tracecontext")
 
 
 class OtlpHttpExporter(SpanExporter):
@@ -81,10 +84,23 @@ def _reason(err: Exception) -> str:
     return f"HTTP {response.status_code}" if response is not None else type(err).__name__
 
 
+class _CappedWarnings(logging.Filter):
+    """OpenTelemetry's propagator logs a malformed tracestate member verbatim ("Member doesn't match the w3c
+    identifiers format ..."): the client's header, up to the server's header limit.  Cut such a line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if len(message) > _LOGGED_CHARS:
+            record.msg, record.args = message[:_LOGGED_CHARS] + "...", ()
+        return True
+
+
 def configure(otlp: OtlpTraces | None, service_name: str) -> str:
     """Set up the spans of this worker (after the fork: init(), once); returns a description for the log."""
     if _configured:
         return _configured[0]
+    for name in _PROPAGATION_LOGGERS:
+        logging.getLogger(name).addFilter(_CappedWarnings())
     targets = []
     azmlinfsrvs = trace.get_tracer_provider()
     if isinstance(azmlinfsrvs, TracerProvider):  # Application Insights: under azmlinfsrv's own server span

@@ -56,7 +56,9 @@ def fragile(model_dir, tmp_path_factory):
         yield server
 
 
-def test_a_frozen_worker_is_killed_and_replaced_and_its_requests_get_an_error(fragile):
+def test_a_frozen_worker_is_killed_and_replaced_and_its_requests_are_answered_by_the_replacement(fragile):
+    """Requests the frozen worker holds (on nginx's kept-alive connections) are sent once more when it is killed,
+    and those still in the socket's backlog are taken by the replacement: every one is answered 200."""
     (frozen,) = workers(fragile)
     os.kill(frozen, signal.SIGSTOP)
     try:
@@ -64,14 +66,15 @@ def test_a_frozen_worker_is_killed_and_replaced_and_its_requests_get_an_error(fr
             answers = list(pool.map(lambda _: post(fragile.score_url, ONE_ROW, timeout=90), range(4)))
     finally:
         replacement = replaced(fragile, frozen)
-    assert {a.status_code for a in answers} <= {200, 502}
-    assert all("error" in a.json() for a in answers if a.status_code == 502)
+    assert [a.status_code for a in answers] == [200] * 4
     assert "silent for" in fragile.log() and f"worker {frozen}" in fragile.log()
     assert post(fragile.score_url, ONE_ROW).status_code == 200
     assert replacement != frozen
 
 
 def test_a_session_call_that_never_returns_ends_the_worker(fragile):
+    """nginx sends the request once more when its worker ends (scoring has no side effects); it hangs in the
+    replacement too, which ends as well, and the client gets 502: such a request costs two workers, never more."""
     (hung,) = workers(fragile)
     fragile.stall.touch()
     try:
@@ -83,7 +86,7 @@ def test_a_session_call_that_never_returns_ends_the_worker(fragile):
     assert "replaced" in answer.json()["error"]
     replaced(fragile, hung)
     assert post(fragile.score_url, ONE_ROW).status_code == 200
-    wait_for(lambda: "SESSION_HANG_S=5" in fragile.log(), 30, "the watchdog's line")
+    fragile.wait_for_log("SESSION_HANG_S=5", count=2)  # the watchdog's line, in the worker and in the one tried next
 
 
 def test_a_device_that_fails_then_hangs_ends_the_worker(fragile):

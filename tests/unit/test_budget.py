@@ -52,3 +52,19 @@ def test_a_small_replica_still_admits_one_maximum_request_per_worker():
 
 def test_the_memory_limit_is_at_most_the_machines():
     assert 0 < sizing.memory_limit() <= os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def test_a_reservation_grows_to_its_request_s_real_cost_or_is_refused_and_keeps_what_it_held():
+    budget = InflightBudget(100)
+    with budget.reserve(10) as first:
+        first.resize(70)  # the header said more: granted while it fits
+        assert budget.used == 70
+        with budget.reserve(20) as second:
+            with pytest.raises(ServiceUnavailable):
+                second.resize(40)  # 70 + 40 > 100
+            assert budget.used == 90 and second.weight == 20
+            second.resize(5)  # less is always granted
+            assert budget.used == 75
+        first.resize(500)  # alone: any size goes
+        assert budget.used == 500
+    assert budget.used == 0

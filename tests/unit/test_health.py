@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -111,3 +112,64 @@ def test_a_replacement_still_loading_keeps_the_pod_live(health, tmp_path):
     health.refresh({103})
     assert health.answer("live")[0] == 200
     assert health.answer("ready")[0] == 503
+
+
+# A worker's main thread holding the GIL in one long C call, as orjson.loads of a huge body does: its heartbeat
+# thread cannot run, but the process uses a core.  And one whose GIL is held by a thread asleep: a deadlock.
+_BUSY = "import threading, time, re\nthreading.Thread(target=lambda: time.sleep(300), daemon=True).start()\n" + (
+    "re.fullmatch(r'(a|aa)+b', 'a' * 60)"  # catastrophic backtracking, in C, the GIL held: years of CPU
+)
+_DEADLOCKED = (
+    "import ctypes, threading, time\nthreading.Thread(target=lambda: [time.sleep(0.01) for _ in iter(int, 1)], "
+    "daemon=True).start()\nctypes.PyDLL(None).pause()"  # PyDLL keeps the GIL across the call: the thread waits
+)
+
+
+def _silent_until(health: PodHealth, tmp_path, pid: int, done) -> None:
+    """A worker that wrote its state once and then fell silent, refreshed as serve.py does until done()."""
+    write(tmp_path, pid)
+    deadline = time.monotonic() + 30
+    while not done() and time.monotonic() < deadline:
+        health.refresh({pid})
+        time.sleep(0.05)
+
+
+def test_a_silent_worker_using_cpu_is_busy_not_frozen_and_counts_as_serving_saturated(tmp_path):
+    busy = subprocess.Popen([sys.executable, "-c", _BUSY])
+    health = PodHealth(tmp_path, configured=1, hang_s=2.5)
+    try:
+        _silent_until(health, tmp_path, busy.pid, lambda: busy.pid in health.busy())
+        assert busy.pid in health.busy()
+        assert busy.poll() is None  # silent for more than QUIET_S + a window, alive
+        # Still busy past the hang limit and the state's staleness: not killed, serving and saturated.
+        _silent_until(health, tmp_path, busy.pid, lambda: time.monotonic() - health._states[busy.pid]["at"] > 4)
+        assert busy.poll() is None and busy.pid in health.busy()
+        status, body = health.answer("ready")
+        assert status == 503 and "full" in body["reason"] and body["workers"]["serving"] == 1
+    finally:
+        busy.kill()
+        busy.wait()
+
+
+def test_a_worker_busy_and_silent_past_the_busy_limit_is_killed(tmp_path):
+    busy = subprocess.Popen([sys.executable, "-c", _BUSY])
+    health = PodHealth(tmp_path, configured=1, hang_s=2.5, busy_s=4)
+    try:
+        _silent_until(health, tmp_path, busy.pid, lambda: busy.poll() is not None)
+        assert busy.wait(10) == -9
+    finally:
+        busy.kill()
+
+
+@pytest.mark.parametrize("how", ["deadlocked", "stopped"])
+def test_a_silent_worker_using_no_cpu_is_frozen_and_killed(tmp_path, how):
+    frozen = subprocess.Popen([sys.executable, "-c", _DEADLOCKED if how == "deadlocked" else _BUSY])
+    if how == "stopped":
+        frozen.send_signal(signal.SIGSTOP)  # a busy loop, stopped: its past CPU does not make it busy
+    health = PodHealth(tmp_path, configured=1, hang_s=2.5)
+    try:
+        _silent_until(health, tmp_path, frozen.pid, lambda: frozen.poll() is not None)
+        assert frozen.wait(10) == -9
+        assert frozen.pid not in health.busy()
+    finally:
+        frozen.kill()
