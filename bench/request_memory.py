@@ -96,10 +96,8 @@ def bodies(input_name: str) -> dict[str, tuple[bytes, dict[str, str]]]:
     npy = io.BytesIO()
     np.save(npy, array)
     out[".npy float32"] = (npy.getvalue(), {"Content-Type": "application/x-npy"})
-    header = orjson.dumps(
-        {"inputs": [{"name": input_name, "shape": [ROWS, WIDTH], "datatype": "FP32", "parameters": {
-            "binary_data_size": array.nbytes}}]}  # fmt: skip
-    )
+    tensor = {"name": input_name, "shape": [ROWS, WIDTH], "datatype": "FP32"}
+    header = orjson.dumps({"inputs": [{**tensor, "parameters": {"binary_data_size": array.nbytes}}]})
     out["OIP binary FP32"] = (
         header + array.tobytes(),
         {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(header))},
@@ -126,7 +124,8 @@ def measure(server: FrontDoorProcess, worker: int, name: str, body: bytes, heade
     Path(f"/proc/{worker}/clear_refs").write_text("5")  # VmHWM := VmRSS
     before = _kib(worker, "VmRSS")
     request_id = f"request-memory-{time.monotonic_ns()}"
-    answer = requests.post(server.url + "/score", data=body, headers={**headers, "x-request-id": request_id}, timeout=300)
+    headers = {**headers, "x-request-id": request_id}
+    answer = requests.post(server.url + "/score", data=body, headers=headers, timeout=300)
     peak = _kib(worker, "VmHWM")
     line = wait_for(lambda: _log_line(server.log(), request_id), 30, f"the request log line of {name}")
     reserved = line.get("reserved_bytes") or 0

@@ -25,6 +25,7 @@ from azureml_inference_server_http.api.aml_request import rawhttp
 from tfscoring import (
     __version__,
     binary,
+    cost,
     images,
     log,
     metrics,
@@ -52,9 +53,6 @@ from tfscoring.sizing import BINARY_WEIGHT, FREE_JSON_WEIGHT, JSON_WEIGHT
 DECODERS = {
     binary.RAW: lambda body, spec, settings: binary.decode_raw(body, spec, settings.max_request_rows),
     binary.NPY: lambda body, spec, settings: binary.decode_npy(body, spec, settings.max_request_rows),
-    **dict.fromkeys(
-        images.CONTENT_TYPES, lambda body, spec, settings: images.decode_image(body, spec, settings.image_scale)
-    ),
 }
 
 
@@ -122,7 +120,7 @@ def run(request):
         else:
             response = protocols.metadata(interface) if request.method == "GET" else _score(request, record)
         record.status = response.status_code
-        return response
+        return responses.exposed(response)  # CORS: a page may read x-request-id and Retry-After
 
 
 def _route(path: str, request, record: requestlog.RequestRecord):
@@ -148,25 +146,19 @@ def _score(request, record: requestlog.RequestRecord, oip: bool = False):
         require_key(request.headers.get("Authorization"), settings.api_key)  # 401, before the body is read
         size = check_declared(request, settings.max_request_bytes)  # 405, 413 from the headers alone
         header_length = request.headers.get(protocols.HEADER_LENGTH)  # binary tensors: Open Inference Protocol
-        binary_decode = None if oip or header_length is not None else DECODERS.get(request.mimetype)
-        weight = size * (BINARY_WEIGHT if binary_decode else JSON_WEIGHT)
-        if request.mimetype in images.CONTENT_TYPES and len(interface.inputs) == 1:  # a small body, many pixels
-            weight = max(weight, images.decoded_bytes(interface.inputs[0]))
-        elif not binary_decode and not interface.bounded_json:  # no count of values bounds the parse: see sizing
-            weight = size * FREE_JSON_WEIGHT
+        form = "json" if oip or header_length is not None else _body_form(request.mimetype)
+        # A first weight from the declared size; each step below resizes it to its own bound before it runs.
+        weight = size * {"json": JSON_WEIGHT if interface.bounded_json else FREE_JSON_WEIGHT}.get(form, BINARY_WEIGHT)
         with budget.reserve(weight) as reservation:  # 503 when the worker's memory for requests in flight is taken
             record.reserved_bytes = reservation.weight
             with batcher.incoming():  # a batch being formed may wait for this request's rows
                 body = read_body(request, settings.max_request_bytes)  # 400 when cut short, 413
-                if binary_decode:  # parse + validate: 400, 413
-                    spec = protocols.only_input(interface, f"a {request.mimetype} body")
-                    rows = (binary_decode(body, spec, settings),)
-                    decoded = protocols.Request(rows, protocols.Form.HOWTO)
-                else:
-                    decoded = protocols.decode_json(body, interface, settings.max_request_rows, header_length, oip)
+                decoded = _decode(body, request.mimetype, form, header_length, oip, reservation, record)
                 del body
+            _hold(reservation, record, cost.decoded_bytes(decoded.rows, interface))  # arrays, batch, outputs
             record.rows = len(decoded.rows[0])
             outputs = batcher.predict(decoded.rows, record)  # batch with concurrent requests, infer: 503 if overloaded
+            _hold(reservation, record, cost.scored_bytes(decoded.rows, outputs), refuse=False)  # outputs of free shape
             if collection:  # a sample to Azure ML's data collector, off the request path
                 _collect(decoded.rows, outputs)
             return protocols.answer(decoded, outputs, interface)  # encode
@@ -184,6 +176,39 @@ def _score(request, record: requestlog.RequestRecord, oip: bool = False):
         log.exception("request %s failed", request_id)
         record.error = "internal error"
         return responses.internal_error(request_id)
+
+
+def _body_form(mimetype: str) -> str:
+    """How a body of this content type is decoded: "image", "binary" (raw, .npy) or "json" (anything else)."""
+    if mimetype in images.CONTENT_TYPES:
+        return "image"
+    return "binary" if mimetype in DECODERS else "json"
+
+
+def _decode(
+    body: bytes, mimetype: str, form: str, header_length: str | None, oip: bool, reservation, record
+) -> protocols.Request:
+    """Parse and validate (400, 413), each decoder's cost bounded from the body's bytes and reserved (503) before
+    the expensive step."""
+    if form == "json":
+        counts = protocols.check_json_body(body, interface, settings.max_request_rows, header_length)  # 400, 413
+        _hold(reservation, record, len(body) + protocols.parse_cost(counts, interface))
+        return protocols.decode_json(body, interface, settings.max_request_rows, header_length, oip, counts=counts)
+    spec = protocols.only_input(interface, f"a {mimetype} body")
+    if form == "image":
+        header = images.inspect(body, spec)  # the header alone: size, frames, structure (400, 413)
+        _hold(reservation, record, len(body) + header.decoded_bytes)
+        rows = images.decode(header, spec, settings.image_scale)
+    else:
+        _hold(reservation, record, (BINARY_WEIGHT + 1) * len(body))  # the body, its array, one conversion
+        rows = DECODERS[mimetype](body, spec, settings)
+    return protocols.Request((rows,), protocols.Form.HOWTO)
+
+
+def _hold(reservation, record: requestlog.RequestRecord, weight: int, refuse: bool = True) -> None:
+    """Resize the request's reservation to `weight` (503 where it does not fit, unless not `refuse`)."""
+    reservation.resize(weight, refuse)
+    record.reserved_bytes = max(record.reserved_bytes or 0, weight)
 
 
 def _collect(inputs, outputs) -> None:

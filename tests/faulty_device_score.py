@@ -28,8 +28,7 @@ run = score.run  # decorated with @rawhttp: the server calls it with the Flask r
 
 def init():
     stall, broken, flaky, hold = (
-        Path(os.environ.get(name, "/nonexistent"))
-        for name in ("STALL_FILE", "BREAK_FILE", "FLAKY_FILE", "HOLD_FILE")
+        Path(os.environ.get(name, "/nonexistent")) for name in ("STALL_FILE", "BREAK_FILE", "FLAKY_FILE", "HOLD_FILE")
     )
     failed_once = []
     deadline = time.monotonic() + 120

@@ -1,14 +1,16 @@
-"""Bound the memory a worker spends on requests it is reading and decoding.
+"""Bound the memory a worker spends on requests it is reading, decoding and scoring.
 
-Each request reserves its weight (declared body bytes times the decoding's
-cost per byte, see sizing.JSON_WEIGHT) before its body is read, and gives it
-back when it is answered.  Once the body is read, and before the expensive
-step, the reservation is set to the request's own bound (an image's decoded
-size from its header, a JSON body's objects counted in its bytes): a request
-that needs more than it reserved waits for nothing, it is refused the same way.  A request that would take the worker past its
-budget gets 503 + Retry-After at once, before a byte of it is read, so that 32
-concurrent maximum-size bodies are answered 200 or 503 instead of pushing the
-container into an out-of-memory kill.
+Each request reserves a first weight before its body is read (declared body
+bytes times the decoding's cost per byte, see sizing.JSON_WEIGHT); once the
+body is read, and before each expensive step, its reservation is resized to
+the request's own bound: an image's decoded size from its header, a JSON
+body's objects counted in its bytes, then its arrays, their batch copies and
+its outputs (cost.py).  It is given back when the request is answered.  A
+request that would take the worker past its budget, at any of these steps,
+gets 503 + Retry-After before the step, so that concurrent maximum-size bodies
+are answered 200 or 503 instead of pushing the container into an
+out-of-memory kill.  Alone, a request may take more than the budget: it passed
+the limits (413) already.
 """
 
 from __future__ import annotations

@@ -153,12 +153,15 @@ class PodHealth:
             return f"busy but silent for {silent:.0f} s (WORKER_BUSY_S={self.busy_s:g}): a native call that never ends?"
         if progress.busy and not progress.told:
             progress.told = True
-            log.warning("worker %d silent for %.0f s but using CPU: busy in a long native call, not frozen", pid, silent)
+            log.warning(
+                "worker %d silent for %.0f s but using CPU: busy in a long native call, not frozen", pid, silent
+            )
         return None
 
     def busy(self) -> list[int]:
         """Serving workers that are silent but using CPU (in a long native call)."""
-        return [pid for pid, p in self._progress.items() if p.busy and self._states.get(pid, {}).get("phase") == "serving"]
+        serving = {pid for pid, state in self._states.items() if state["phase"] == "serving"}
+        return [pid for pid, progress in self._progress.items() if progress.busy and pid in serving]
 
     def serving(self) -> list[dict]:
         """Serving workers: those whose state is fresh, and those busy in a long native call (saturated)."""

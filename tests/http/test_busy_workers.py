@@ -20,9 +20,7 @@ BUSY_LIMIT_S = 12
 @pytest.fixture(scope="module")
 def holding(model_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("holding")
-    with faulty_server(
-        model_dir, tmp, WORKER_COUNT="2", WORKER_HANG_S="3", WORKER_BUSY_S=str(BUSY_LIMIT_S)
-    ) as server:
+    with faulty_server(model_dir, tmp, WORKER_COUNT="2", WORKER_HANG_S="3", WORKER_BUSY_S=str(BUSY_LIMIT_S)) as server:
         server.hold = tmp / "hold"
         yield server
 

@@ -41,9 +41,7 @@ def _attack_while_correct_requests_go(server, t10k, attack: bytes, content_type:
     rows = images[:CORRECT]
     expected = post(server.score_url, data_body(rows)).json()
     with ThreadPoolExecutor(attackers + 8) as pool:
-        attacks = [
-            pool.submit(post, server.score_url, attack, content_type, timeout=300) for _ in range(attackers)
-        ]
+        attacks = [pool.submit(post, server.score_url, attack, content_type, timeout=300) for _ in range(attackers)]
         correct = [pool.submit(post, server.score_url, data_body(rows[i : i + 1]), timeout=300) for i in range(CORRECT)]
         answers = [future.result() for future in correct]
         refused = [future.result() for future in attacks]
