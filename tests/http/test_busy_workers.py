@@ -38,7 +38,7 @@ def test_a_worker_busy_in_a_native_call_is_not_taken_for_frozen_and_is_ended_aft
     for _ in range(5):
         assert post(holding.url + "/score", ONE_ROW, timeout=60).status_code == 200
     log = holding.wait_for_log(f"worker {busy_pid} busy but silent for", timeout=BUSY_LIMIT_S + 60)
-    assert f"worker {busy_pid} silent for" not in log  # never judged frozen on the way
+    assert "(frozen?)" not in log  # never judged frozen on the way
     held.join(120)
     # Its request was handed to the other worker (scoring has no side effects): answered, not lost.
     assert answers and answers[0].status_code == 200, answers and answers[0].text

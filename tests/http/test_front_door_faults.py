@@ -31,6 +31,7 @@ def faulty_server(model_dir: Path, tmp: Path, **env: str) -> FrontDoorProcess:
         "STALL_FILE": str(tmp / "stall"),
         "BREAK_FILE": str(tmp / "break"),
         "FLAKY_FILE": str(tmp / "flaky"),
+        "HOLD_FILE": str(tmp / "hold"),
         **env,
     }
     return FrontDoorProcess(model_dir, tmp, settings, entry_script=FAULTY_SCORE_PY)
