@@ -191,6 +191,10 @@ def _decode(
     """Parse and validate (400, 413), each decoder's cost bounded from the body's bytes and reserved (503) before
     the expensive step."""
     if form == "json":
+        _hold(reservation, record, (1 + protocols.FAST_WEIGHT) * len(body))
+        fast = protocols.decode_fast(body, interface, settings.max_request_rows, header_length, oip)  # the how-to's
+        if fast:
+            return fast
         counts = protocols.check_json_body(body, interface, settings.max_request_rows, header_length)  # 400, 413
         _hold(reservation, record, len(body) + protocols.parse_cost(counts, interface))
         return protocols.decode_json(body, interface, settings.max_request_rows, header_length, oip, counts=counts)
