@@ -51,7 +51,7 @@ def default_size(cpus: int, memory: int | None = None, max_request_bytes: int = 
     maximum-size request (its smallest in-flight budget), so that the budget keeps the sum inside."""
     workers = min(cpus, MAX_CPU_WORKERS)
     if memory is not None:
-        fits = int(MEMORY_SHARE * memory // (WORKER_BASE_BYTES + JSON_WEIGHT * max_request_bytes))
+        fits = int(MEMORY_SHARE * memory // (WORKER_BASE_BYTES + LARGEST_REQUEST_WEIGHT * max_request_bytes))
         workers = max(1, min(workers, fits))
     return ServerSize(workers, THREADS_PER_WORKER)
 
@@ -62,14 +62,19 @@ def intra_op_threads(cpus: int, workers: int) -> int:
 
 def inflight_bytes_per_worker(memory: int, workers: int, max_request_bytes: int) -> int:
     """Each worker's in-flight budget: its share of MEMORY_SHARE of `memory` once every worker's base is paid,
-    never less than one largest request weighs (JSON_WEIGHT x max_request_bytes), so that one always fits."""
+    never less than one largest request weighs (LARGEST_REQUEST_WEIGHT x max_request_bytes), so that one always
+    fits."""
     spare = MEMORY_SHARE * memory - workers * WORKER_BASE_BYTES
-    return max(int(spare / max(1, workers)), JSON_WEIGHT * max_request_bytes)
+    return max(int(spare / max(1, workers)), LARGEST_REQUEST_WEIGHT * max_request_bytes)
 
 
 # A request's weight in the budget, per body byte: a JSON body is decoded through Python objects (up to
 # about 3 bytes per body byte on the careful path); a binary body into one array (2: the body and its copy).
 JSON_WEIGHT = 3
+# The most one request reserves at its peak, per byte of MAX_REQUEST_BYTES, with the default limits: a 59 MiB JSON
+# body of long floats reserves 484 MiB (parse, validation, conversion; bench/results/request-memory.md), a
+# 4096 x 4096 WebP 372 MiB.  Each worker's memory is sized for one such request.
+LARGEST_REQUEST_WEIGHT = 8
 BINARY_WEIGHT = 2
 # A JSON body for an input with a free dimension: no count of values refuses it before parsing, so short values
 # (`1,`) may take some 16 bytes of Python objects and arrays per body byte (measured: a 57 MiB body, +940 MB).

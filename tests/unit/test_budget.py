@@ -43,11 +43,11 @@ def test_the_default_budget_keeps_32_maximum_requests_of_2_workers_inside_a_4_gi
     replica, max_body = 4 * GiB, 64 << 20
     per_worker = sizing.inflight_bytes_per_worker(replica, 2, max_body)
     assert 2 * (sizing.WORKER_BASE_BYTES + per_worker) <= sizing.MEMORY_SHARE * replica
-    assert per_worker >= sizing.JSON_WEIGHT * max_body  # a maximum-size request always fits alone
+    assert per_worker >= sizing.LARGEST_REQUEST_WEIGHT * max_body  # a maximum-size request always fits alone
 
 
 def test_a_small_replica_still_admits_one_maximum_request_per_worker():
-    assert sizing.inflight_bytes_per_worker(1 * GiB, 4, 64 << 20) == sizing.JSON_WEIGHT * (64 << 20)
+    assert sizing.inflight_bytes_per_worker(1 * GiB, 4, 64 << 20) == sizing.LARGEST_REQUEST_WEIGHT * (64 << 20)
 
 
 def test_the_memory_limit_is_at_most_the_machines():
