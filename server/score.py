@@ -118,7 +118,8 @@ def run(request):
         if path:
             response = _route(path, request, record)
         else:
-            response = protocols.metadata(interface) if request.method == "GET" else _score(request, record)
+            reads = request.method in ("GET", "HEAD")  # HEAD: GET's headers, the server drops the body
+            response = protocols.metadata(interface) if reads else _score(request, record)
         record.status = response.status_code
         return responses.exposed(response)  # CORS: a page may read x-request-id and Retry-After
 

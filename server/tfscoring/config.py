@@ -298,6 +298,14 @@ _SECRETS = {
 class ServerSettings(_FromEnv):
     """What serve.py reads: the front door (nginx) and the process tree around azmlinfsrv."""
 
+    @pydantic.field_validator("worker_busy_s")
+    @classmethod
+    def _busy_after_frozen(cls, busy: float, info: pydantic.ValidationInfo) -> float:
+        hang = info.data.get("worker_hang_s")  # validated before: declared above
+        if hang is not None and busy <= hang:
+            raise ValueError(f"must be above WORKER_HANG_S ({hang:g}): a busy worker is given longer than a frozen one")
+        return busy
+
     front_door: bool = pydantic.Field(
         True, description="serve through nginx (buffering, timeouts, health); 0: azmlinfsrv on the port directly"
     )
@@ -320,9 +328,10 @@ class ServerSettings(_FromEnv):
         10.0, gt=0, description="a serving worker silent for this long (frozen) is killed and replaced"
     )
     worker_busy_s: float = pydantic.Field(
-        120.0,
+        150.0,
         gt=0,
-        description="a serving worker silent but using CPU (in one long native call) is killed after this long",
+        description="a serving worker silent but using CPU (in one long native call) is killed after this long; "
+        "above UPSTREAM_TIMEOUT_S, so that its client gets the front door's 504 first and the request is not retried",
     )
     max_request_bytes: pydantic.PositiveInt = Settings.model_fields["max_request_bytes"]  # nginx's limit too
     cuda_visible_devices: str | None = Settings.model_fields["cuda_visible_devices"]  # GPUs to size the workers to

@@ -70,6 +70,7 @@ class _Progress:
     checked: float | None = None  # the window's start; None while it writes its state
     busy: bool = False
     told: bool = False  # the log says it is busy, not frozen
+    idle: bool = False  # stopped, or its last measured window used no CPU: frozen once silent for WORKER_HANG_S
 
 
 @dataclass
@@ -87,7 +88,7 @@ class PodHealth:
     state_dir: Path
     configured: int
     hang_s: float
-    busy_s: float = 120.0
+    busy_s: float
     started: bool = False
     stopping: bool = False
     _last_serving: float = field(default_factory=time.monotonic)
@@ -127,29 +128,35 @@ class PodHealth:
             self.started = True
 
     def _judge(self, pid: int, state: dict, now: float) -> str | None:
-        """Why a serving worker must be killed (frozen, or busy and silent for too long), or None."""
+        """Why a serving worker must be killed (frozen, or busy and silent for too long), or None.
+
+        Frozen only on evidence: stopped, or a whole PROGRESS_WINDOW_S measured in which no thread used CPU, and
+        no progress (a state write, or a window with CPU) for WORKER_HANG_S."""
         progress = self._progress.setdefault(pid, _Progress(at=state["at"]))
         silent = now - state["at"]
         if silent <= QUIET_S:  # it writes: alive and well
             progress.at, progress.checked, progress.busy, progress.told = state["at"], None, False, False
+            progress.idle = False
             return None
         cpu = cpu_state(pid)
         if cpu is None:
             return None  # gone: gunicorn reaps and replaces it
         letter, seconds = cpu
-        if letter in "Tt":  # stopped: frozen, whatever it did before
-            progress.busy, progress.checked = False, None
+        stopped = letter in "Tt"
+        if stopped:  # frozen, whatever it did before
+            progress.busy, progress.idle, progress.checked = False, True, None
         elif progress.checked is None:  # silent from now on: the CPU it has used so far is the baseline
             progress.cpu, progress.checked = seconds, now
         elif now - progress.checked >= PROGRESS_WINDOW_S:
             used = max((t - progress.cpu.get(tid, 0.0) for tid, t in seconds.items()), default=0.0)
             progress.busy = used >= BUSY_CPU_SHARE * (now - progress.checked)
+            progress.idle = not progress.busy
             progress.cpu, progress.checked = seconds, now
             if progress.busy:
                 progress.at = now
-        if now - progress.at > self.hang_s:
-            return f"silent for {silent:.0f} s, {'stopped' if letter in 'Tt' else 'using no CPU'} (frozen?)"
-        if silent > self.busy_s:
+        if progress.idle and now - progress.at > self.hang_s:
+            return f"silent for {silent:.0f} s, {'stopped' if stopped else 'using no CPU'} (frozen?)"
+        if progress.busy and silent > self.busy_s:
             return f"busy but silent for {silent:.0f} s (WORKER_BUSY_S={self.busy_s:g}): a native call that never ends?"
         if progress.busy and not progress.told:
             progress.told = True

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -76,6 +77,24 @@ def decode_json(
     check_json_body answered for this body, where the caller called it, not to count twice."""
     if counts is None and (fast := decode_fast(body, interface, max_rows, header_length, oip_only)):
         return fast
+    try:
+        request = _decode_document(body, interface, max_rows, header_length, oip_only, counts)
+    except BadRequest:
+        _check_wide_integers(body)  # an integer beyond 64 bits, read as a float, explains the error better
+        raise
+    if any(array.dtype.kind == "f" and array.size and np.abs(array).max() >= 2.0**63 for array in request.rows):
+        _check_wide_integers(body)  # such a value may have been an integer literal, rounded by the parser
+    return request
+
+
+def _decode_document(
+    body: bytes,
+    interface: Interface,
+    max_rows: int,
+    header_length: str | None,
+    oip_only: bool,
+    counts: decode.Counts | None,
+) -> Request:
     binary = b""
     if header_length is not None:
         body, binary = _split_binary(body, header_length)
@@ -161,14 +180,17 @@ def _tensor_metadata(spec: TensorSpec, row_shape: tuple[int, ...]) -> dict:
 
 
 def _class_ids(scores: np.ndarray) -> np.ndarray | list:
-    """The how-to's answer: the argmax of each row's scores, null for a row whose scores are not all finite (no
-    class can be told); an output of one value per row as it is (NaN: null)."""
+    """The how-to's answer: the argmax of each row's scores; null for a row whose scores tell no class: one not
+    finite, or the highest shared by several classes (an input the model cannot tell apart, e.g. values near
+    float32's limit that overflow inside the graph to scores all equal); an output of one value per row as it
+    is (NaN: null)."""
     if scores.ndim == 2 and scores.shape[1] > 1 and scores.dtype.kind == "f":
         ids = scores.argmax(axis=1)
-        finite = np.isfinite(scores).all(axis=1)
-        if finite.all():
+        top = scores[np.arange(len(scores)), ids]
+        told = np.isfinite(scores).all(axis=1) & ((scores == top[:, np.newaxis]).sum(axis=1) == 1)
+        if told.all():
             return ids
-        return [int(i) if ok else None for i, ok in zip(ids.tolist(), finite.tolist(), strict=True)]
+        return [int(i) if ok else None for i, ok in zip(ids.tolist(), told.tolist(), strict=True)]
     if scores.ndim == 2 and scores.shape[1] == 1:
         return scores[:, 0]
     return scores
@@ -261,6 +283,29 @@ def check_json_body(
     counts = dataclasses.replace(decode.count(body, most), binary=binary)
     decode.check_counts(counts, most, deepest, why)
     return counts
+
+
+# An integer literal of 19 digits or more, not the fraction or exponent of a number: orjson reads one beyond 64 bits
+# (below -2**63 or above 2**64 - 1) as a float64, rounded.  Looked for only where a request failed or holds a value
+# of 2**63 or more: rare in real inputs, so the common request pays one max() per input.
+_WIDE_INTEGER = re.compile(rb"(?<![0-9.eE+-])-?[0-9]{19,}(?![0-9.eE])")
+# Digits as 0, and what may come before an integer literal (a value's start, or its minus sign) as a comma: a
+# comma and 19 zeros in the translated body is a candidate; a fraction's digits follow a point, never a comma.
+_CANDIDATES = bytes.maketrans(b"123456789[: \t\r\n-", b"000000000,,,,,,,")
+
+
+def _check_wide_integers(body: bytes) -> None:
+    """A 400 for an integer literal beyond 64 bits, which JSON parsers round silently.  The regular expression runs
+    only on a body with a run of 19 digits somewhere (found in C: about 0.5 ms for 1 MiB of numbers)."""
+    if b"," + b"0" * 19 not in body.translate(_CANDIDATES):
+        return
+    for match in _WIDE_INTEGER.finditer(body):
+        value = int(match[0])
+        if not -(2**63) <= value <= 2**64 - 1:
+            raise BadRequest(
+                f"integer {decode.shown(value)} is outside the 64-bit integer range, which JSON parsers round to a "
+                "float: no input takes it exactly; send a float (e.g. 1.5e20) where rounding is meant"
+            )
 
 
 def check_body(body: bytes, interface: Interface, max_rows: int, counts: decode.Counts | None = None) -> None:

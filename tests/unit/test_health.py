@@ -27,7 +27,7 @@ def write(state_dir, pid: int, phase: str = "serving", age: float = 0.0, queued:
 
 @pytest.fixture
 def health(tmp_path):
-    return PodHealth(tmp_path, configured=2, hang_s=10)
+    return PodHealth(tmp_path, configured=2, hang_s=10, busy_s=120)
 
 
 def test_startup_waits_for_every_configured_worker_then_stays_true(health, tmp_path):
@@ -92,14 +92,34 @@ def test_live_is_false_only_when_no_worker_has_served_for_the_grace_period(healt
     assert status == 503 and "no worker has served" in body["reason"]
 
 
-def test_a_serving_worker_silent_past_the_hang_limit_is_killed(health, tmp_path):
+def _refresh_until(health: PodHealth, pids: set[int], done) -> None:
+    deadline = time.monotonic() + 30
+    while not done() and time.monotonic() < deadline:
+        health.refresh(pids)
+        time.sleep(0.05)
+
+
+def test_a_serving_worker_silent_past_the_hang_limit_and_using_no_cpu_is_killed(health, tmp_path):
     frozen = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
     try:
         write(tmp_path, frozen.pid, age=11)
-        health.refresh({frozen.pid})
-        assert frozen.wait(30) == -9
+        _refresh_until(health, {frozen.pid}, lambda: frozen.poll() is not None)
+        assert frozen.wait(10) == -9
     finally:
         frozen.kill()
+
+
+def test_a_worker_first_seen_long_silent_is_measured_before_it_is_judged(health, tmp_path):
+    """Silent for longer than WORKER_HANG_S at first sight (the supervisor's loop stalled): a worker using CPU is
+    busy, not frozen; the verdict waits for one measured window."""
+    busy = subprocess.Popen([sys.executable, "-c", _BUSY])
+    try:
+        write(tmp_path, busy.pid, age=11)
+        _refresh_until(health, {busy.pid}, lambda: busy.pid in health.busy() or busy.poll() is not None)
+        assert busy.poll() is None and busy.pid in health.busy()
+    finally:
+        busy.kill()
+        busy.wait()
 
 
 def test_a_replacement_still_loading_keeps_the_pod_live(health, tmp_path):
@@ -136,7 +156,7 @@ def _silent_until(health: PodHealth, tmp_path, pid: int, done) -> None:
 
 def test_a_silent_worker_using_cpu_is_busy_not_frozen_and_counts_as_serving_saturated(tmp_path):
     busy = subprocess.Popen([sys.executable, "-c", _BUSY])
-    health = PodHealth(tmp_path, configured=1, hang_s=2.5)
+    health = PodHealth(tmp_path, configured=1, hang_s=2.5, busy_s=120)
     try:
         _silent_until(health, tmp_path, busy.pid, lambda: busy.pid in health.busy())
         assert busy.pid in health.busy()
@@ -166,7 +186,7 @@ def test_a_silent_worker_using_no_cpu_is_frozen_and_killed(tmp_path, how):
     frozen = subprocess.Popen([sys.executable, "-c", _DEADLOCKED if how == "deadlocked" else _BUSY])
     if how == "stopped":
         frozen.send_signal(signal.SIGSTOP)  # a busy loop, stopped: its past CPU does not make it busy
-    health = PodHealth(tmp_path, configured=1, hang_s=2.5)
+    health = PodHealth(tmp_path, configured=1, hang_s=2.5, busy_s=120)
     try:
         _silent_until(health, tmp_path, frozen.pid, lambda: frozen.poll() is not None)
         assert frozen.wait(10) == -9

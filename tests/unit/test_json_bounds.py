@@ -220,6 +220,15 @@ def test_a_row_whose_scores_are_not_all_finite_gets_a_null_class_id():
     assert json.loads(values.get_data())["predictions"][2] == [0.5, None, 0.1]
 
 
+def test_a_row_whose_highest_score_is_shared_gets_a_null_class_id():
+    """The how-to's model answers scores all 0.0 for rows near float32's limit (the graph overflows and its ReLU
+    turns NaN into 0): argmax would say class 0, which nothing in the scores supports."""
+    interface = Interface("m", "1", HOWTO.inputs, (TensorSpec("y", "y:0", F32, (3,)),))
+    scores = np.array([[0.0, 0.0, 0.0], [0.2, 0.7, 0.7], [0.7, 0.2, 0.2]], np.float32)
+    answer = protocols.answer(protocols.Request((), protocols.Form.HOWTO), (scores,), interface)
+    assert json.loads(answer.get_data()) == [None, None, 0]
+
+
 def test_rows_all_finite_keep_their_class_ids():
     interface = Interface("m", "1", HOWTO.inputs, (TensorSpec("y", "y:0", F32, (3,)),))
     scores = np.array([[0.1, 0.7, 0.2], [0.9, 0.0, 0.1]], np.float32)
@@ -228,6 +237,20 @@ def test_rows_all_finite_keep_their_class_ids():
 
 
 # --- integers reach a float input only exactly
+
+
+@pytest.mark.parametrize("value", ["18446744073709551616", "-9223372036854775809", "100000000000000000000001"])
+@pytest.mark.parametrize("form", ["data", "instances", "inputs"])
+def test_an_integer_beyond_64_bits_is_refused_not_rounded_by_the_parser(value, form):
+    body = f'{{"{form}": [[0.5, {value}{", 0.5" * 782}]]}}'.encode()
+    with pytest.raises(BadRequest, match="outside the 64-bit integer range"):
+        protocols.decode_json(body, HOWTO, 10)
+
+
+@pytest.mark.parametrize("value", ["9223372036854775808", "1.00000000000000000000001", "1e19", "0.00000000000000000000123"])
+def test_long_numbers_that_are_not_wide_integers_pass(value):
+    body = f'{{"instances": [[0.5, {value}{", 0.5" * 782}]]}}'.encode()
+    assert protocols.decode_json(body, HOWTO, 10).rows[0].shape == (1, 784)
 
 
 @pytest.mark.parametrize("value", [2**24 + 1, 2**53 + 1, -(2**53) - 1, 2**63 - 1, 2**63 + 1, 2**64 - 1])
