@@ -10,6 +10,7 @@ started: none killed, none replaced.
 from __future__ import annotations
 
 import io
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -90,3 +91,61 @@ def test_deep_nesting_anywhere_gets_a_400_not_a_500(served):
         answer = post(served.score_url, body)
         assert answer.status_code == 400, (body[:80], answer.status_code, answer.text[:300])
         assert answer.json()["error"]
+
+
+def test_concurrent_bodies_just_under_the_value_count_are_parsed_and_leave_every_worker_alive(served, t10k):
+    """Bodies the count lets through, whose parse makes the most Python objects: a dict per value."""
+    body = b'{"instances": [' + b"{}," * 1_500_000 + b"{}]}"
+    refused = _attack_while_correct_requests_go(served, t10k, body, "application/json", 6)
+    for answer in refused:
+        assert answer.status_code in (400, 503), answer.text[:300]
+
+
+def _jpeg(array: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(array).save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def test_a_jpeg_with_its_scan_data_cut_and_its_end_marker_kept_gets_a_400(served, t10k):
+    images, _ = t10k
+    whole = _jpeg((images[0].reshape(28, 28) * 255).astype(np.uint8))
+    scan = whole.index(b"\xff\xda")
+    cut = whole[: scan + (len(whole) - scan) // 3] + b"\xff\xd9"
+    answer = post(served.score_url, cut, "image/jpeg")
+    assert answer.status_code == 400, answer.text
+    assert "JPEG" in answer.json()["error"]
+    assert post(served.score_url, whole, "image/jpeg").status_code == 200
+
+
+def test_a_jpeg_padded_with_marker_segments_is_refused_before_it_is_decoded(served, t10k):
+    images, _ = t10k
+    whole = _jpeg((images[0].reshape(28, 28) * 255).astype(np.uint8))
+    padded = whole[:2] + b"\xff\xe1\x00\x02" * 2_000_000 + whole[2:]  # 8 MB of empty APP1 segments
+    answer = post(served.score_url, padded, "image/jpeg")
+    assert answer.status_code == 400, answer.text[:300]
+    assert "segments" in answer.json()["error"]
+
+
+def test_scores_overflowing_inside_the_graph_get_no_made_up_class_id(served, t10k):
+    """float32's largest values overflow in the how-to's graph: its scores come out all equal, no class told."""
+    images, _ = t10k
+    answer = post(served.score_url, data_body([[3.4e38] * 784, images[0].tolist()]))
+    assert answer.status_code == 200, answer.text
+    first, second = answer.json()
+    assert first is None and isinstance(second, int)
+
+
+@pytest.mark.parametrize(("value", "datatype"), [(2**53 + 1, "INT64"), (2**24 + 1, "INT32"), (2**63 + 1, "UINT64")])
+def test_an_integer_a_float32_input_cannot_hold_is_refused_not_rounded(served, value, datatype):
+    tensor = {"name": "network/X", "shape": [1, 784], "datatype": datatype, "data": [value] + [0] * 783}
+    answer = post(served.url + "/v2/models/tf-dnn-mnist/infer", json.dumps({"inputs": [tensor]}).encode())
+    assert answer.status_code == 400, answer.text[:300]
+    assert str(value) in answer.json()["error"] and "exactly" in answer.json()["error"]
+    assert "fraction" not in answer.json()["error"]
+
+
+def test_an_integer_beyond_64_bits_is_refused_not_rounded(served):
+    answer = post(served.score_url, b'{"instances": [[18446744073709551617' + b", 0" * 783 + b"]]}")
+    assert answer.status_code == 400, answer.text[:300]
+    assert "64-bit" in answer.json()["error"]
