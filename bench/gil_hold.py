@@ -1,6 +1,9 @@
-"""How long each image decoder holds the GIL, and how its peak memory compares with its ImageHeader.decoded_bytes.
+"""How long each body decoder holds the GIL, and how its peak memory compares with what the request reserved.
 
     .venv/bin/python -m bench.gil_hold [--out bench/results/gil-hold.md] [--only NAME ...]
+
+Two tables: the images, and the other decoders (JSON in every form, raw float32, .npy, the Open Inference
+Protocol's binary extension) for the how-to's model (4096 rows x 784 values, 64 MiB bodies).
 
 For each case (a decoder at its limit: 4096 x 4096 noise, or a 16384-pixel side; and the attacks that must be
 refused cheaply), for each of two inputs (the how-to's (N, 784) grayscale, fixed 28 x 28; and a free-size
@@ -11,7 +14,15 @@ refused cheaply), for each of two inputs (the how-to's (N, 784) grayscale, fixed
 - Memory: the same decode in a fresh subprocess, which resets its peak RSS (/proc/self/clear_refs 5) once the
   body is read, then reads VmHWM after the decode: the growth against ImageHeader.decoded_bytes (from inspect),
   every ratio must be <= 1.
-Prints a Markdown table and writes it to --out.
+The other decoders run the sequence of server/score.py `_decode`: a JSON body through protocols.decode_fast, and
+where that declines it protocols.check_json_body, parse_cost and decode_json; raw and .npy through
+tfscoring.binary.  Their bodies: each JSON form at 4096 rows of long floats (as many rows as fit 64 MiB) and of
+0/1 values (the most values per byte), and the worst bodies that pass the count of values (json_limits):
+`{"instances": [{}, {}, ...]}` and `{"inputs": [[], [], ...]}` just under it; and `{"data"}` of 8192 rows of 0/1,
+which decode_fast's own count (twice a request's values) lets simdjson parse before it declines it.  Their memory
+ratio is the growth against what score.py holds of the budget for that step, the body left out (it is read before):
+decode_fast FAST_WEIGHT x body, decode_json parse_cost, binary BINARY_WEIGHT x body.
+Prints Markdown tables and writes them to --out.
 """
 
 from __future__ import annotations
@@ -33,9 +44,21 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "server"))
 
-from tfscoring import images  # noqa: E402
+from tfscoring import binary, images, protocols  # noqa: E402
 from tfscoring.errors import ScoringError  # noqa: E402
-from tfscoring.interface import TensorSpec  # noqa: E402
+from tfscoring.interface import Interface, TensorSpec  # noqa: E402
+from tfscoring.sizing import BINARY_WEIGHT  # noqa: E402
+
+MAX_ROWS = 4096  # MAX_REQUEST_ROWS
+MAX_BYTES = 64 << 20  # MAX_REQUEST_BYTES
+HOWTO_INPUT = TensorSpec("network/X", "network/X:0", np.dtype("float32"), (784,))
+# The how-to's model as the server reads it from its graph (tests/support.py howto_interface).
+HOWTO = Interface(
+    "tf-dnn-mnist",
+    "1",
+    (HOWTO_INPUT,),
+    (TensorSpec("network/output/MatMul", "network/output/MatMul:0", np.dtype("float32"), (10,)),),
+)
 
 SPECS = {
     "784": TensorSpec("x", "network/X:0", np.dtype("float32"), (784,)),
@@ -115,6 +138,105 @@ CASES = (
 )
 
 
+def _json_values(short: bool) -> list[list]:
+    """4096 rows of 0/1 values, or of long floats as many rows as fit under the body limit."""
+    import orjson
+
+    rng = np.random.default_rng(0)
+    if short:
+        return rng.integers(0, 2, (MAX_ROWS, 784)).tolist()
+    rows = rng.random((MAX_ROWS, 784))
+    per_row = len(orjson.dumps(rows[0].tolist())) + 1
+    return rows[: min(MAX_ROWS, (MAX_BYTES - 256) // per_row)].tolist()
+
+
+def _just_under(head: bytes, item: bytes, tail: bytes) -> bytes:
+    """head + item, item, ... + tail with as many items as keep its count of values within json_limits'."""
+    from tfscoring import decode
+
+    most = protocols.json_limits(HOWTO, MAX_ROWS)[0]
+    one = decode.count(head + item + tail, depth=False).values
+    two = decode.count(head + item + b"," + item + tail, depth=False).values
+    items = 1 + (most - one) // (two - one)
+    body = head + b",".join([item] * items) + tail
+    assert decode.count(body, depth=False).values <= most < decode.count(body + b"," + item, depth=False).values
+    return body
+
+
+def build_other(name: str) -> tuple[bytes, str, str | None]:
+    """(body, decoder: "json", "raw" or "npy", the Inference-Header-Content-Length header or None)."""
+    import orjson
+
+    if name == "json-instances-empty-objects":
+        return _just_under(b'{"instances": [', b"{}", b"]}"), "json", None
+    if name == "json-inputs-empty-lists":
+        return _just_under(b'{"inputs": [', b"[]", b"]}"), "json", None
+    if name == "json-data-01-8192rows":  # twice the rows: the most decode_fast's count of commas lets simdjson parse
+        rows = np.random.default_rng(0).integers(0, 2, (2 * MAX_ROWS, 784)).tolist()
+        return orjson.dumps({"data": rows}), "json", None
+    if name.startswith("json-"):
+        form, values = name[5:].rsplit("-", 1)
+        rows = _json_values(values == "01")
+        if form in ("data", "instances", "inputs"):
+            return orjson.dumps({form: rows}), "json", None
+        data = [v for row in rows for v in row] if form == "oip-flat" else rows
+        tensor = {"name": HOWTO_INPUT.name, "shape": [len(rows), 784], "datatype": "FP32", "data": data}
+        return orjson.dumps({"inputs": [tensor]}), "json", None
+    array = np.random.default_rng(2).random((MAX_ROWS, 784), dtype=np.float32)
+    if name == "raw-float32":
+        return array.tobytes(), "raw", None
+    if name == "npy-float32":
+        out = io.BytesIO()
+        np.save(out, array)
+        return out.getvalue(), "npy", None
+    if name == "oip-binary-fp32":
+        tensor = {"name": HOWTO_INPUT.name, "shape": [MAX_ROWS, 784], "datatype": "FP32"}
+        header = orjson.dumps({"inputs": [{**tensor, "parameters": {"binary_data_size": array.nbytes}}]})
+        return header + array.tobytes(), "json", str(len(header))
+    raise KeyError(name)
+
+
+OTHER_CASES = (
+    *(
+        f"json-{form}-{values}"
+        for values in ("floats", "01")
+        for form in ("data", "instances", "inputs", "oip-flat", "oip-nested")
+    ),
+    "json-instances-empty-objects",
+    "json-inputs-empty-lists",
+    "json-data-01-8192rows",
+    "raw-float32",
+    "npy-float32",
+    "oip-binary-fp32",
+)
+
+
+def decode_other(body: bytes, decoder: str, header_length: str | None) -> tuple[str, int]:
+    """score.py's `_decode` for a JSON, raw or .npy body: (answer, what it holds of the budget for the step that
+    answered, the body left out)."""
+    if decoder == "raw":
+        reserved = BINARY_WEIGHT * len(body)
+        call = lambda: binary.decode_raw(body, HOWTO_INPUT, MAX_ROWS)  # noqa: E731
+    elif decoder == "npy":
+        reserved = BINARY_WEIGHT * len(body)
+        call = lambda: binary.decode_npy(body, HOWTO_INPUT, MAX_ROWS)  # noqa: E731
+    else:
+        reserved = protocols.FAST_WEIGHT * len(body)
+        try:
+            if protocols.decode_fast(body, HOWTO, MAX_ROWS, header_length):
+                return "200", reserved
+            counts = protocols.check_json_body(body, HOWTO, MAX_ROWS, header_length)
+        except ScoringError as err:
+            return f"{err.status_code}", reserved
+        reserved = protocols.parse_cost(counts, HOWTO)
+        call = lambda: protocols.decode_json(body, HOWTO, MAX_ROWS, header_length, counts=counts)  # noqa: E731
+    try:
+        call()
+    except ScoringError as err:
+        return f"{err.status_code}", reserved
+    return "200", reserved
+
+
 def _decode(body: bytes, spec: TensorSpec) -> str:
     try:
         images.decode_image(body, spec, "unit")
@@ -123,8 +245,11 @@ def _decode(body: bytes, spec: TensorSpec) -> str:
     return "200"
 
 
-def gil_hold(body: bytes, spec: TensorSpec) -> tuple[float, float, str]:
-    """(decode seconds, longest gap in the sleeper's wake-ups less its 1 ms sleep, outcome)."""
+def gil_hold(
+    body: bytes, spec: TensorSpec | None, other: tuple[str, str | None] = ("", None)
+) -> tuple[float, float, str]:
+    """(decode seconds, longest gap in the sleeper's wake-ups less its 1 ms sleep, outcome); an image decode for
+    `spec`, else decode_other(body, *other)."""
     stop = threading.Event()
     gaps = [0.0]
 
@@ -141,7 +266,7 @@ def gil_hold(body: bytes, spec: TensorSpec) -> tuple[float, float, str]:
     time.sleep(0.05)
     gaps[0] = 0.0
     start = time.perf_counter()
-    outcome = _decode(body, spec)
+    outcome = _decode(body, spec) if spec is not None else decode_other(body, *other)[0]
     took = time.perf_counter() - start
     stop.set()
     thread.join()
@@ -176,14 +301,74 @@ def rss_child(path: str, spec_name: str) -> None:
     print(_status()["VmHWM"] - before, bound)
 
 
+def rss_other(path: str, decoder: str, header_length: str) -> None:
+    """In a fresh process: decode_other's peak RSS growth, and what score.py holds for it (the body left out)."""
+    import gc
+
+    body = Path(path).read_bytes()
+    header = header_length or None
+    small = io.BytesIO()
+    np.save(small, np.zeros((2, 784), np.float32))
+    decode_other(small.getvalue(), "npy", None)  # imports and first calls out of the way
+    decode_other(bytes(784 * 4), "raw", None)
+    decode_other(b'{"instances": [' + b"[0]," * 10 + b"[0]]}", "json", None)
+    decode_other(b'{"data": [[' + b"0," * 783 + b"0]]}", "json", None)
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")  # VmHWM := VmRSS
+    before = _status()["VmRSS"]
+    _, reserved = decode_other(body, decoder, header)
+    print(_status()["VmHWM"] - before, reserved)
+
+
+def other_rows(names: list[str], work: str) -> list[str]:
+    lines = [
+        "",
+        "JSON, raw and .npy bodies for the how-to's model (4096 rows x 784 values, 64 MiB), decoded as score.py "
+        "`_decode` does; reserved: what score.py holds for the step that answered, the body left out.",
+        "",
+        "| case | body bytes | answer | decode ms | longest GIL hold ms | peak RSS growth MB | reserved MB | ratio |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    print("\n".join(lines), flush=True)
+    for name in names:
+        body, decoder, header_length = build_other(name)
+        path = Path(work) / name
+        path.write_bytes(body)
+        runs = [gil_hold(body, None, (decoder, header_length)) for _ in range(3)]
+        took, hold, outcome = min(runs, key=lambda run: run[1])
+        child = subprocess.run(
+            [sys.executable, "-m", "bench.gil_hold", "--rss-other", str(path), decoder, header_length or ""],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        growth, reserved = (int(v) for v in child.stdout.split())
+        ratio = f"{growth / reserved:.2f}" if reserved else "-"
+        line = (
+            f"| {name} | {len(body):,} | {outcome} | {took * 1000:.0f} | {hold * 1000:.1f} "
+            f"| {growth / 1e6:.1f} | {reserved / 1e6:.1f} | {ratio} |"
+        )
+        lines.append(line)
+        print(line, flush=True)
+        path.unlink()
+        del body
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(ROOT / "bench/results/gil-hold.md"))
-    parser.add_argument("--only", nargs="*", default=list(CASES))
+    parser.add_argument("--only", nargs="*", default=list(CASES) + list(OTHER_CASES))
     parser.add_argument("--rss-child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--rss-other", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_child:
         rss_child(*args.rss_child)
+        return
+    if args.rss_other:
+        rss_other(*args.rss_other)
         return
     floor = gil_hold(b"", SPECS["784"])[1]
     lines = [
@@ -197,7 +382,7 @@ def main() -> None:
     ]
     print("\n".join(lines), flush=True)
     with tempfile.TemporaryDirectory() as work:
-        for name in args.only:
+        for name in (name for name in args.only if name in CASES):
             body = build(name)
             path = Path(work) / name
             path.write_bytes(body)
@@ -220,10 +405,12 @@ def main() -> None:
                 lines.append(line)
                 print(line, flush=True)
             path.unlink()
-    worst = ", ".join(f"{name} {images.decoded_bytes(spec) / 1e6:.1f} MB" for name, spec in SPECS.items())
-    lines += ["", f"decoded_bytes(spec), the worst case reserved before the body is read: {worst}."]
+    worst = ", ".join(f"{name} {images.decoded_bytes(spec, MAX_BYTES) / 1e6:.1f} MB" for name, spec in SPECS.items())
+    lines += ["", f"decoded_bytes(spec, 64 MiB), the most any image body of the limit takes: {worst}."]
+    print(lines[-1], flush=True)
+    with tempfile.TemporaryDirectory() as work:
+        lines += other_rows([name for name in args.only if name in OTHER_CASES], work)
     Path(args.out).write_text("\n".join(lines) + "\n")
-    print(lines[-1])
 
 
 if __name__ == "__main__":

@@ -61,6 +61,46 @@ def _tall_png() -> bytes:
     return _image(np.zeros((1, SIDE * SIDE), np.uint8), "PNG")
 
 
+def _png_with(chunks: list[tuple[bytes, bytes]]) -> bytes:
+    """A 28 x 28 gray PNG carrying `chunks` after its IHDR: metadata that Pillow copies, not pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    png = _image(np.zeros((28, 28), np.uint8), "PNG")
+    return png[:33] + b"".join(chunk(kind, data) for kind, data in chunks) + png[33:]
+
+
+def _metadata_bodies() -> dict[str, tuple[bytes, dict[str, str]]]:
+    """Images that are mostly metadata: the most the header walk takes (images.MAX_METADATA_BYTES,
+    MAX_PNG_COMPRESSED) and the attacks it refuses."""
+    import zlib
+
+    blob = np.random.default_rng(4).integers(0, 256, 60 << 20, dtype=np.uint8).tobytes()
+    taken = (1 << 20) - 4096  # under images.MAX_METADATA_BYTES with the chunks' own keys and headers
+    inflating = zlib.compress(b"a" * ((1 << 20) - 1), 9)  # 1 KB of zlib: Pillow's MAX_TEXT_CHUNK once inflated
+    png, webp = {"Content-Type": "image/png"}, {"Content-Type": "image/webp"}
+    gray = np.zeros((28, 28), np.uint8)
+    return {
+        "PNG 28x28, 8 zTXt chunks of 1 MiB inflated (taken)": (
+            _png_with([(b"zTXt", b"k%d\x00\x00" % i + inflating) for i in range(8)]),
+            png,
+        ),
+        "PNG 28x28, 63 zTXt chunks of 1 MiB inflated (attack)": (
+            _png_with([(b"zTXt", b"k%d\x00\x00" % i + inflating) for i in range(63)]),
+            png,
+        ),
+        "PNG 28x28, 1 MiB eXIf (taken)": (_png_with([(b"eXIf", b"MM\x00*" + blob[:taken])]), png),
+        "PNG 28x28, 60 MiB eXIf (attack)": (_png_with([(b"eXIf", b"MM\x00*" + blob)]), png),
+        "PNG 28x28, 1 MiB unknown chunk (taken)": (_png_with([(b"abCd", blob[:taken])]), png),
+        "PNG 28x28, 60 MiB unknown chunk (attack)": (_png_with([(b"abCd", blob)]), png),
+        "WebP 28x28, 1 MiB EXIF (taken)": (_image(gray, "WEBP", exif=b"MM\x00*" + blob[:taken]), webp),
+        "WebP 28x28, 60 MiB EXIF (attack)": (_image(gray, "WEBP", exif=b"MM\x00*" + blob), webp),
+    }
+
+
 def _json_rows(short: bool) -> np.ndarray:
     rng = np.random.default_rng(0)
     if short:
@@ -117,6 +157,17 @@ def bodies(input_name: str) -> dict[str, tuple[bytes, dict[str, str]]]:
     out["JPEG progressive 4096x4096 q95"] = (_image(rgb, "JPEG", quality=95, progressive=True), jpeg)
     out["WebP RGB 4096x4096 q90"] = (_image(rgb, "WEBP", quality=90), {"Content-Type": "image/webp"})
     out['JSON {"inputs": [[], [], ...]} (attack)'] = (b'{"inputs": [' + b"[]," * ((18 << 20) // 3) + b"[]]}", json_type)
+    # The worst bodies that pass the count of values (protocols.json_limits): empty objects and lists.
+    from bench.gil_hold import build_other
+
+    for name, kind in (
+        ("json-instances-empty-objects", '{"instances": [{}, {}, ...]}'),
+        ("json-inputs-empty-lists", '{"inputs": [[], [], ...]}'),
+    ):
+        out[f"JSON {kind} just under the count"] = (build_other(name)[0], json_type)
+    # Twice the rows of 0/1 values: decode_fast's own count (2 x a request's values) lets simdjson parse it first.
+    out['JSON {"data"}, 0/1 values, 8192 rows (over the rows)'] = (build_other("json-data-01-8192rows")[0], json_type)
+    out.update(_metadata_bodies())
     return {name: value for name, value in out.items() if len(value[0]) <= LIMIT}
 
 

@@ -16,12 +16,16 @@ deployment sets WORKER_COUNT and GUNICORN_CMD_ARGS.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
 import os
 import shlex
 import shutil
 import sys
 from pathlib import Path
+
+from gunicorn.config import Config
 
 # tfscoring is beside this file (a script's folder is first on sys.path), and installed too (pip install -e .).
 from tfscoring import supervisor
@@ -67,13 +71,7 @@ def main(argv: list[str]) -> None:
     env.setdefault("GUNICORN_CMD_ARGS", f"--threads {size.threads}")
     env.setdefault("AML_APP_ROOT", str(HERE))  # the entry script's folder, as Azure ML sets it
     env.setdefault("MALLOC_MMAP_THRESHOLD_", MMAP_THRESHOLD)
-    if settings.front_door and "--keep-alive" not in env["GUNICORN_CMD_ARGS"]:
-        env["GUNICORN_CMD_ARGS"] += " " + BEHIND_NGINX
-    given = shlex.split(env["GUNICORN_CMD_ARGS"])
-    if not {"-c", "--config"} & set(given) and not any(arg.startswith("--config=") for arg in given):
-        env["GUNICORN_CMD_ARGS"] += " -c " + shlex.quote(str(GUNICORN_CONF))
-    if not any(arg.startswith(("--control-socket", NO_CONTROL_SOCKET)) for arg in given):
-        env["GUNICORN_CMD_ARGS"] += " " + NO_CONTROL_SOCKET
+    env["GUNICORN_CMD_ARGS"] = gunicorn_args(env["GUNICORN_CMD_ARGS"], settings.front_door)
     print(
         f"serve.py: {cpus} usable CPU core(s), {gpus} GPU(s): WORKER_COUNT={env['WORKER_COUNT']} "
         f"GUNICORN_CMD_ARGS={env['GUNICORN_CMD_ARGS']!r}",
@@ -88,6 +86,41 @@ def main(argv: list[str]) -> None:
     except StartupError as err:
         logging.critical("start-up failed: %s", err)
         sys.exit(3)
+
+
+def gunicorn_args(given: str, front_door: bool) -> str:
+    """GUNICORN_CMD_ARGS with ours added where `given` does not set the same thing itself: BEHIND_NGINX (unless it
+    sets --keep-alive), our configuration file (unless it names one) and NO_CONTROL_SOCKET (unless it sets either
+    control-socket option).  `given` is read with gunicorn's own parser, as gunicorn reads it (shlex, then
+    argparse), so that every spelling counts (`-c my.py`, `-cmy.py`, `--config=my.py`, `--conf my.py`): a `-c` of
+    ours after the user's would be the one argparse keeps, the user's file silently ignored."""
+    settings = _gunicorn_settings(given)
+    if settings is None:  # gunicorn will refuse these arguments with its own words when azmlinfsrv starts it
+        return given
+    args = given
+    if front_door and settings["keepalive"] is None:
+        args += " " + BEHIND_NGINX
+    if settings["config"] is None:
+        args += " -c " + shlex.quote(str(GUNICORN_CONF))
+    if settings["control_socket"] is None and not settings["control_socket_disable"]:
+        args += " " + NO_CONTROL_SOCKET
+    return args
+
+
+def _gunicorn_settings(args: str) -> dict | None:
+    """The settings `args` gives (None for each it does not), as gunicorn's parser reads GUNICORN_CMD_ARGS; None
+    where gunicorn cannot read them."""
+
+    def refuse(message: str):
+        raise ValueError(message)
+
+    parser = Config().parser()
+    parser.error = refuse  # not argparse's print-and-exit
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # --help, --version: printed, then SystemExit
+            return vars(parser.parse_args(shlex.split(args)))
+    except (ValueError, SystemExit):
+        return None
 
 
 if __name__ == "__main__":

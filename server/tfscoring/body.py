@@ -13,7 +13,7 @@ from werkzeug.exceptions import ClientDisconnected
 
 from tfscoring.errors import BadRequest, MethodNotAllowed, PayloadTooLarge, UnsupportedMediaType
 
-ALLOWED_METHODS = "GET, POST, OPTIONS"  # GET: the model's metadata (protocols.metadata)
+ALLOWED_METHODS = "GET, HEAD, POST, OPTIONS"  # GET, HEAD: the model's metadata (protocols.metadata)
 # A broken chunked encoding or a body cut short: the client's doing, so a 400, not a 500.
 _UNREADABLE = (ParseException, NoMoreData, ClientDisconnected)
 

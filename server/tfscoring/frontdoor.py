@@ -11,15 +11,14 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tfscoring import responses, rundir
+from tfscoring import rundir
 from tfscoring.config import ServerSettings
 from tfscoring.errors import StartupError
+from tfscoring.shared import CORS_EXPOSE, FIELD_CHARS
 
 TEMPLATE = Path(__file__).with_name("nginx.conf.in")
 _UNPRIVILEGED = "nobody"  # nginx's own default worker user when started as root
 _TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-# The answer headers a browser page may read with CORS on: responses.py's list, for azmlinfsrv alone.
-CORS_EXPOSE = responses.EXPOSE["Access-Control-Expose-Headers"]
 UPSTREAM_KEEPALIVE = 64  # idle kept-alive connections nginx keeps to the workers
 # An origin nginx's map can hold as a plain string: scheme://host[:port], nothing nginx or a regex would read.
 _ORIGIN = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[A-Za-z0-9.-]+(:[0-9]+)?")
@@ -44,7 +43,8 @@ def write_config(settings: ServerSettings, port: int, run_dir: Path) -> Path:
         "UPSTREAM_KEEPALIVE": str(UPSTREAM_KEEPALIVE),
         "SCORING_SERVERS": f"        server unix:{run_dir}/gunicorn.sock max_fails=0;\n" * (UPSTREAM_KEEPALIVE + 2),
         "CORS_ORIGINS": _cors_map(os.environ.get("AML_CORS_ORIGINS", "")),
-        "CORS_EXPOSE": CORS_EXPOSE,
+        "CORS_EXPOSE": CORS_EXPOSE,  # the answer headers a browser page may read with CORS on
+        "FIELD_CHARS": str(FIELD_CHARS),  # the longest URI in nginx's log line
     }
     text = re.sub(r"@([A-Z_]+)@", lambda m: values[m[1]], TEMPLATE.read_text())
     path = run_dir / "nginx.conf"

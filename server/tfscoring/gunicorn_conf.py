@@ -21,11 +21,17 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import uuid
+from pathlib import Path
 
 from gunicorn import glogging, util
 
-FIELD_CHARS = 300  # as tfscoring.requestlog: the longest client-supplied text in a log line
+try:  # azmlinfsrv puts AML_APP_ROOT (server/, serve.py's default) on sys.path before gunicorn reads this file
+    from tfscoring.shared import FIELD_CHARS
+except ImportError:  # an AML_APP_ROOT elsewhere, and tfscoring not installed: the folder this file is in
+    sys.path.append(str(Path(__file__).resolve().parents[1]))
+    from tfscoring.shared import FIELD_CHARS
 
 
 def _json_error(sock, status_int: int, reason: str, mesg: str) -> None:

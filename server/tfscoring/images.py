@@ -14,8 +14,11 @@ Two steps, so that the cost is known and bounded before any pixel is decoded:
   up to the image data (at most MAX_JPEG_SEGMENTS), the PNG chunk headers (at most 64 + len(body) // 4096;
   encoders write IDAT chunks of 8-64 KiB) and the WebP RIFF chunks.  Over `max_pixels` (width x height) or
   a side over MAX_SIDE is a 413; a JPEG with more than MAX_JPEG_SCANS scans, or a structure no encoder
-  writes, is a worded 400.  Its `ImageHeader.decoded_bytes` is an upper bound of the memory the decode
-  takes (every buffer of the path added up as if none were freed: see `_cost`).
+  writes, is a worded 400; so is one whose metadata (PNG ancillary chunks, WebP EXIF, ICCP and XMP), which
+  Pillow copies, holds over MAX_METADATA_BYTES, or a PNG of more than MAX_PNG_COMPRESSED compressed chunks.
+  Its `ImageHeader.decoded_bytes` is an upper bound of the memory the decode takes (every buffer of the path
+  added up as if none were freed, the metadata's copies and libwebp's copy of a WebP body included: see
+  `_png_cost`, `_png_metadata_cost`, `_webp_extra`, `_jpeg_cost`).
 - `decode(header, spec, scale)` does the work.  JPEG goes through simplejpeg (libjpeg-turbo): it releases
   the GIL while it decodes, is strict (a premature end of data or a corrupt scan is a 400, where Pillow
   answered a grey-filled image), and decodes at 1/2 to 1/8 scale where the input's H and W are fixed and
@@ -58,7 +61,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import simplejpeg
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from tfscoring.errors import BadRequest, PayloadTooLarge, ScoringError
 from tfscoring.interface import TensorSpec
@@ -77,6 +80,18 @@ MAX_JPEG_SCANS = 64
 PNG_CHUNKS_BASE = 64
 PNG_CHUNK_BODY = 4096
 SCALES = ("unit", "signed", "raw")
+# Metadata: Pillow reads every PNG ancillary chunk (text, EXIF, ICC, XMP, private chunks...) into bytes and keeps
+# it in `info` (decompressing zTXt, iTXt and iCCP up to PngImagePlugin.MAX_TEXT_CHUNK, 1 MiB, each), and copies a
+# WebP's EXIF, ICCP and XMP chunks out of libwebp's copy of the body: memory no pixel accounts for (a 66 KB PNG of
+# 63 zTXt chunks took +66 MiB, a 60 MiB eXIf chunk +121 MiB).  Real photos carry an ICC profile of a few KB
+# (rarely over 500 KB), EXIF under 64 KB (JPEG's APP1 limit, thumbnail included) and an XMP packet of a few KB
+# to a few hundred, so a body whose metadata chunks hold more than MAX_METADATA_BYTES of data is refused (400),
+# and what remains is counted in decoded_bytes.
+MAX_METADATA_BYTES = 1 << 20
+# PNG zTXt, iTXt and iCCP chunks: each may decompress to MAX_TEXT_CHUNK whatever its size (1 KB of zlib makes
+# 1 MiB), so they are counted at that and at most this many are taken (an ICC profile and a few texts: ImageMagick
+# writes up to 4 "Raw profile" zTXt chunks, EXIF, IPTC, XMP and 8BIM).
+MAX_PNG_COMPRESSED = 8
 
 # Fixed allowance in every decoded_bytes for the codecs' own state (libjpeg, zlib, libwebp), Pillow's
 # read blocks and the allocator's rounding.
@@ -86,6 +101,17 @@ _CHUNK_PIXELS = 1 << 18
 # WebP through Pillow, bytes per canvas pixel: libwebp's own ARGB buffer (lossless) and alpha plane, the
 # animation decoder's two RGBA canvases, the bytes Pillow copies them into, and Pillow's image.
 _WEBP_BYTES_PER_PIXEL = 4 + 1 + 8 + 4 + 4
+# PNG chunks that make the pixels (the APNG ones included: only the first frame is decoded, the others are read
+# and dropped a chunk at a time); any other chunk is metadata (MAX_METADATA_BYTES).
+_PNG_IMAGE_CHUNKS = {b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"acTL", b"fcTL", b"fdAT"}
+_PNG_COMPRESSED = {b"zTXt", b"iTXt", b"iCCP"}  # iTXt may be compressed: counted as if it were
+_WEBP_METADATA = {b"EXIF", b"ICCP", b"XMP "}  # the chunks Pillow copies into `info`; libwebp skips the others
+# Metadata bytes, each copy added up: PNG: _safe_read's blocks and their join, the split key and value, the str
+# Pillow keeps; WebP: get_chunk's bytes and a margin.
+_PNG_METADATA_COPIES = 4
+_WEBP_METADATA_COPIES = 2
+# A compressed PNG chunk, in MAX_TEXT_CHUNKs: the decompressed bytes and the str (measured: +1.05 MiB a chunk).
+_PNG_INFLATED_COPIES = 2
 
 _MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 _IMAGE_SHAPES = "(H, W, C) with C = 1, 3 or 4, (H, W) grayscale, or (H*W,) grayscale flattened with H*W a square > 1"
@@ -128,7 +154,9 @@ class ImageHeader:
     whole-image coefficients, Pillow's row pointers), each conversion (palette -> RGBA, 16-bit -> 8-bit, a
     Pillow image of the array), EXIF rotation's copy, the resize (its intermediate image and coefficients),
     the uint8 row and the row in the input's dtype, plus a fixed _CODEC_BYTES, all added up as if none were
-    freed.
+    freed; and what Pillow copies besides (PNG: the metadata chunks, each compressed one at MAX_TEXT_CHUNK, and
+    the largest other chunk it reads whole; WebP: libwebp's copy of the body and the EXIF, ICCP and XMP chunks).
+    A JPEG's APPn segments cost nothing: libjpeg skips them and the EXIF orientation is read through a view.
     """
 
     format: str  # "PNG", "JPEG" or "WEBP"
@@ -172,10 +200,10 @@ def image_layout(spec: TensorSpec) -> ImageLayout:
     raise refuse(f"an image input's row shape is {_IMAGE_SHAPES}")
 
 
-def decoded_bytes(spec: TensorSpec) -> int:
-    """The most memory decoding one image for `spec` may take, known before the body is read (score.py
-    reserves it of the in-flight budget): the largest `ImageHeader.decoded_bytes` of any image `inspect`
-    lets through at MAX_PIXELS and MAX_SIDE, whatever its format, mode and shape."""
+def decoded_bytes(spec: TensorSpec, body_bytes: int = 0) -> int:
+    """The most memory decoding one image for `spec` may take, known before the body is read: the largest
+    `ImageHeader.decoded_bytes` of any image `inspect` lets through at MAX_PIXELS and MAX_SIDE, whatever its
+    format, mode, shape and metadata, for a body of `body_bytes` (libwebp's copy of a WebP body is counted)."""
     try:
         layout = image_layout(spec)
     except BadRequest:
@@ -184,8 +212,9 @@ def decoded_bytes(spec: TensorSpec) -> int:
     worst = 0
     for width, height in shapes:
         for png_type, depth in ((3, 8), (0, 16), (6, 16), (4, 8)):
-            worst = max(worst, _png_cost(width, height, png_type, depth, layout, spec.dtype))
-        worst = max(worst, _webp_cost(width, height, layout, spec.dtype))
+            cost = _png_cost(width, height, png_type, depth, layout, spec.dtype)
+            worst = max(worst, cost + _png_metadata_cost(MAX_METADATA_BYTES, MAX_PNG_COMPRESSED, body_bytes))
+        worst = max(worst, _webp_cost(width, height, layout, spec.dtype) + _webp_extra(body_bytes, MAX_METADATA_BYTES))
         # A progressive CMYK 4:4:4 JPEG (the most coefficients), rotated, decoded at the DCT scale libjpeg is
         # sure to take for a fixed input (powers of 2; simplejpeg may take a finer k/8, only ever smaller).
         blocks = _jpeg_blocks(width, height, [(1, 1)] * 4)
@@ -252,9 +281,11 @@ def _invalid(where: str, why: str) -> BadRequest:
 
 
 def _png_header(body: bytes, layout: ImageLayout, spec: TensorSpec, where: str) -> ImageHeader:
-    """Walks the chunk headers (length and type; the data and CRCs are Pillow's and zlib's to check)."""
+    """Walks the chunk headers (length and type; the data and CRCs are Pillow's and zlib's to check), adding up
+    the metadata chunks' data (MAX_METADATA_BYTES, MAX_PNG_COMPRESSED)."""
     limit = PNG_CHUNKS_BASE + len(body) // PNG_CHUNK_BODY
     pos, chunks, ihdr, idat, frames = 8, 0, None, False, 1
+    metadata, compressed, largest = 0, 0, 0
     while True:
         if pos + 8 > len(body):
             raise _invalid(where, "the PNG is truncated: it ends before its IEND chunk")
@@ -278,6 +309,18 @@ def _png_header(body: bytes, layout: ImageLayout, spec: TensorSpec, where: str) 
             frames = max(1, struct.unpack_from(">I", body, pos + 8)[0])
         elif kind == b"IEND":
             break
+        if kind not in _PNG_IMAGE_CHUNKS:
+            metadata += length
+            compressed += kind in _PNG_COMPRESSED
+            if metadata > MAX_METADATA_BYTES or compressed > MAX_PNG_COMPRESSED:
+                raise BadRequest(
+                    f"PNG image carries more metadata than is taken {where}: its chunks other than the image's "
+                    f"({_names(_PNG_IMAGE_CHUNKS)}) may hold {MAX_METADATA_BYTES} bytes in all, at most "
+                    f"{MAX_PNG_COMPRESSED} of them compressed (zTXt, iTXt, iCCP); real photos carry an ICC profile "
+                    "and EXIF of a few KB"
+                )
+        elif kind != b"IDAT":
+            largest = max(largest, length)  # read whole (fdAT of frames not decoded: one at a time)
         pos = end
     width, height, depth, color, compression, filtering, interlace = ihdr
     if color not in _PNG_DEPTHS or depth not in _PNG_DEPTHS[color] or compression or filtering or interlace > 1:
@@ -288,11 +331,13 @@ def _png_header(body: bytes, layout: ImageLayout, spec: TensorSpec, where: str) 
         raise _invalid(where, "the PNG has no image data (IDAT)")
     kind = f"{depth}-bit {_PNG_KINDS[color]}" + (" interlaced" if interlace else "")
     cost = _png_cost(width, height, color, depth, layout, spec.dtype)
+    cost += _png_metadata_cost(metadata, compressed, largest)
     return ImageHeader("PNG", width, height, kind, frames, cost, body)
 
 
 def _webp_header(body: bytes, layout: ImageLayout, spec: TensorSpec, where: str) -> ImageHeader:
-    """The RIFF header and the first chunk's (VP8, VP8L or VP8X) width and height; an animation's frames."""
+    """The RIFF header and the first chunk's (VP8, VP8L or VP8X) width and height; the chunks: an animation's
+    frames, the metadata's size (MAX_METADATA_BYTES)."""
     riff = struct.unpack_from("<I", body, 4)[0]
     if riff + 8 > len(body) or riff < 12:
         raise _invalid(where, f"the WebP is truncated: its RIFF header says {riff + 8} bytes, the body has {len(body)}")
@@ -312,22 +357,30 @@ def _webp_header(body: bytes, layout: ImageLayout, spec: TensorSpec, where: str)
     elif kind == b"VP8X" and len(data) >= 10:
         width = int.from_bytes(data[4:7], "little") + 1
         height = int.from_bytes(data[7:10], "little") + 1
-        name = "extended"
-        if data[0] & 0x02:  # animation: count the ANMF chunks, at most one per 4 KiB of body
-            name, frames, pos, limit = "animated", 0, 12, PNG_CHUNKS_BASE + len(body) // PNG_CHUNK_BODY
-            for _ in range(limit):
-                if pos + 8 > end:
-                    break
-                chunk, size = struct.unpack_from("<4sI", body, pos)
-                frames += chunk == b"ANMF"
-                pos += 8 + size + (size & 1)
-            else:
-                raise BadRequest(f"WebP image has more than {limit} chunks {where}")
-            if not frames:
-                raise _invalid(where, "the animated WebP has no frame")
+        name = "animated" if data[0] & 0x02 else "extended"
     else:
         raise _invalid(where, f"the WebP's first chunk {kind!r} is not a valid VP8, VP8L or VP8X header")
-    cost = _webp_cost(width, height, layout, spec.dtype)
+    # The chunks: an animation's ANMF frames, and the metadata Pillow copies; at most one per 4 KiB of body.
+    anmf, metadata, pos, limit = 0, 0, 12, PNG_CHUNKS_BASE + len(body) // PNG_CHUNK_BODY
+    for _ in range(limit):
+        if pos + 8 > end:
+            break
+        chunk, size = struct.unpack_from("<4sI", body, pos)
+        anmf += chunk == b"ANMF"
+        metadata += size if chunk in _WEBP_METADATA else 0
+        pos += 8 + size + (size & 1)
+    else:
+        raise BadRequest(f"WebP image has more than {limit} chunks {where}")
+    if metadata > MAX_METADATA_BYTES:
+        raise BadRequest(
+            f"WebP image carries {metadata} bytes of metadata {where} (EXIF, ICCP and XMP chunks); the limit is "
+            f"{MAX_METADATA_BYTES} (real photos carry an ICC profile and EXIF of a few KB)"
+        )
+    if name == "animated":
+        frames = anmf
+        if not frames:
+            raise _invalid(where, "the animated WebP has no frame")
+    cost = _webp_cost(width, height, layout, spec.dtype) + _webp_extra(len(body), metadata)
     return ImageHeader("WEBP", width, height, name, frames, cost, body)
 
 
@@ -368,7 +421,7 @@ def _jpeg_header(body: bytes, layout: ImageLayout, spec: TensorSpec, where: str,
                 raise _invalid(where, "the JPEG has two frame headers (SOF)")
             sof = (marker, body[pos + 2 : pos + length])
         elif marker == 0xE1 and exif is None and body.startswith(b"Exif\x00\x00", pos + 2):
-            exif = body[pos + 2 : pos + length]
+            exif = memoryview(body)[pos + 2 : pos + length]  # a view: no copy of up to 64 KB
         elif marker == 0xDA:
             break
         pos += length
@@ -402,7 +455,7 @@ def _jpeg_header(body: bytes, layout: ImageLayout, spec: TensorSpec, where: str,
         )
     except ValueError as err:
         raise _invalid(where, _first_line(err)) from None
-    orientation = _exif_orientation(exif) if exif else 1
+    orientation = _exif_orientation(exif) if exif is not None else 1
     channels = 4 if colorspace in ("CMYK", "YCCK") else layout.channels
     whole = marker in (0xC2, 0xCA) or scans > 1  # libjpeg keeps the whole image's coefficients
     blocks = _jpeg_blocks(width, height, sampling) if whole else 0
@@ -434,7 +487,7 @@ def _count_scans(body: bytes, start: int) -> int:
     return scans
 
 
-def _exif_orientation(exif: bytes) -> int:
+def _exif_orientation(exif: bytes | memoryview) -> int:
     """Tag 0x0112 of IFD0 in an APP1 Exif segment (b"Exif\\0\\0" + TIFF): 1-8, or 1 where absent or invalid."""
     tiff = memoryview(exif)[6:]
     order = {b"II*\x00": "<", b"MM\x00*": ">"}.get(bytes(tiff[:4]))
@@ -500,6 +553,24 @@ def _webp_cost(width: int, height: int, layout: ImageLayout, dtype: np.dtype) ->
     target = 1 if layout.channels == 1 else 4
     cost = pixels * _WEBP_BYTES_PER_PIXEL + 16 * height + pixels * target
     return _CODEC_BYTES + cost + _tail(width, height, layout, dtype)
+
+
+def _png_metadata_cost(metadata: int, compressed: int, largest: int) -> int:
+    """Pillow's copies of a PNG's metadata chunks (`metadata` bytes of data, `compressed` of them zTXt, iTXt or
+    iCCP, each inflating to MAX_TEXT_CHUNK at most), and its read of the largest other chunk but IDAT (read in
+    blocks, then joined)."""
+    inflated = compressed * _PNG_INFLATED_COPIES * PngImagePlugin.MAX_TEXT_CHUNK
+    return metadata * _PNG_METADATA_COPIES + inflated + 2 * largest
+
+
+def _webp_extra(body_bytes: int, metadata: int) -> int:
+    """Pillow's WebP besides the pixels: libwebp's copy of the whole body (WebPAnimDecoder), and the EXIF, ICCP
+    and XMP chunks copied out of it."""
+    return body_bytes + metadata * _WEBP_METADATA_COPIES
+
+
+def _names(kinds: set[bytes]) -> str:
+    return ", ".join(sorted(kind.decode() for kind in kinds))
 
 
 def _jpeg_cost(

@@ -41,14 +41,15 @@ import orjson
 
 from tfscoring import metrics, tracing
 from tfscoring.routes import PATH_HEADER
+from tfscoring.shared import FIELD_CHARS  # longest text field in a line (ids, content type, error): under PIPE_BUF
 
 _enabled = True
 _errors_only = False
 _DEPRECATED_HEADER = "x-ms-request-id header has been deprecated"
+_REQUEST_LINE = re.compile(r"[A-Z]+ /")  # azmlinfsrv's request lines; its other lines (tracebacks) stay whole
 _SCORE_LINE = re.compile(r"[A-Z]+ /score[ ?]")  # azmlinfsrv's "<method> <path> <status> <ms>ms <bytes>"
 _LOGGED = "tfscoring.logged"  # key in the WSGI environ of a request this module logs: gunicorn skips its line
 _STDOUT = 1
-FIELD_CHARS = 300  # longest text field in a line (ids, content type, error): lines stay under PIPE_BUF
 _STUCK_S = 1.0  # longest wait for a stdout that cannot take more (non-blocking and full) before a line is dropped
 _write_lock = threading.Lock()  # this worker's threads write whole lines, one at a time
 _dropped = False  # a line was dropped already (said once on stderr)
@@ -193,7 +194,7 @@ class _ServerRequestLines(logging.Filter):
         if record.name != "azmlinfsrv":
             return True
         message = record.getMessage()
-        if len(message) > FIELD_CHARS + 80:  # "<method> <path?query> <status> ...": the path, query are the client's
+        if len(message) > FIELD_CHARS + 80 and _REQUEST_LINE.match(message):  # the path and query are the client's
             record.msg, record.args = f"{message[:FIELD_CHARS]}...{message[-60:]}", ()
         if message.startswith(_DEPRECATED_HEADER):
             return False  # a warning for every request that carries x-ms-request-id: the header works, still echoed

@@ -7,11 +7,12 @@ from azureml_inference_server_http.api.aml_response import AMLResponse
 
 from tfscoring.body import ALLOWED_METHODS
 from tfscoring.errors import ScoringError
+from tfscoring.shared import CORS_EXPOSE
 
 # With CORS on (AML_CORS_ORIGINS), a browser page reads only the headers an answer lists here; flask_cors
 # (azmlinfsrv's, configured without expose_headers) lists none, and keeps this one.  Harmless without CORS.
-# Behind the front door nginx sets it on every answer instead (frontdoor.CORS_EXPOSE, the same list).
-EXPOSE = {"Access-Control-Expose-Headers": "x-request-id, x-ms-request-id, x-ms-client-request-id, retry-after"}
+# Behind the front door nginx sets it on every answer instead (frontdoor.py, the same list).
+EXPOSE = {"Access-Control-Expose-Headers": CORS_EXPOSE}
 _JSON = {"Content-Type": "application/json", **EXPOSE}
 
 

@@ -36,13 +36,13 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 
 from tfscoring import log
 from tfscoring.config import OtlpTraces
+from tfscoring.shared import FIELD_CHARS
 
 # (tracer, kind of the request's span) for each place spans go; empty: no span is made.
 _tracers: list[tuple[trace.Tracer, trace.SpanKind]] = []
 _EXIT_FLUSH_S = 2.0
 _configured: list[str] = []  # the description, once configure() has run in this process
 _NAME_CHARS = 100  # a span name's path (a client sets X-Tfscoring-Path where no front door clears it)
-_LOGGED_CHARS = 300  # the longest line OpenTelemetry logs about a client's trace headers
 _PROPAGATION_LOGGERS = ("opentelemetry.trace.span", "opentelemetry.trace.propagation.tracecontext")
 
 
@@ -90,8 +90,8 @@ class _CappedWarnings(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if len(message) > _LOGGED_CHARS:
-            record.msg, record.args = message[:_LOGGED_CHARS] + "...", ()
+        if len(message) > FIELD_CHARS:
+            record.msg, record.args = message[:FIELD_CHARS] + "...", ()
         return True
 
 

@@ -240,19 +240,60 @@ def test_cors_on_the_front_doors_own_errors(server):
     assert "Access-Control-Allow-Origin" not in other.headers
 
 
-def test_each_of_the_front_doors_error_pages_has_the_cors_and_request_id_headers(tmp_path, monkeypatch):
-    """The 502, 503 and 504 pages as the 405 above: each page's location repeats its headers (nginx's add_header
-    in a location replaces the enclosing ones), so each is checked in the configuration."""
+def test_cors_on_the_answers_flask_cors_never_saw(server):
+    """gunicorn's own 400 (a header value it refuses) and Flask's own 405 (POST /swagger.json) pass through
+    nothing of flask_cors: the front door adds the allowed origin and the list, once."""
+    for raw in (
+        request(f"GET /score HTTP/1.1\nHost: a\nOrigin: {ALLOWED}\nX-Foo: a\x01b\n"),
+        request(f"POST /swagger.json HTTP/1.1\nHost: a\nOrigin: {ALLOWED}\nContent-Length: 0\n"),
+    ):
+        status_line, headers, _ = exchange(server.port, raw)
+        assert status_line.split()[1] in (b"400", b"405"), status_line
+        assert headers.get("access-control-allow-origin") == ALLOWED, (status_line, headers)
+        assert "x-request-id" in headers["access-control-expose-headers"]
+        assert "Origin" in headers["vary"]
+    _, headers, _ = exchange(
+        server.port, request("GET /score HTTP/1.1\nHost: a\nOrigin: https://evil.example\nX-Foo: a\x01b\n")
+    )
+    assert "access-control-allow-origin" not in headers and "access-control-expose-headers" not in headers
+    answer = requests.get(f"{server.url}/swagger.json", headers={"Origin": ALLOWED}, timeout=30)  # flask_cors's
+    assert answer.status_code == 200 and answer.headers["Access-Control-Allow-Origin"] == ALLOWED  # once
+    assert answer.headers["Vary"] == "Origin"
+
+
+@pytest.mark.parametrize("path", ["/nothere", "/score/", "/scores", "/swagger.json/x", "/v3", "/.frontdoor/404.json"])
+def test_a_path_the_server_does_not_have_is_a_json_404(server, path):
+    answer = requests.get(server.url + path, headers={"Origin": ALLOWED}, timeout=30)
+    assert answer.status_code == 404
+    assert answer.headers["Content-Type"] == "application/json" and answer.json() == {"error": "not found"}
+    assert answer.headers["Access-Control-Allow-Origin"] == ALLOWED and answer.headers["X-Request-Id"]
+
+
+def test_the_paths_the_server_has_are_passed_on(server):
+    assert requests.get(f"{server.url}/", timeout=30).text == "Healthy"  # azmlinfsrv's liveness, for Azure ML
+    assert requests.get(f"{server.url}/?probe=1", timeout=30).text == "Healthy"
+    assert requests.get(f"{server.url}/swagger.json?version=3", timeout=30).status_code == 200
+    assert requests.get(f"{server.url}/health/live", timeout=30).status_code == 200
+    assert requests.get(f"{server.url}/v2/health/live", timeout=30).status_code == 200
+    assert requests.get(f"{server.url}/v2", timeout=30).status_code == 200
+    assert post(f"{server.url}/score?x=1", ONE_ROW).status_code == 200
+
+
+def test_the_front_doors_error_pages_share_their_headers(tmp_path, monkeypatch):
+    """The 502, 503 and 504 pages as the 405 above: the headers are set once, on the block of the pages, and no
+    page sets one of its own (nginx's add_header in a location replaces all the enclosing ones)."""
     from tfscoring import frontdoor
     from tfscoring.config import ServerSettings
 
     monkeypatch.setenv("AML_CORS_ORIGINS", ALLOWED)
     text = frontdoor.write_config(ServerSettings.from_env(), 8080, tmp_path).read_text()
-    pages = re.findall(r"location = /\.frontdoor/(\d+)\.json \{(.*?)\n            \}", text, re.S)
-    assert {code for code, _ in pages} >= {"400", "405", "413", "431", "502", "503", "504", "505"}
-    for code, page in pages:
-        for header in ("X-Request-Id", "Access-Control-Allow-Origin", "Access-Control-Expose-Headers", "Vary"):
-            assert f"add_header {header} " in page, (code, header)
+    block = re.search(r"\n        location \^~ /\.frontdoor/ \{\n(.*?)\n        \}\n", text, re.S)[1]
+    pages = re.findall(r"location = /\.frontdoor/(\d+)\.json \{(.*?)\}", block, re.S)
+    assert {code for code, _ in pages} >= {"400", "404", "405", "413", "431", "502", "503", "504", "505"}
+    assert not [code for code, page in pages if "add_header" in page]
+    for header in ("X-Request-Id", "Access-Control-Allow-Origin", "Access-Control-Expose-Headers", "Vary", "Allow"):
+        assert f"\n            add_header {header} " in block, header
+    assert re.search(r"map \$status \$error_retry_after \{\s+502 1;\s+503 1;\s+504 1;", text)
     assert f'"{ALLOWED}" $http_origin;' in text
 
 

@@ -160,7 +160,7 @@ def test_a_broken_chunked_body_gets_400(server):
 
 
 def test_options_lists_get_and_post(server):
-    assert requests.options(server.score_url, timeout=10).headers["Allow"] == "GET, POST, OPTIONS"
+    assert requests.options(server.score_url, timeout=10).headers["Allow"] == "GET, HEAD, POST, OPTIONS"
     # Methods the server itself does not route get its own 405, with a "message".
     assert requests.put(server.score_url, data=b"{}", timeout=10).status_code == 405
 

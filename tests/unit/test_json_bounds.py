@@ -247,7 +247,9 @@ def test_an_integer_beyond_64_bits_is_refused_not_rounded_by_the_parser(value, f
         protocols.decode_json(body, HOWTO, 10)
 
 
-@pytest.mark.parametrize("value", ["9223372036854775808", "1.00000000000000000000001", "1e19", "0.00000000000000000000123"])
+@pytest.mark.parametrize(
+    "value", ["9223372036854775808", "1.00000000000000000000001", "1e19", "0.00000000000000000000123"]
+)
 def test_long_numbers_that_are_not_wide_integers_pass(value):
     body = f'{{"instances": [[0.5, {value}{", 0.5" * 782}]]}}'.encode()
     assert protocols.decode_json(body, HOWTO, 10).rows[0].shape == (1, 784)
