@@ -21,7 +21,8 @@ tfscoring.binary.  Their bodies: each JSON form at 4096 rows of long floats (as 
 `{"instances": [{}, {}, ...]}` and `{"inputs": [[], [], ...]}` just under it; and `{"data"}` of 8192 rows of 0/1,
 which decode_fast's own count (twice a request's values) lets simdjson parse before it declines it.  Their memory
 ratio is the growth against what score.py holds of the budget for that step, the body left out (it is read before):
-decode_fast FAST_WEIGHT x body, decode_json parse_cost, binary BINARY_WEIGHT x body.
+decode_fast what it reserves (decode.fast_rows: body size and commas), decode_json parse_cost, binary
+BINARY_WEIGHT x body.
 Prints Markdown tables and writes them to --out.
 """
 
@@ -31,11 +32,13 @@ import argparse
 import io
 import os
 import platform
+import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -77,13 +80,12 @@ def _noise(height: int, width: int, channels: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
 
 
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
 def _png_declaring(width: int, height: int, rows: int) -> bytes:
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
+    chunk = _chunk
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     idat = zlib.compress(bytes((1 + width) * rows), 9)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
@@ -114,6 +116,21 @@ def build(name: str) -> bytes:
         return _encode(Image.fromarray(_noise(images.MAX_SIDE, 1, 1), "L"), "PNG")
     if name == "png-wide-16384x1024":
         return _encode(Image.fromarray(_noise(1024, images.MAX_SIDE, 3), "RGB"), "PNG", compress_level=1)
+    if name in ("png-8-ztxt-1mib-each", "png-eXIf-1mib", "webp-exif-1mib"):  # the most metadata taken
+        small = np.zeros((28, 28), np.uint8)
+        if name == "webp-exif-1mib":
+            return _encode(Image.fromarray(small), "WEBP", exif=b"MM\x00*" + bytes(images.MAX_METADATA_BYTES - 4096))
+        png = _encode(Image.fromarray(small), "PNG")
+        if name == "png-eXIf-1mib":
+            chunks = _chunk(b"eXIf", b"MM\x00*" + bytes(images.MAX_METADATA_BYTES - 4096))
+        else:
+            inflating = zlib.compress(b"a" * ((1 << 20) - 1), 9)
+            chunks = b"".join(_chunk(b"zTXt", b"k%d\x00\x00" % i + inflating) for i in range(8))
+        return png[:33] + chunks + png[33:]
+    if name == "attack-png-63-ztxt":  # 66 KB: Pillow's text chunks took +66 MiB
+        png = _encode(Image.fromarray(np.zeros((28, 28), np.uint8)), "PNG")
+        inflating = zlib.compress(b"a" * ((1 << 20) - 1), 9)
+        return png[:33] + b"".join(_chunk(b"zTXt", b"k%d\x00\x00" % i + inflating) for i in range(63)) + png[33:]
     if name == "attack-png-1x16777216":
         return _png_declaring(1, 16_777_216, 16_777_216)
     if name == "attack-jpeg-16.5M-app1":
@@ -133,8 +150,12 @@ CASES = (
     "webp-lossless",
     "png-tall-1x16384",
     "png-wide-16384x1024",
+    "png-8-ztxt-1mib-each",
+    "png-eXIf-1mib",
+    "webp-exif-1mib",
     "attack-png-1x16777216",
     "attack-jpeg-16.5M-app1",
+    "attack-png-63-ztxt",
 )
 
 
@@ -221,13 +242,17 @@ def decode_other(body: bytes, decoder: str, header_length: str | None) -> tuple[
         reserved = BINARY_WEIGHT * len(body)
         call = lambda: binary.decode_npy(body, HOWTO_INPUT, MAX_ROWS)  # noqa: E731
     else:
-        reserved = protocols.FAST_WEIGHT * len(body)
+        held = [0]
+
+        def reserve(cost: int) -> None:
+            held[0] = cost
+
         try:
-            if protocols.decode_fast(body, HOWTO, MAX_ROWS, header_length):
-                return "200", reserved
+            if protocols.decode_fast(body, HOWTO, MAX_ROWS, header_length, reserve=reserve):
+                return "200", held[0]
             counts = protocols.check_json_body(body, HOWTO, MAX_ROWS, header_length)
         except ScoringError as err:
-            return f"{err.status_code}", reserved
+            return f"{err.status_code}", held[0]
         reserved = protocols.parse_cost(counts, HOWTO)
         call = lambda: protocols.decode_json(body, HOWTO, MAX_ROWS, header_length, counts=counts)  # noqa: E731
     try:
@@ -372,7 +397,8 @@ def main() -> None:
         return
     floor = gil_hold(b"", SPECS["784"])[1]
     lines = [
-        f"Image decode: GIL hold and peak memory ({platform.machine()}, {os.cpu_count()} cores, "
+        "Body decode (images, then JSON, raw and .npy): GIL hold and peak memory "
+        f"({platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}; `python -m bench.gil_hold`). Idle floor of the gap: "
         f"{floor * 1000:.1f} ms.",
         "",

@@ -239,6 +239,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", default="", help="measure only the kinds whose name holds this text")
     args = parser.parse_args(argv)
     results = run(args.model_dir, lambda name: args.only in name)
+    text = write(results, args.out)
+    print(text)
+    worst = max((r["ratio"] or 0) for r in results)
+    sys.exit(0 if worst <= 1 else 1)
+
+
+def write(results: list[dict], out: Path) -> str:
+    """The Markdown table (and the kinds over their reservation, if any) to `out`, the results beside it."""
+    over = [r for r in results if (r["ratio"] or 0) > 1]
     text = (
         "# Peak memory of one request against its reservation\n\n"
         f"`python -m bench.request_memory` on {platform.node() and 'this machine'} ({os.cpu_count()} cores, "
@@ -247,11 +256,12 @@ def main(argv: list[str] | None = None) -> None:
         + table(results)
         + "\n"
     )
-    args.out.write_text(text)
-    args.out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
-    print(text)
-    worst = max((r["ratio"] or 0) for r in results)
-    sys.exit(0 if worst <= 1 else 1)
+    if over:
+        text += "\nOver their reservation (ratio > 1): " + "; ".join(f"{r['kind']} ({r['ratio']:.2f})" for r in over)
+        text += ".\n"
+    out.write_text(text)
+    out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
+    return text
 
 
 if __name__ == "__main__":

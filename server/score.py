@@ -192,8 +192,14 @@ def _decode(
     """Parse and validate (400, 413), each decoder's cost bounded from the body's bytes and reserved (503) before
     the expensive step."""
     if form == "json":
-        _hold(reservation, record, (1 + protocols.FAST_WEIGHT) * len(body))
-        fast = protocols.decode_fast(body, interface, settings.max_request_rows, header_length, oip)  # the how-to's
+        fast = protocols.decode_fast(  # the how-to's rows, in C
+            body,
+            interface,
+            settings.max_request_rows,
+            header_length,
+            oip,
+            lambda cost: _hold(reservation, record, len(body) + cost),
+        )
         if fast:
             return fast
         counts = protocols.check_json_body(body, interface, settings.max_request_rows, header_length)  # 400, 413

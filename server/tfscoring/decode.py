@@ -19,7 +19,7 @@ import codecs
 import gc
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -184,11 +184,23 @@ def decode_rows(body: bytes, width: int, max_rows: int) -> np.ndarray:
     return to_batch(document["data"], width, max_rows)
 
 
-def fast_rows(body: bytes, width: int, max_rows: int) -> np.ndarray | None:
-    """The rows of a plainly well-formed `{"data": [...]}` body, parsed in C; None for any other body."""
-    _check_value_count(body, width, max_rows)
+# The fast path's memory: simdjson's padded copy of the body and its document (2 bytes a body byte), and per value
+# its tape, the float64 array and the float32 batch with their checks: measured about 43 bytes a value in a fresh
+# worker (bench/results/gil-hold.md: 138 MB for 4096 rows of 0 and 1).
+FAST_BODY_WEIGHT = 2
+FAST_VALUE_BYTES = 48
+
+
+def fast_rows(
+    body: bytes, width: int, max_rows: int, reserve: Callable[[int], None] | None = None
+) -> np.ndarray | None:
+    """The rows of a plainly well-formed `{"data": [...]}` body, parsed in C; None for any other body.
+    `reserve(bytes)` is told what the parse takes, from the body's size and commas, before it starts."""
+    commas = _check_value_count(body, width, max_rows)
     if b'"data"' not in body:  # another form: not worth simdjson's parse (under its lock) only to find that
         return None
+    if reserve:
+        reserve(FAST_BODY_WEIGHT * len(body) + FAST_VALUE_BYTES * (commas + 1))
     batch = _fast_batch(_without_bom(body), width, max_rows)
     if batch is not None:
         _check_finite(batch)
@@ -208,7 +220,7 @@ def _without_bom(body: bytes) -> bytes:
     return body[len(codecs.BOM_UTF8) :] if body.startswith(codecs.BOM_UTF8) else body
 
 
-def _check_value_count(body: bytes, width: int, max_rows: int) -> None:
+def _check_value_count(body: bytes, width: int, max_rows: int) -> int:
     """Refuse, before parsing, a body holding far more numbers than a request may.
 
     Parsing builds one Python object per value (about 50 bytes each), so a body of
@@ -217,11 +229,13 @@ def _check_value_count(body: bytes, width: int, max_rows: int) -> None:
     request: memory stays bounded, and a body just over the limit is parsed and
     gets the precise message (too many rows, or which row is wrong).
     """
-    if body.count(b",") > 2 * max_rows * width:
+    commas = body.count(b",")
+    if commas > 2 * max_rows * width:
         raise PayloadTooLarge(
             f"body holds more than {2 * max_rows * width} values; a request takes at most "
             f"{max_rows} rows of {width} (MAX_REQUEST_ROWS)"
         )
+    return commas
 
 
 # One parser per worker, used under a lock: a simdjson parser keeps the memory of the largest document it

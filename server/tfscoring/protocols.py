@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -82,7 +83,7 @@ def decode_json(
     except BadRequest:
         _check_wide_integers(body)  # an integer beyond 64 bits, read as a float, explains the error better
         raise
-    if any(array.dtype.kind == "f" and array.size and np.abs(array).max() >= 2.0**63 for array in request.rows):
+    if any(array.dtype.kind == "f" and array.size and float(np.abs(array).max()) >= 2.0**63 for array in request.rows):
         _check_wide_integers(body)  # such a value may have been an integer literal, rounded by the parser
     return request
 
@@ -121,20 +122,21 @@ def _decode_document(
     )
 
 
-# The fast path's memory besides the body, per body byte: simdjson's document and the rows (measured: +228 MB
-# at most for a 59 MiB body of 3,960 rows, bench/results/request-memory-before.md).
-FAST_WEIGHT = 4
-
-
 def decode_fast(
-    body: bytes, interface: Interface, max_rows: int, header_length: str | None = None, oip_only: bool = False
+    body: bytes,
+    interface: Interface,
+    max_rows: int,
+    header_length: str | None = None,
+    oip_only: bool = False,
+    reserve: Callable[[int], None] | None = None,
 ) -> Request | None:
     """The how-to's `{"data": rows}` parsed in C (simdjson: no Python object per value, the commas counted first),
-    where the model and the body are plainly that; None for any other body, which decode_json takes."""
+    where the model and the body are plainly that; None for any other body, which decode_json takes.  `reserve`:
+    told the parse's cost before it starts (decode.fast_rows)."""
     width = interface.howto_width
     if not width or header_length is not None or oip_only:
         return None
-    rows = decode.fast_rows(body, width, max_rows)
+    rows = decode.fast_rows(body, width, max_rows, reserve)
     return None if rows is None else Request((rows,), Form.HOWTO)
 
 
