@@ -63,6 +63,7 @@ import numpy as np
 import simplejpeg
 from PIL import Image, PngImagePlugin
 
+from tfscoring import containers
 from tfscoring.errors import BadRequest, PayloadTooLarge, ScoringError
 from tfscoring.interface import TensorSpec
 
@@ -285,7 +286,7 @@ def _png_header(body: bytes, layout: ImageLayout, spec: TensorSpec, where: str) 
     the metadata chunks' data (MAX_METADATA_BYTES, MAX_PNG_COMPRESSED)."""
     limit = PNG_CHUNKS_BASE + len(body) // PNG_CHUNK_BODY
     pos, chunks, ihdr, idat, frames = 8, 0, None, False, 1
-    metadata, compressed, largest = 0, 0, 0
+    metadata, compressed, largest, exif = 0, 0, 0, None
     while True:
         if pos + 8 > len(body):
             raise _invalid(where, "the PNG is truncated: it ends before its IEND chunk")
@@ -307,6 +308,8 @@ def _png_header(body: bytes, layout: ImageLayout, spec: TensorSpec, where: str) 
             idat = True
         elif kind == b"acTL" and length >= 8:
             frames = max(1, struct.unpack_from(">I", body, pos + 8)[0])
+        elif kind == b"eXIf" and exif is None:
+            exif = (pos + 8, length)
         elif kind == b"IEND":
             break
         if kind not in _PNG_IMAGE_CHUNKS:
@@ -330,9 +333,10 @@ def _png_header(body: bytes, layout: ImageLayout, spec: TensorSpec, where: str) 
     if not idat:
         raise _invalid(where, "the PNG has no image data (IDAT)")
     kind = f"{depth}-bit {_PNG_KINDS[color]}" + (" interlaced" if interlace else "")
+    orientation = _exif_orientation(b"Exif\0\0" + body[exif[0] : exif[0] + exif[1]]) if exif else 1
     cost = _png_cost(width, height, color, depth, layout, spec.dtype)
-    cost += _png_metadata_cost(metadata, compressed, largest)
-    return ImageHeader("PNG", width, height, kind, frames, cost, body)
+    cost += _png_metadata_cost(metadata, compressed, largest) + _orientation_cost(width, height, orientation)
+    return ImageHeader("PNG", width, height, kind, frames, cost, body, orientation=orientation)
 
 
 def _webp_header(body: bytes, layout: ImageLayout, spec: TensorSpec, where: str) -> ImageHeader:
@@ -360,17 +364,12 @@ def _webp_header(body: bytes, layout: ImageLayout, spec: TensorSpec, where: str)
         name = "animated" if data[0] & 0x02 else "extended"
     else:
         raise _invalid(where, f"the WebP's first chunk {kind!r} is not a valid VP8, VP8L or VP8X header")
-    # The chunks: an animation's ANMF frames, and the metadata Pillow copies; at most one per 4 KiB of body.
-    anmf, metadata, pos, limit = 0, 0, 12, PNG_CHUNKS_BASE + len(body) // PNG_CHUNK_BODY
-    for _ in range(limit):
-        if pos + 8 > end:
-            break
-        chunk, size = struct.unpack_from("<4sI", body, pos)
-        anmf += chunk == b"ANMF"
-        metadata += size if chunk in _WEBP_METADATA else 0
-        pos += 8 + size + (size & 1)
-    else:
-        raise BadRequest(f"WebP image has more than {limit} chunks {where}")
+    # Every chunk, walked and checked (containers.py): libwebp's demuxer keeps a record per chunk, holding the GIL.
+    try:
+        info = containers.check_webp(body, max_frames=PNG_CHUNKS_BASE + len(body) // PNG_CHUNK_BODY)
+    except containers.ContainerError as err:
+        raise _invalid(where, str(err)) from None
+    anmf, metadata = info.frames, info.iccp_bytes + info.exif_bytes + info.xmp_bytes
     if metadata > MAX_METADATA_BYTES:
         raise BadRequest(
             f"WebP image carries {metadata} bytes of metadata {where} (EXIF, ICCP and XMP chunks); the limit is "
@@ -380,8 +379,11 @@ def _webp_header(body: bytes, layout: ImageLayout, spec: TensorSpec, where: str)
         frames = anmf
         if not frames:
             raise _invalid(where, "the animated WebP has no frame")
+    exif = containers.webp_exif(body, info)
+    orientation = _exif_orientation(exif) if exif else 1
     cost = _webp_cost(width, height, layout, spec.dtype) + _webp_extra(len(body), metadata)
-    return ImageHeader("WEBP", width, height, name, frames, cost, body)
+    cost += _orientation_cost(width, height, orientation)
+    return ImageHeader("WEBP", width, height, name, frames, cost, body, orientation=orientation)
 
 
 def _jpeg_header(body: bytes, layout: ImageLayout, spec: TensorSpec, where: str, max_pixels: int) -> ImageHeader:
@@ -673,13 +675,38 @@ def _oriented(array: np.ndarray, orientation: int) -> np.ndarray:
 
 
 def _pillow_pixels(header: ImageHeader, layout: ImageLayout, where: str) -> np.ndarray:
-    image = Image.open(io.BytesIO(header.body), formats=(header.format,))
+    image = Image.open(io.BytesIO(header.body), formats=(header.format,))  # the header: Pillow's own size checks
     if image.size != (header.width, header.height):
         width, height = image.size
         raise _invalid(where, f"Pillow reads {width}x{height}, the header {header.width}x{header.height}")
+    png = None
+    if header.format == "PNG":  # Pillow takes missing rows as zeros, a bad checksum, data past the end: check first
+        chunks = PNG_CHUNKS_BASE + len(header.body) // PNG_CHUNK_BODY
+        png = containers.check_png(header.body, chunks, header.width * header.height)  # the size inspect accepted
     image.load()  # decodes the first frame's pixels: truncated or corrupt data raises here
+    short_palette = png and png.color_type == 3 and png.palette_entries < 2**png.bit_depth
+    if short_palette and image.getextrema()[1] >= png.palette_entries:  # Pillow would paint such pixels black
+        raise _invalid(where, f"the PNG's pixels index past its palette's {png.palette_entries} entries")
     image = _converted(image, layout.mode)
+    if header.orientation > 1:  # EXIF orientation, as ImageOps.exif_transpose applies it
+        image = image.transpose(_TRANSPOSES[header.orientation])
     return _resized(image, layout)
+
+
+_TRANSPOSES = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _orientation_cost(width: int, height: int, orientation: int) -> int:
+    """Pillow's transposed copy of the converted image (at most 4 bytes a pixel), where EXIF turns it."""
+    return 4 * width * height if orientation > 1 else 0
 
 
 def _resized(image: Image.Image, layout: ImageLayout) -> np.ndarray:
@@ -716,5 +743,9 @@ def _converted(image: Image.Image, mode: str) -> Image.Image:
 
 
 def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
+    """The decoder's own words, first line, without a Python object's address (`<_io.BytesIO object at 0x...>`)."""
+    text = _ADDRESS.sub("", str(err)).strip().splitlines()
+    return text[0][:200] if text else type(err).__name__
+
+
+_ADDRESS = re.compile(r" ?<[^<>]* at 0x[0-9a-fA-F]+>")

@@ -9,7 +9,7 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, ImageOps
 
 from tfscoring import images
 from tfscoring.errors import BadRequest, PayloadTooLarge
@@ -700,3 +700,44 @@ def test_the_jpeg_exif_orientation_is_read_without_copying_the_segment():
         tracemalloc.stop()
     assert header.orientation == 6
     assert peak < 16_000  # the segment (60 KB) is read through a view
+
+
+# --- PNG and WebP: strict containers (containers.py), EXIF orientation as for JPEG
+
+
+def _with_exif_orientation(fmt: str, orientation: int) -> bytes:
+    """A 28x28 picture, its top-left quarter white, saved with an EXIF orientation."""
+    pixels = np.zeros((28, 28), np.uint8)
+    pixels[:14, :14] = 255
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, fmt, exif=exif, **({"lossless": True} if fmt == "WEBP" else {}))
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+def test_png_and_webp_exif_orientation_is_applied_as_pillow_does(fmt, orientation):
+    body = _with_exif_orientation(fmt, orientation)
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(body))).convert("L"), np.float32) / 255
+    assert np.array_equal(decode_image(body, GRAY_28, "unit")[0, :, :, 0], expected)
+
+
+def test_a_png_whose_image_data_holds_fewer_rows_than_its_header_says_is_a_400():
+    whole = gray(np.full((28, 28), 200))
+    pos = whole.index(b"IDAT") - 4
+    length = struct.unpack_from(">I", whole, pos)[0]
+    rows = zlib.compress(b"\x00" + bytes([200]) * 28)  # one row of 28, a complete zlib stream
+    idat = b"IDAT" + rows
+    short = whole[:pos] + struct.pack(">I", len(rows)) + idat + struct.pack(">I", zlib.crc32(idat))
+    short += whole[pos + 12 + length :]
+    assert Image.open(io.BytesIO(short)).load() is not None  # Pillow takes it, the rows missing as zeros
+    with pytest.raises(BadRequest, match="short"):
+        decode_image(short, GRAY_28, "unit")
+
+
+def test_a_decoders_message_shows_no_object_address():
+    assert images._first_line(OSError("cannot identify image file <_io.BytesIO object at 0x7f8494ee6d40>")) == (
+        "cannot identify image file"
+    )
