@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import codecs
 import gc
+import math
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -202,8 +203,12 @@ def fast_rows(
     if reserve:
         reserve(FAST_BODY_WEIGHT * len(body) + FAST_VALUE_BYTES * (commas + 1))
     batch = _fast_batch(_without_bom(body), width, max_rows)
-    if batch is not None:
-        _check_finite(batch)
+    if batch is not None and batch.size:
+        extent = float(np.abs(batch).max())  # one pass for both checks below (NaN propagates)
+        if not math.isfinite(extent):
+            _check_finite(batch)  # a 400 naming the first value beyond float32
+        if extent >= 2**24:  # an integer float32 may not hold: the careful path knows which values were integers
+            return None
     return batch
 
 
@@ -274,15 +279,7 @@ def _fast_batch(body: bytes, width: int, max_rows: int) -> np.ndarray | None:
     numbers = np.frombuffer(values, np.float64)
     with np.errstate(over="ignore"):  # values beyond float32 become inf, reported by _check_finite
         batch = numbers.astype(np.float32).reshape(rows, width)
-    if _maybe_inexact_integers(batch):  # an integer float32 may not hold: the careful path knows which were ints
-        return None
     return batch
-
-
-def _maybe_inexact_integers(batch: np.ndarray) -> bool:
-    """Whether the float32 batch has values of 2**24 or more, the first integers float32 may not hold exactly."""
-    with np.errstate(invalid="ignore"):
-        return bool((np.abs(batch) >= 2**24).any())
 
 
 def _parse_json(body: bytes, example: str) -> object:

@@ -369,7 +369,7 @@ def test_plain_bodies_take_the_fast_path_and_hold_the_numbers_sent(case):
     path, which refuses an integer float32 cannot hold exactly and reads the rest as the fast path would."""
     text, width = case
     body = text.encode()
-    fast = decode._fast_batch(body, width, MAX_ROWS)
+    fast = decode.fast_rows(body, width, MAX_ROWS)
     data = json.loads(text)["data"]
     with np.errstate(over="ignore"):
         expected = np.array(data, dtype=np.float32)
