@@ -23,7 +23,7 @@ def test_one_worker_per_core_with_or_without_gpus():
 
 def test_workers_are_no_more_than_the_memory_holds_with_one_maximum_request_each():
     GiB = 1 << 30
-    assert default_size(cpus=8, memory=4 * GiB).workers == 2  # 2 x (768 MiB + 8 x 64 MiB) <= 3 GiB
+    assert default_size(cpus=8, memory=4 * GiB).workers == 2  # 2 x (768 MiB + 11 x 64 MiB) <= 3 GiB
     assert default_size(cpus=8, memory=64 * GiB).workers == 8
     assert default_size(cpus=8, memory=1 * GiB).workers == 1  # at least one, whatever the memory
 
