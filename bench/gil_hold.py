@@ -362,14 +362,7 @@ def other_rows(names: list[str], work: str) -> list[str]:
         path.write_bytes(body)
         runs = [gil_hold(body, None, (decoder, header_length)) for _ in range(3)]
         took, hold, outcome = min(runs, key=lambda run: run[1])
-        child = subprocess.run(
-            [sys.executable, "-m", "bench.gil_hold", "--rss-other", str(path), decoder, header_length or ""],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        growth, reserved = (int(v) for v in child.stdout.split())
+        growth, reserved = _in_child("--rss-other", str(path), decoder, header_length or "")
         ratio = f"{growth / reserved:.2f}" if reserved else "-"
         line = (
             f"| {name} | {len(body):,} | {outcome} | {took * 1000:.0f} | {hold * 1000:.1f} "
@@ -380,6 +373,15 @@ def other_rows(names: list[str], work: str) -> list[str]:
         path.unlink()
         del body
     return lines
+
+
+def _in_child(*args: str) -> tuple[int, int]:
+    """(peak RSS growth, what is reserved) of one decode, measured in a fresh Python (`--rss-child`/`--rss-other`)."""
+    child = subprocess.run(
+        [sys.executable, "-m", "bench.gil_hold", *args], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    growth, bound = (int(v) for v in child.stdout.split())
+    return growth, bound
 
 
 def main() -> None:
@@ -415,14 +417,7 @@ def main() -> None:
             for spec_name, spec in SPECS.items():
                 runs = [gil_hold(body, spec) for _ in range(3)]
                 took, hold, outcome = min(runs, key=lambda run: run[1])
-                child = subprocess.run(
-                    [sys.executable, "-m", "bench.gil_hold", "--rss-child", str(path), spec_name],
-                    cwd=ROOT,
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                )
-                growth, bound = (int(v) for v in child.stdout.split())
+                growth, bound = _in_child("--rss-child", str(path), spec_name)
                 ratio = f"{growth / bound:.2f}" if bound else "-"
                 line = (
                     f"| {name} | {spec_name} | {len(body):,} | {outcome} | {took * 1000:.0f} | {hold * 1000:.1f} "
