@@ -301,9 +301,14 @@ class ServerSettings(_FromEnv):
     @pydantic.field_validator("worker_busy_s")
     @classmethod
     def _busy_after_frozen(cls, busy: float, info: pydantic.ValidationInfo) -> float:
-        hang = info.data.get("worker_hang_s")  # validated before: declared above
+        hang, upstream = info.data.get("worker_hang_s"), info.data.get("upstream_timeout_s")  # declared above
         if hang is not None and busy <= hang:
             raise ValueError(f"must be above WORKER_HANG_S ({hang:g}): a busy worker is given longer than a frozen one")
+        if upstream is not None and busy <= upstream:
+            raise ValueError(
+                f"must be above UPSTREAM_TIMEOUT_S ({upstream}): the front door answers 504 first, and does not send "
+                "the request on to another worker"
+            )
         return busy
 
     front_door: bool = pydantic.Field(

@@ -281,6 +281,12 @@ def check_json_body(
     if header_length is not None:
         body, rest = _split_binary(body, header_length)
         binary = len(rest)
+        most_binary = max_rows * sum(max(spec.row_size, 1) * 8 for spec in interface.inputs)  # 8: the widest dtype
+        if interface.bounded_json and binary > most_binary:  # refused before parse_cost reserves its conversion
+            raise PayloadTooLarge(
+                f"the binary tensor data is {binary} bytes, more than {max_rows} rows (MAX_REQUEST_ROWS) of "
+                f"{interface.input_list()} take ({most_binary} at most)"
+            )
     most, deepest, why = json_limits(interface, max_rows)
     counts = dataclasses.replace(decode.count(body, most), binary=binary)
     decode.check_counts(counts, most, deepest, why)
@@ -293,20 +299,25 @@ def check_json_body(
 _WIDE_INTEGER = re.compile(rb"(?<![0-9.eE+-])-?[0-9]{19,}(?![0-9.eE])")
 # Digits as 0, and what may come before an integer literal (a value's start, or its minus sign) as a comma: a
 # comma and 19 zeros in the translated body is a candidate; a fraction's digits follow a point, never a comma.
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')  # a JSON string, its escapes included
 _CANDIDATES = bytes.maketrans(b"123456789[: \t\r\n-", b"000000000,,,,,,,")
 
 
 def _check_wide_integers(body: bytes) -> None:
     """A 400 for an integer literal beyond 64 bits, which JSON parsers round silently.  The regular expression runs
-    only on a body with a run of 19 digits somewhere (found in C: about 0.5 ms for 1 MiB of numbers)."""
+    only on a body with a run of 19 digits somewhere (found in C: about 0.5 ms for 1 MiB of numbers), and then on
+    the body with its strings emptied (digits in a string are no number)."""
     if b"," + b"0" * 19 not in body.translate(_CANDIDATES):
         return
-    for match in _WIDE_INTEGER.finditer(body):
-        value = int(match[0])
-        if not -(2**63) <= value <= 2**64 - 1:
+    for match in _WIDE_INTEGER.finditer(_JSON_STRING.sub(b'""', body)):
+        literal = match[0]
+        # More than 20 digits is beyond 2**64 whatever they are (JSON has no leading zeros): no int() of them,
+        # which Python refuses past 4300 digits.
+        if len(literal.lstrip(b"-")) > 20 or not -(2**63) <= int(literal) <= 2**64 - 1:
+            shown = literal[:24].decode() + ("..." if len(literal) > 24 else "")
             raise BadRequest(
-                f"integer {decode.shown(value)} is outside the 64-bit integer range, which JSON parsers round to a "
-                "float: no input takes it exactly; send a float (e.g. 1.5e20) where rounding is meant"
+                f"integer {shown} is outside the 64-bit integer range, which JSON parsers round to a float: no "
+                "input takes it exactly; send a float (e.g. 1.5e20) where rounding is meant"
             )
 
 

@@ -131,26 +131,39 @@ def convert(array: np.ndarray, spec: TensorSpec, field: str) -> np.ndarray:
     if not finite.all():
         where = _where(np.argwhere(~finite)[0])
         raise BadRequest(f"{field} {where} is not a finite {spec.datatype} value (NaN, infinity or out of range)")
-    if array.dtype.kind in _INTEGER_KINDS:
+    if array.dtype.kind in _INTEGER_KINDS and not _always_exact(array.dtype, wanted):
         _check_exact(array, converted, spec, field)
     return converted
 
 
+def _always_exact(integers: np.dtype, floats: np.dtype) -> bool:
+    """Whether every integer of that dtype is a float of this one (uint8 to FP32: yes; int64 to FP64: no)."""
+    magnitude_bits = np.iinfo(integers).bits - (integers.kind == "i")
+    return magnitude_bits <= np.finfo(floats).nmant + 1
+
+
 def _check_exact(array: np.ndarray, converted: np.ndarray, spec: TensorSpec, field: str) -> None:
     """Integers converted to a float input must be held exactly: compared back in integer arithmetic (float64
-    would round 2**53 + 1 before comparing), a float at or beyond 2**63 (2**64 unsigned) being none of them."""
+    would round 2**53 + 1 before comparing), a float at or beyond 2**63 (2**64 unsigned) being none of them.
+    In chunks of _EXACT_CHUNK values, so that the comparison's temporaries stay small whatever the array."""
     wide, limit = (np.dtype(np.int64), 2.0**63) if array.dtype.kind == "i" else (np.dtype(np.uint64), 2.0**64)
-    with np.errstate(invalid="ignore", over="ignore"):
-        beyond = converted >= limit
-        back = np.where(beyond, 0, converted).astype(wide)
-    inexact = beyond | (back != array.astype(wide))
-    if inexact.any():
-        at = np.argwhere(inexact)[0]
-        value = int(array[tuple(at)])
-        raise BadRequest(
-            f"{field} {_where(at)} is an integer that {spec.datatype} cannot hold exactly: {value} (it would be "
-            f"{int(converted[tuple(at)])}); the input {spec.name!r} is {spec.datatype}"
-        )
+    values, floats = array.reshape(-1), converted.reshape(-1)
+    for start in range(0, values.size, _EXACT_CHUNK):
+        sent, held = values[start : start + _EXACT_CHUNK], floats[start : start + _EXACT_CHUNK]
+        with np.errstate(invalid="ignore", over="ignore"):
+            beyond = held >= limit
+            back = np.where(beyond, 0, held).astype(wide)
+        inexact = beyond | (back != sent.astype(wide))
+        if inexact.any():
+            at = np.unravel_index(start + int(np.argmax(inexact)), array.shape)
+            value = int(array[at])
+            raise BadRequest(
+                f"{field} {_where(np.array(at))} is an integer that {spec.datatype} cannot hold exactly: {value} (it "
+                f"would be {int(converted[at])}); the input {spec.name!r} is {spec.datatype}"
+            )
+
+
+_EXACT_CHUNK = 1 << 18
 
 
 def _declared_shape(shape: object, spec: TensorSpec, max_rows: int, field: str) -> int:

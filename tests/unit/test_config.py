@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tfscoring import devices
-from tfscoring.config import Settings
+from tfscoring.config import ServerSettings, Settings
 from tfscoring.errors import StartupError
 
 
@@ -114,3 +114,19 @@ def test_a_certificate_that_is_not_there_stops_start_up(env, tmp_path):
     env.setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", str(tmp_path / "missing.pem"))
     with pytest.raises(StartupError, match="OTEL_EXPORTER_OTLP_CERTIFICATE"):
         Settings.from_env()
+
+
+@pytest.mark.parametrize(
+    ("busy", "other", "why"),
+    [
+        ("10", {}, "WORKER_HANG_S"),
+        ("100", {}, "UPSTREAM_TIMEOUT_S"),
+        ("200", {"UPSTREAM_TIMEOUT_S": "300"}, "UPSTREAM"),
+    ],
+)
+def test_a_busy_worker_is_given_longer_than_a_frozen_one_and_than_the_front_door_waits(env, busy, other, why):
+    env.setenv("WORKER_BUSY_S", busy)
+    for name, value in other.items():
+        env.setenv(name, value)
+    with pytest.raises(StartupError, match=f"WORKER_BUSY_S='{busy}': .*must be above {why}"):
+        ServerSettings.from_env()

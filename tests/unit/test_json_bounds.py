@@ -405,3 +405,41 @@ def test_the_collector_is_paused_while_orjson_parses_and_left_as_it_was(monkeypa
         assert seen == [False, False] and not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_an_integer_literal_of_thousands_of_digits_is_a_400_not_a_500():
+    body = b'{"instances": [[' + b"1" * 4301 + b", 0" * 783 + b"]]}"  # Python's int() refuses over 4300 digits
+    with pytest.raises(BadRequest, match="outside the 64-bit integer range"):
+        protocols.decode_json(body, HOWTO, 10)
+
+
+def test_digits_in_a_string_are_no_integer_literal():
+    body = b'{"instances": [[1e20' + b", 0" * 783 + b']], "note": "order 123456789012345678901234"}'
+    assert protocols.decode_json(body, HOWTO, 10).rows[0][0, 0] == np.float32(1e20)
+    oip = {"id": "req 123456789012345678901234", "inputs": [{"name": "x", "shape": [1, 783], "datatype": "FP32"}]}
+    oip["inputs"][0]["data"] = [1e30] + [0] * 782
+    with pytest.raises(BadRequest, match="shape"):  # the request's own mistake, not a wide integer
+        protocols.decode_json(orjson.dumps(oip), HOWTO, 10)
+
+
+def test_small_integers_reach_a_float_input_without_wide_copies():
+    """uint8 to FP32 is always exact: no int64 copies of the array to compare (a 64 MiB .npy took 1.5 GiB)."""
+    array = np.random.default_rng(0).integers(0, 256, (4096, 784), dtype=np.uint8)
+    out = io.BytesIO()
+    np.save(out, array)
+    body = out.getvalue()
+    tracemalloc.start()
+    try:
+        rows = binary.decode_npy(body, HOWTO.inputs[0], 4096)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert rows.dtype == F32 and np.array_equal(rows, array)
+    assert peak <= 7 * array.size  # the float32 rows, a mask and the data's slice of one byte a value, slack
+
+
+def test_binary_tensor_data_beyond_what_the_rows_take_is_refused_before_it_is_costed():
+    header = orjson.dumps({"inputs": [{"name": "x", "shape": [1, 784], "datatype": "FP32"}]})
+    body = header + bytes(11 * 784 * 8)  # more than 10 rows of the widest dtype
+    with pytest.raises(PayloadTooLarge, match="binary tensor data"):
+        protocols.check_json_body(body, HOWTO, 10, str(len(header)))
