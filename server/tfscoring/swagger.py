@@ -275,7 +275,11 @@ def _howto_answer(interface: Interface) -> dict:
     rows = {"description": f"The output {spec.name!r} of each row.", **_answer_rows(spec)}
     if interface.data_answer != "class_ids" or len(spec.shape) != 1 or spec.shape[0] == 0:
         return rows
-    ids = {"type": "array", "description": "The class id of each row.", "items": {"type": "integer", "minimum": 0}}
+    ids = {
+        "type": "array",
+        "description": "The class id of each row; null where its scores tell none (not finite, or a tie at the top).",
+        "items": {"type": "integer", "minimum": 0, "nullable": True},
+    }
     values = {
         "type": "array",
         "description": f"The value of {spec.name!r} for each row.",
