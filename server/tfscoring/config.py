@@ -298,10 +298,17 @@ _SECRETS = {
 class ServerSettings(_FromEnv):
     """What serve.py reads: the front door (nginx) and the process tree around azmlinfsrv."""
 
+    @property
+    def busy_limit_s(self) -> float:
+        """WORKER_BUSY_S, or 30 s after the front door has answered the busy worker's client (504)."""
+        return self.worker_busy_s or max(self.upstream_timeout_s + 30.0, self.worker_hang_s + 30.0)
+
     @pydantic.field_validator("worker_busy_s")
     @classmethod
-    def _busy_after_frozen(cls, busy: float, info: pydantic.ValidationInfo) -> float:
+    def _busy_after_frozen(cls, busy: float | None, info: pydantic.ValidationInfo) -> float | None:
         hang, upstream = info.data.get("worker_hang_s"), info.data.get("upstream_timeout_s")  # declared above
+        if busy is None:
+            return None  # busy_limit_s: UPSTREAM_TIMEOUT_S + 30
         if hang is not None and busy <= hang:
             raise ValueError(f"must be above WORKER_HANG_S ({hang:g}): a busy worker is given longer than a frozen one")
         if upstream is not None and busy <= upstream:
@@ -332,11 +339,12 @@ class ServerSettings(_FromEnv):
     worker_hang_s: float = pydantic.Field(
         10.0, gt=0, description="a serving worker silent for this long (frozen) is killed and replaced"
     )
-    worker_busy_s: float = pydantic.Field(
-        150.0,
+    worker_busy_s: float | None = pydantic.Field(
+        None,
         gt=0,
         description="a serving worker silent but using CPU (in one long native call) is killed after this long; "
-        "above UPSTREAM_TIMEOUT_S, so that its client gets the front door's 504 first and the request is not retried",
+        "above UPSTREAM_TIMEOUT_S, so that its client gets the front door's 504 first and the request is not "
+        "retried (default: UPSTREAM_TIMEOUT_S + 30)",
     )
     max_request_bytes: pydantic.PositiveInt = Settings.model_fields["max_request_bytes"]  # nginx's limit too
     cuda_visible_devices: str | None = Settings.model_fields["cuda_visible_devices"]  # GPUs to size the workers to

@@ -63,7 +63,7 @@ class Supervisor:
         state_dir = self._run_dir / "workers"
         state_dir.mkdir()
         self._env["WORKER_STATE_DIR"] = str(state_dir)
-        self._health = PodHealth(state_dir, int(env["WORKER_COUNT"]), settings.worker_hang_s, settings.worker_busy_s)
+        self._health = PodHealth(state_dir, int(env["WORKER_COUNT"]), settings.worker_hang_s, settings.busy_limit_s)
         self._stop = asyncio.Event()
 
     def run(self) -> int:
