@@ -90,7 +90,7 @@ def test_kubernetes_deployment_reserves_a_gpu_and_probes_the_front_doors_health_
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
     routes = (REPO / "server" / "tfscoring" / "nginx.conf.in").read_text()
-    assert "location ~ ^/(v2/)?health/(live|ready|startup)$" in routes  # what nginx passes to serve.py's probes
+    assert "location ~ ^/(v2/)?health/(?<probe>live|ready|startup)$" in routes  # nginx passes to serve.py's probes
     for probe, route in (("startupProbe", "startup"), ("readinessProbe", "ready"), ("livenessProbe", "live")):
         assert container[probe]["httpGet"]["path"] == f"/health/{route}"
     assert deployment["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
