@@ -36,7 +36,7 @@ PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check -c require
 help:
 	@echo "make serve   install everything, build the model if missing, serve on http://127.0.0.1:$(PORT)/score"
 	@echo "make test    install everything, build the model if missing, run lint and every test"
-	@echo "make unit    the unit tests alone (tests/unit: no server started, no network), in under a minute"
+	@echo "make unit    the unit tests alone (tests/unit: no server started, no network), in about a minute"
 	@echo "make test-contended   the slowest test files with a busy loop on every core beside them"
 	@echo "make bench   throughput and latency against the how-to, the server's ceiling and MLServer (bench/results)"
 	@echo "make gpu-check   on an NVIDIA GPU: placement, accuracy, workers sharing it, out-of-memory, a short benchmark"
