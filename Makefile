@@ -16,7 +16,7 @@ SERVE_MODEL := $(if $(filter $(abspath $(HOWTO_MODEL_DIR)),$(abspath $(MODEL_DIR
 DATA_DIR ?= /usr/share/datasets/fashion-mnist
 # GPU TensorFlow where an NVIDIA driver is present, CPU TensorFlow of the same version elsewhere.
 TF_FLAVOR ?= $(if $(shell command -v nvidia-smi 2>/dev/null),gpu,cpu)
-# nginx: the front door serve.py puts in front of azmlinfsrv (server/tfscoring/nginx.conf.in).
+# nginx: the front door serve.py puts in front of azmlinfsrv (server/tfscoring/process/nginx.conf.in).
 SYSTEM_PACKAGES := python3-venv dataset-fashion-mnist curl nginx
 BENCH_PACKAGES := wrk
 CONTAINER_PACKAGES := buildah debootstrap

@@ -26,7 +26,7 @@ import io, json, statistics, sys, time
 sys.path.insert(0, sys.argv[1] + "/server")
 import numpy as np
 from PIL import Image
-from tfscoring import binary, images, protocols
+from tfscoring.protocols import binary, images, forms as protocols
 from tfscoring.interface import Interface, TensorSpec
 
 spec = TensorSpec("network/X", "network/X:0", np.dtype(np.float32), (784,))

@@ -12,7 +12,7 @@ from pathlib import Path
 from azureml_inference_server_http.api.aml_request import rawhttp
 from azureml_inference_server_http.api.aml_response import AMLResponse
 
-from tfscoring import workerstate
+from tfscoring.process import workerstate
 
 state = None
 

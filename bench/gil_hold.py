@@ -8,15 +8,16 @@ Protocol's binary extension) for the how-to's model (4096 rows x 784 values, 64 
 For each case (a decoder at its limit: 4096 x 4096 noise, or a 16384-pixel side; and the attacks that must be
 refused cheaply), for each of two inputs (the how-to's (N, 784) grayscale, fixed 28 x 28; and a free-size
 (-1, -1, 3) float32 input, the worst case as nothing is scaled down):
-- GIL: tfscoring.images.decode_image runs in the main thread while a second thread loops time.sleep(0.001),
+- GIL: tfscoring.protocols.images.decode_image runs in the main thread while a second thread loops time.sleep(0.001),
   recording the largest gap between its wake-ups (less 1 ms: the longest the GIL was held from it; the
   interpreter's switch interval, 5 ms, is the floor where the main thread runs Python); best of 3 runs.
 - Memory: the same decode in a fresh subprocess, which resets its peak RSS (/proc/self/clear_refs 5) once the
   body is read, then reads VmHWM after the decode: the growth against ImageHeader.decoded_bytes (from inspect),
   every ratio must be <= 1.
 The other decoders run the sequence of server/score.py `_decode`: a JSON body through protocols.decode_fast, and
-where that declines it protocols.check_json_body, parse_cost and decode_json; raw and .npy through
-tfscoring.binary.  Their bodies: each JSON form at 4096 rows of long floats (as many rows as fit 64 MiB) and of
+where that declines it protocols.check_json_body, parse_cost and decode_json; raw and .npy
+through tfscoring.protocols.binary.  Their bodies: each JSON form at 4096 rows of long floats (as many rows as
+fit 64 MiB) and of
 0/1 values (the most values per byte), and the worst bodies that pass the count of values (json_limits):
 `{"instances": [{}, {}, ...]}` and `{"inputs": [[], [], ...]}` just under it; and `{"data"}` of 8192 rows of 0/1,
 which decode_fast's own count (twice a request's values) lets simdjson parse before it declines it.  Their memory
@@ -47,10 +48,11 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "server"))
 
-from tfscoring import binary, images, protocols  # noqa: E402
 from tfscoring.errors import ScoringError  # noqa: E402
 from tfscoring.interface import Interface, TensorSpec  # noqa: E402
-from tfscoring.sizing import BINARY_WEIGHT  # noqa: E402
+from tfscoring.process.sizing import BINARY_WEIGHT  # noqa: E402
+from tfscoring.protocols import binary, images  # noqa: E402
+from tfscoring.protocols import forms as protocols  # noqa: E402
 
 MAX_ROWS = 4096  # MAX_REQUEST_ROWS
 MAX_BYTES = 64 << 20  # MAX_REQUEST_BYTES
@@ -173,7 +175,7 @@ def _json_values(short: bool) -> list[list]:
 
 def _just_under(head: bytes, item: bytes, tail: bytes) -> bytes:
     """head + item, item, ... + tail with as many items as keep its count of values within json_limits'."""
-    from tfscoring import decode
+    from tfscoring.protocols import decode
 
     most = protocols.json_limits(HOWTO, MAX_ROWS)[0]
     one = decode.count(head + item + tail, depth=False).values

@@ -56,7 +56,7 @@ if importlib.util.find_spec("tfscoring") is None:
 from bench import loadgen  # noqa: E402
 from model import idx  # noqa: E402
 from tfscoring.config import RETRY_LARGER_AFTER, ServerSettings, Settings  # noqa: E402
-from tfscoring.sizing import default_size, memory_limit, usable_cpus  # noqa: E402
+from tfscoring.process.sizing import default_size, memory_limit, usable_cpus  # noqa: E402
 
 SERVE_PY = REPO / "server" / "serve.py"
 _SETTINGS = set(Settings.model_fields) | set(ServerSettings.model_fields)  # environment names, lower-cased
@@ -198,7 +198,7 @@ class Checker:
         env.pop("REQUIRE_GPU", None)
         code = (
             "import json, sys, numpy as np, tensorflow as tf\n"
-            "from tfscoring.config import Settings\nfrom tfscoring.model import GraphModel\n"
+            "from tfscoring.config import Settings\nfrom tfscoring.tf.model import GraphModel\n"
             "model = GraphModel.load(Settings.from_env())\n"
             f"np.save({str(out)!r}, model.infer(np.load({str(self.work / 'images.npy')!r})))\n"
             "print(json.dumps({'tensorflow': tf.__version__, 'build': {k: str(v) for k, v in "

@@ -40,7 +40,7 @@ import requests
 from bench import loadgen, peer
 from bench.servers import HOWTO_SCORE_PY, REPO, SCORE_PY, FrontDoorProcess, ServerProcess
 from model import idx
-from tfscoring.sizing import default_size, memory_limit, usable_cpus, visible_gpus
+from tfscoring.process.sizing import default_size, memory_limit, usable_cpus, visible_gpus
 
 EMPTY_SCORE_PY = REPO / "bench" / "empty_score.py"
 WRK_SCRIPT = REPO / "bench" / "post.lua"

@@ -22,34 +22,26 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # keep TensorFlow's warnings
 import flask
 from azureml_inference_server_http.api.aml_request import rawhttp
 
-from tfscoring import (
-    __version__,
-    binary,
-    cost,
-    images,
-    log,
-    metrics,
-    protocols,
-    requestlog,
-    responses,
-    routes,
-    swagger,
-    tracing,
-    workerstate,
-)
-from tfscoring.auth import require_key
-from tfscoring.batching import Batcher
-from tfscoring.body import check_declared, discard_unread, read_body
-from tfscoring.budget import InflightBudget
-from tfscoring.collection import DataCollection
+from tfscoring import __version__, log
+from tfscoring.batching import cost
+from tfscoring.batching.batcher import Batcher
+from tfscoring.batching.budget import InflightBudget
 from tfscoring.config import Settings
 from tfscoring.errors import DeviceFailed, PayloadTooLarge, ScoringError, ServiceUnavailable, StartupError
+from tfscoring.http import responses, routes
+from tfscoring.http.auth import require_key
+from tfscoring.http.body import check_declared, discard_unread, read_body
 from tfscoring.interface import Interface
-from tfscoring.model import GraphModel
-from tfscoring.sizing import BINARY_WEIGHT, FREE_JSON_WEIGHT, JSON_WEIGHT
+from tfscoring.observability import metrics, requestlog, tracing
+from tfscoring.observability.collection import DataCollection
+from tfscoring.process import workerstate
+from tfscoring.process.sizing import BINARY_WEIGHT, FREE_JSON_WEIGHT, JSON_WEIGHT
+from tfscoring.protocols import binary, images, swagger
+from tfscoring.protocols import forms as protocols
+from tfscoring.tf.model import GraphModel
 
 # Content types with a decoder of their own, for one-input models (answered as the how-to's {"data"} form);
-# every other body is read as JSON, in any of the forms of tfscoring/protocols.py.
+# every other body is read as JSON, in any of the forms of tfscoring/protocols/forms.py.
 DECODERS = {
     binary.RAW: lambda body, spec, settings: binary.decode_raw(body, spec, settings.max_request_rows),
     binary.NPY: lambda body, spec, settings: binary.decode_npy(body, spec, settings.max_request_rows),

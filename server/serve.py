@@ -3,10 +3,10 @@
     python server/serve.py --model_dir models/tf-dnn-mnist/1 --port 5001
 
 The port is the front door's (nginx); azmlinfsrv serves score.py behind it on a
-Unix socket (tfscoring/supervisor.py).  Other arguments go to azmlinfsrv as they
+Unix socket (tfscoring/process/supervisor.py).  Other arguments go to azmlinfsrv as they
 are.  WORKER_COUNT and GUNICORN_CMD_ARGS are filled in only where the environment
-does not set them (tfscoring/sizing.py has the reasoning); to GUNICORN_CMD_ARGS, set
-or not, serve.py adds gunicorn's configuration file (-c tfscoring/gunicorn_conf.py) and
+does not set them (tfscoring/process/sizing.py has the reasoning); to GUNICORN_CMD_ARGS, set
+or not, serve.py adds gunicorn's configuration file (-c tfscoring/process/gunicorn_conf.py) and
 --no-control-socket unless it names a configuration file or control socket itself.  FRONT_DOOR=0 runs
 azmlinfsrv on the port itself, as before.  Azure ML, when it builds its own image
 from myenv.yml, starts azmlinfsrv itself behind its own front end; there the
@@ -27,11 +27,12 @@ from pathlib import Path
 
 from gunicorn.config import Config
 
-# tfscoring is beside this file (a script's folder is first on sys.path), and installed too (pip install -e .).
-from tfscoring import supervisor
 from tfscoring.config import ServerSettings
 from tfscoring.errors import StartupError
-from tfscoring.sizing import default_size, memory_limit, usable_cpus, visible_gpus
+
+# tfscoring is beside this file (a script's folder is first on sys.path), and installed too (pip install -e .).
+from tfscoring.process import supervisor
+from tfscoring.process.sizing import default_size, memory_limit, usable_cpus, visible_gpus
 
 HERE = Path(__file__).resolve().parent
 
@@ -45,9 +46,9 @@ BEHIND_NGINX = "--keep-alive 75 --limit-request-line 0 --limit-request-field_siz
 # shrink: measured, workers grew 1.2 -> 2.4 GB over three rounds of 32 maximum-size bodies and stayed
 # there; with it they return to 1.45 GB after every round (bench/results/memory-allocators.md).
 MMAP_THRESHOLD = str(1024 * 1024)
-# gunicorn's configuration file (tfscoring/gunicorn_conf.py): its own errors (a header value with a control
+# gunicorn's configuration file (tfscoring/process/gunicorn_conf.py): its own errors (a header value with a control
 # character, which nginx passes on) answered in JSON, and client-supplied fields in its log lines cut short.
-GUNICORN_CONF = HERE / "tfscoring" / "gunicorn_conf.py"
+GUNICORN_CONF = HERE / "tfscoring" / "process" / "gunicorn_conf.py"
 # gunicorn 27 binds a control socket at $XDG_RUNTIME_DIR/gunicorn.ctl or ~/.gunicorn/gunicorn.ctl, unlinking what is
 # there: two servers of one user on one host would take each other's.  Nothing of ours uses it (gunicornc): off.
 NO_CONTROL_SOCKET = "--no-control-socket"

@@ -54,7 +54,7 @@ def howto_server(model_dir, tmp_path_factory):
 def t10k_class_ids(model_dir, t10k) -> np.ndarray:
     """The how-to's model's class ids for the first 600 t10k rows, in-process: what every split must give."""
     from tfscoring.config import Settings
-    from tfscoring.model import GraphModel
+    from tfscoring.tf.model import GraphModel
 
     reference = GraphModel.load(Settings(azureml_model_dir=model_dir))
     try:

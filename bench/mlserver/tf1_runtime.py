@@ -2,7 +2,7 @@
 
 MLServer brings the V2 inference protocol and adaptive batching (max_batch_size,
 max_batch_time in model-settings.json); this runtime only loads the graph like
-server/tfscoring/model.py does and turns a batch of rows into class ids.
+server/tfscoring/tf/model.py does and turns a batch of rows into class ids.
 """
 
 from __future__ import annotations

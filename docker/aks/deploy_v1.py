@@ -30,7 +30,7 @@ MODEL_NAME = "tf-dnn-mnist"
 SERVICE_NAME = "tfscoring-gpu"
 GPU_VM_SIZE = "Standard_NC6s_v3"  # one V100 per node; any NC/ND size with NVIDIA GPUs works
 # One gunicorn worker per core of the replica (cpu_cores below), sharing its GPU, each with its own
-# session (server/tfscoring/sizing.py); each worker's threads feed its batcher. Azure ML's front end
+# session (server/tfscoring/process/sizing.py); each worker's threads feed its batcher. Azure ML's front end
 # must let that many requests in at once, or batching never sees concurrent requests.
 WORKERS = 2
 THREADS = 16

@@ -65,9 +65,9 @@ COMPUTE_NAME = "gpu-k8s"
 # The instance type the cluster's Azure ML extension knows (docker/aks/v2/instance-type.yml, kubectl apply):
 # one GPU, and the same requests and limits as RESOURCES below.
 INSTANCE_TYPE = "gpu1"
-# One gunicorn worker per requested core, sharing the GPU, each with its own session (server/tfscoring/sizing.py);
-# each worker's threads feed its batcher. Azure ML's router must let that many requests in at once, or batching
-# never sees concurrent requests.
+# One gunicorn worker per requested core, sharing the GPU, each with its own session
+# (server/tfscoring/process/sizing.py); each worker's threads feed its batcher. Azure ML's router must let that many
+# requests in at once, or batching never sees concurrent requests.
 WORKERS = 2
 THREADS = 16
 SERVER_ENVIRONMENT = {

@@ -17,8 +17,8 @@ from urllib.parse import unquote, urlsplit
 import pydantic
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from tfscoring import sizing
 from tfscoring.errors import StartupError
+from tfscoring.process import sizing
 
 MiB = 1024 * 1024
 # Session calls that fit before a rows-per-call limit lowered by running out of device memory is doubled again

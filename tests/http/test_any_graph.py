@@ -14,7 +14,7 @@ import requests
 from model import demo
 from tests.support import SCORE_PY, ServerProcess, post
 from tfscoring.config import Settings
-from tfscoring.model import GraphModel
+from tfscoring.tf.model import GraphModel
 
 ENV = {"WORKER_COUNT": "1", "GUNICORN_CMD_ARGS": "--threads 8", "MAX_BATCH_ROWS": "16", "MAX_REQUEST_ROWS": "200"}
 

@@ -282,8 +282,8 @@ def test_the_paths_the_server_has_are_passed_on(server):
 def test_the_front_doors_error_pages_share_their_headers(tmp_path, monkeypatch):
     """The 502, 503 and 504 pages as the 405 above: the headers are set once, on the block of the pages, and no
     page sets one of its own (nginx's add_header in a location replaces all the enclosing ones)."""
-    from tfscoring import frontdoor
     from tfscoring.config import ServerSettings
+    from tfscoring.process import frontdoor
 
     monkeypatch.setenv("AML_CORS_ORIGINS", ALLOWED)
     text = frontdoor.write_config(ServerSettings.from_env(), 8080, tmp_path).read_text()

@@ -23,10 +23,10 @@ from werkzeug.http import parse_options_header
 from tests.http.conftest import SERVER_ENV
 from tests.support import data_body, post
 from tests.unit.test_fuzz_decode import fuzz, json_bodies, near_valid_bodies, npy_bodies, raw_bodies
-from tfscoring import binary, images
 from tfscoring.errors import ScoringError
 from tfscoring.interface import Interface, TensorSpec
-from tfscoring.protocols import Form, decode_json
+from tfscoring.protocols import binary, images
+from tfscoring.protocols.forms import Form, decode_json
 
 WIDTH = 784
 MAX_ROWS = int(SERVER_ENV["MAX_REQUEST_ROWS"])

@@ -216,7 +216,7 @@ def test_importing_the_metrics_module_makes_no_directory_and_sets_no_variable(tm
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     env["TMPDIR"] = str(tmp_path)
     program = (
-        "import os, tfscoring.metrics as metrics; "
+        "import os, tfscoring.observability.metrics as metrics; "
         "print('PROMETHEUS_MULTIPROC_DIR' in os.environ, sorted(os.listdir(os.environ['TMPDIR']))); "
         "metrics.BATCH_ROWS.observe(3); print(metrics.MULTIPROC_DIR)"
     )

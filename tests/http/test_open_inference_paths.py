@@ -2,7 +2,7 @@
 (tritonclient.http, unchanged) calls them: health, server and model metadata, the model config, and inference in
 JSON and in Triton's binary tensor extension, on the how-to's model and on a two-input model with a signature.
 
-nginx sends /v2 and /v2/models/... to POST/GET /score with the path in X-Tfscoring-Path (tfscoring/routes.py);
+nginx sends /v2 and /v2/models/... to POST/GET /score with the path in X-Tfscoring-Path (tfscoring/http/routes.py);
 /v2/health/live|ready are serve.py's probes.
 """
 
@@ -20,7 +20,7 @@ from tritonclient.utils import InferenceServerException
 from model import demo
 from tests.support import FrontDoorProcess, MiB, data_body, post
 from tfscoring.config import Settings
-from tfscoring.model import GraphModel
+from tfscoring.tf.model import GraphModel
 
 HOWTO = "tf-dnn-mnist"  # models/tf-dnn-mnist/1
 

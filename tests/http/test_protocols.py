@@ -11,7 +11,7 @@ import requests
 
 from tests.support import post
 from tfscoring.config import Settings
-from tfscoring.model import GraphModel
+from tfscoring.tf.model import GraphModel
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ def test_the_servers_timeout_is_reported_as_a_timeout_not_as_our_internal_error(
         assert response.status_code == 500
         assert response.json() == {"message": "Scoring timeout after 1 ms"}
         log = server.settled_log()  # every line of that request, those written after the answer too
-        # Not our internal error: no request line with that error (tfscoring/requestlog.py writes compact JSON),
+        # Not our internal error: no request line with that error (requestlog.py writes compact JSON),
         # no "request <id> failed" from score.py, and no traceback but the one azmlinfsrv logs for its timeout.
         assert '"error":"internal error' not in log
         assert not re.search(r"request \S* ?failed", log), log

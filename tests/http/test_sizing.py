@@ -10,7 +10,7 @@ import time
 import requests
 
 from tests.support import REPO, free_port, stop_group, wait_for
-from tfscoring.sizing import (
+from tfscoring.process.sizing import (
     default_size,
     memory_limit,
     usable_cpus,

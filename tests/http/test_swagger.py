@@ -1,7 +1,7 @@
 """GET /swagger.json publishes the API as it is, and fuzzing from that schema (schemathesis) finds no 5xx or mismatch.
 
 azmlinfsrv cannot generate a schema for a `@rawhttp` run(); init() generates the documents from the
-model's interface (tfscoring/swagger.py) and azmlinfsrv serves them.  The documents themselves are
+model's interface (tfscoring/protocols/swagger.py) and azmlinfsrv serves them.  The documents themselves are
 specified by tests/unit/test_swagger_docs.py; here, that the served ones are those, for the served model.
 
 Schemathesis runs as its own process (its CLI, against the session server): on
@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from tests.support import howto_interface
-from tfscoring import swagger
+from tfscoring.protocols import swagger
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 

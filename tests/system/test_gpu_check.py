@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from tests.support import REPO
-from tfscoring.sizing import visible_gpus
+from tfscoring.process.sizing import visible_gpus
 
 GPU_CHECK = REPO / "bench" / "gpu_check.py"
 

@@ -16,7 +16,7 @@ import requests
 from model import demo
 from tests.support import _ISOLATED, REPO, free_port, post, wait_for_health
 from tfscoring.config import Settings
-from tfscoring.model import GraphModel
+from tfscoring.tf.model import GraphModel
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:

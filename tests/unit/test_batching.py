@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.support import SETTLE_S, wait_for
-from tfscoring.batching import Batcher
+from tfscoring.batching.batcher import Batcher
 from tfscoring.errors import RowsRefused, ServiceUnavailable
 
 

@@ -7,9 +7,9 @@ import io
 import numpy as np
 import pytest
 
-from tfscoring.binary import decode_npy, decode_raw
 from tfscoring.errors import BadRequest, PayloadTooLarge
 from tfscoring.interface import TensorSpec
+from tfscoring.protocols.binary import decode_npy, decode_raw
 
 WIDTH = 784
 SPEC = TensorSpec("network/X", "network/X:0", np.dtype("float32"), (WIDTH,))

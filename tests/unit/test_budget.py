@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from tfscoring import sizing
-from tfscoring.budget import InflightBudget
+from tfscoring.batching.budget import InflightBudget
 from tfscoring.errors import ServiceUnavailable
+from tfscoring.process import sizing
 
 GiB = 1 << 30
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tfscoring import devices
 from tfscoring.config import ServerSettings, Settings
 from tfscoring.errors import StartupError
+from tfscoring.tf import devices
 
 
 def test_defaults_match_the_howto(env):

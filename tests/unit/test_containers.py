@@ -1,4 +1,4 @@
-"""tfscoring.containers: strict, bounded PNG and WebP container checks (bodies built here, in memory)."""
+"""tfscoring.protocols.containers: strict, bounded PNG and WebP container checks (bodies built here, in memory)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tfscoring import containers, images
-from tfscoring.containers import ContainerError, check_png, check_webp, png_exif, png_filtered_size, webp_exif
+from tfscoring.protocols import containers, images
+from tfscoring.protocols.containers import ContainerError, check_png, check_webp, png_exif, png_filtered_size, webp_exif
 
 # Helpers
 

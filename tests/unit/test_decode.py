@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from tests.support import data_body
-from tfscoring import decode
-from tfscoring.decode import decode_rows
 from tfscoring.errors import BadRequest, PayloadTooLarge
+from tfscoring.protocols import decode
+from tfscoring.protocols.decode import decode_rows
 
 WIDTH = 784
 

@@ -10,12 +10,12 @@ import numpy as np
 
 import score
 from tests.support import data_body
-from tfscoring.batching import Batcher
-from tfscoring.budget import InflightBudget
+from tfscoring.batching.batcher import Batcher
+from tfscoring.batching.budget import InflightBudget
 from tfscoring.config import Settings
 from tfscoring.interface import Interface
-from tfscoring.model import GraphModel
-from tfscoring.workerstate import WorkerState
+from tfscoring.process.workerstate import WorkerState
+from tfscoring.tf.model import GraphModel
 
 
 def test_unexpected_failure_is_500_with_request_id_and_traceback_only_in_the_log(model_dir, monkeypatch, caplog):

@@ -17,8 +17,10 @@ from tests.support import (
     REPO,
     free_port,
 )
-from tfscoring import frontdoor, requestlog, shared, tracing
+from tfscoring import shared
 from tfscoring.config import ServerSettings
+from tfscoring.observability import requestlog, tracing
+from tfscoring.process import frontdoor
 
 
 def test_the_configuration_written_for_nginx_is_one_nginx_accepts(tmp_path, monkeypatch):

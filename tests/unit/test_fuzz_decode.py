@@ -31,11 +31,11 @@ import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from tfscoring import decode
-from tfscoring.binary import decode_npy, decode_raw
-from tfscoring.decode import decode_rows
 from tfscoring.errors import BadRequest, PayloadTooLarge
 from tfscoring.interface import TensorSpec
+from tfscoring.protocols import decode
+from tfscoring.protocols.binary import decode_npy, decode_raw
+from tfscoring.protocols.decode import decode_rows
 
 WIDTH = 784
 MAX_ROWS = 3  # small, so that "too many rows" (413) is reached

@@ -7,7 +7,7 @@ import pynvml
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from tfscoring.gpumetrics import GpuCollector, selected
+from tfscoring.observability.gpumetrics import GpuCollector, selected
 
 
 @pytest.mark.parametrize(

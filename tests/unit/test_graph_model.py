@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfscoring import model as model_module
 from tfscoring.config import Settings
-from tfscoring.devices import claim_worker_slot
 from tfscoring.errors import StartupError
-from tfscoring.model import GraphModel
+from tfscoring.tf import model as model_module
+from tfscoring.tf.devices import claim_worker_slot
+from tfscoring.tf.model import GraphModel
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def test_an_input_tensor_without_a_batch_dimension_is_refused(settings):
 
 def test_worker_slots_are_distinct_per_live_process_and_reused_after_exit(tmp_path):
     claim = (
-        "import sys; from pathlib import Path; from tfscoring.devices import claim_worker_slot;"
+        "import sys; from pathlib import Path; from tfscoring.tf.devices import claim_worker_slot;"
         f"print(claim_worker_slot(Path({str(tmp_path)!r})), flush=True); sys.stdin.read()"  # held until killed
     )
     workers = [

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from tfscoring.health import LIVE_GRACE_S, PodHealth
-from tfscoring.workerstate import load
+from tfscoring.process.health import LIVE_GRACE_S, PodHealth
+from tfscoring.process.workerstate import load
 
 
 def write(state_dir, pid: int, phase: str = "serving", age: float = 0.0, queued: int = 0, inflight: int = 0) -> None:

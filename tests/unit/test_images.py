@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile, ImageOps
 
-from tfscoring import images
 from tfscoring.errors import BadRequest, PayloadTooLarge
-from tfscoring.images import decode_image, image_layout, takes_images
 from tfscoring.interface import TensorSpec
+from tfscoring.protocols import images
+from tfscoring.protocols.images import decode_image, image_layout, takes_images
 
 F32 = np.dtype("float32")
 MNIST_FLAT = TensorSpec("x", "network/X:0", F32, (784,))
@@ -393,7 +393,7 @@ def test_a_cmyk_jpeg_and_a_gray_alpha_png_convert_too():
     assert np.all(decode_image(gray_alpha, spec((8, 8)), "raw") == 77)
 
 
-# Strict, and bounded before the expensive step (tfscoring.images.inspect, then decode)
+# Strict, and bounded before the expensive step (tfscoring.protocols.images.inspect, then decode)
 
 
 def jpeg_segments(body: bytes) -> list[tuple[int, int]]:

@@ -1,4 +1,4 @@
-"""JSON bodies bounded before they are parsed, no 500 from nesting, no made-up answers (tfscoring/protocols.py,
+"""JSON bodies bounded before they are parsed, no 500 from nesting, no made-up answers (tfscoring/protocols/forms.py,
 decode.py, tensors.py, binary.py), in-process: counts over the bytes refuse a body holding more values than a
 request can (413) or nested deeper than the model's inputs (400) before orjson builds a Python object; every
 validator and message is safe against nesting; a row whose scores are not all finite gets no class id; integers
@@ -16,9 +16,10 @@ import numpy as np
 import orjson
 import pytest
 
-from tfscoring import binary, decode, protocols, tensors
 from tfscoring.errors import BadRequest, PayloadTooLarge
 from tfscoring.interface import Interface, TensorSpec
+from tfscoring.protocols import binary, decode, tensors
+from tfscoring.protocols import forms as protocols
 
 F32 = np.dtype("float32")
 HOWTO = Interface("m", "1", (TensorSpec("x", "x:0", F32, (784,)),), (TensorSpec("y", "y:0", F32, (10,)),))

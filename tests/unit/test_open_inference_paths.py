@@ -1,11 +1,11 @@
-"""The Open Inference Protocol's paths as nginx hands them to the script (tfscoring/routes.py).  Through the front
+"""The Open Inference Protocol's paths as nginx hands them to the script (tfscoring/http/routes.py).  Through the front
 door with Triton's client: tests/http/test_open_inference_paths.py."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from tfscoring import routes
+from tfscoring.http import routes
 from tfscoring.interface import Interface, TensorSpec
 
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfscoring import model as model_module
 from tfscoring.config import Settings
 from tfscoring.errors import ServiceUnavailable
-from tfscoring.model import GraphModel
+from tfscoring.tf import model as model_module
+from tfscoring.tf.model import GraphModel
 
 
 def resource_exhausted(rows: int) -> tf.errors.OpError:

@@ -1,5 +1,5 @@
 """The how-to's form and the Open Inference Protocol's for a graph whose output already is the class id, in-process
-(tfscoring/protocols.py).  The forms over HTTP: tests/http/test_protocols.py."""
+(tfscoring/protocols/forms.py).  The forms over HTTP: tests/http/test_protocols.py."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 
-from tfscoring import protocols
 from tfscoring.interface import Interface, TensorSpec
+from tfscoring.protocols import forms as protocols
 
 
 def test_the_howto_form_answers_an_output_of_one_value_per_row_as_it_is():

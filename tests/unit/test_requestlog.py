@@ -10,7 +10,7 @@ import threading
 import flask
 import pytest
 
-from tfscoring import metrics, requestlog
+from tfscoring.observability import metrics, requestlog
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""tfscoring/rundir.py: a run folder locked for its server's life; dead servers' folders removed at the next start,
+"""process/rundir.py: a run folder locked for its server's life; dead servers' folders removed at the next start,
 never a live one's, never one without a lock file."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tfscoring import rundir
+from tfscoring.process import rundir
 
 SERVER_DIR = Path(__file__).resolve().parents[2] / "server"
 
@@ -20,7 +20,7 @@ def holder(parent: Path) -> tuple[subprocess.Popen, Path]:
     code = textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(SERVER_DIR)!r})
-        from tfscoring import rundir
+        from tfscoring.process import rundir
         print(rundir.create({str(parent)!r}), flush=True)
         time.sleep(600)
     """)

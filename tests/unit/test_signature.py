@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from tfscoring.config import Settings
 from tfscoring.errors import StartupError
-from tfscoring.model import GraphModel
+from tfscoring.tf.model import GraphModel
 
 v1 = tf.compat.v1
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from tfscoring.sizing import (
+from tfscoring.process.sizing import (
     MAX_CPU_WORKERS,
     THREADS_PER_WORKER,
     ServerSize,

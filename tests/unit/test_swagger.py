@@ -1,4 +1,4 @@
-"""The swagger documents init() publishes for the how-to's model, generated in-process (tfscoring/swagger.py).  The
+"""The swagger documents init() publishes for the how-to's model, generated in-process (protocols/swagger.py).  The
 server serving them, and schemathesis fuzzing it from them: tests/http/test_swagger.py."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support import howto_interface
-from tfscoring import images, swagger
+from tfscoring.protocols import images, swagger
 
 # The how-to's model as the server reads it from its graph (models/tf-dnn-mnist/1).
 HOWTO = howto_interface()

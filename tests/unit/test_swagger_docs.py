@@ -1,4 +1,4 @@
-"""The /swagger.json documents generated from the model's interface (tfscoring/swagger.py), without a server.
+"""The /swagger.json documents generated from the model's interface (tfscoring/protocols/swagger.py), without a server.
 
 The documents are checked against the OpenAPI meta-schemas schemathesis validates with, and schemathesis
 generates requests from them, in a child process: on import schemathesis patches Hypothesis for the whole
@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from azureml_inference_server_http.server.swagger import Swagger
 
-from tfscoring import swagger
 from tfscoring.interface import Interface, TensorSpec
+from tfscoring.protocols import swagger
 
 FLOAT32_MAX = 3.4028234663852886e38
 INT64 = {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1}

@@ -18,7 +18,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from tfscoring import tracing
+from tfscoring.observability import tracing
 
 exported = InMemorySpanExporter()
 provider = TracerProvider()

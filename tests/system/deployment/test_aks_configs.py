@@ -44,7 +44,7 @@ def test_v1_inference_config_serves_score_py_with_its_package():
     config = v1.inference_config(v1.environment())
     assert config.entry_script == "score.py"
     assert Path(config.source_directory) == REPO / "server"
-    assert (Path(config.source_directory) / "tfscoring" / "batching.py").is_file()
+    assert (Path(config.source_directory) / "tfscoring" / "batching" / "batcher.py").is_file()
 
 
 def test_v1_service_has_one_gpu_and_lets_enough_requests_in_for_batching():
@@ -89,7 +89,7 @@ def test_kubernetes_deployment_reserves_a_gpu_and_probes_the_front_doors_health_
     deployment = yaml.safe_load((REPO / "docker" / "k8s" / "deployment.yaml").read_text())
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
-    routes = (REPO / "server" / "tfscoring" / "nginx.conf.in").read_text()
+    routes = (REPO / "server" / "tfscoring" / "process" / "nginx.conf.in").read_text()
     assert "location ~ ^/(v2/)?health/(?<probe>live|ready|startup)$" in routes  # nginx passes to serve.py's probes
     for probe, route in (("startupProbe", "startup"), ("readinessProbe", "ready"), ("livenessProbe", "live")):
         assert container[probe]["httpGet"]["path"] == f"/health/{route}"

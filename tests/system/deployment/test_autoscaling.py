@@ -6,7 +6,7 @@
   does; the Prometheus adapter's config against its Go structs, which it reads strictly too.
 - The ScaledObject and the HPA scale deployment.yaml's Deployment, agree with each other, and keep 1 to N
   replicas; their thresholds follow from the deployment's settings.
-- Every PromQL query parses (promql-parser), and reads only series that server/tfscoring/metrics.py defines,
+- Every PromQL query parses (promql-parser), and reads only series that tfscoring/observability/metrics.py defines,
   with their labels; metrics.py is read with ast, since this venv has none of the server's packages.
 - Prometheus scrapes the port the container serves its metrics on.
 """
@@ -90,7 +90,7 @@ def exported_series() -> dict[str, tuple[str, frozenset[str]]]:
     """Each sample name metrics.py's prometheus_client metrics export: {name: (type, label names)}."""
     kinds = {"Counter", "Gauge", "Histogram", "Summary"}
     series: dict[str, tuple[str, frozenset[str]]] = {}
-    for node in ast.walk(ast.parse((REPO / "server" / "tfscoring" / "metrics.py").read_text())):
+    for node in ast.walk(ast.parse((REPO / "server" / "tfscoring" / "observability" / "metrics.py").read_text())):
         if not isinstance(node, ast.Call):
             continue
         func = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
@@ -440,7 +440,7 @@ def check_query(query: str) -> dict[str, dict[str, tuple]]:
         if isinstance(node, promql_parser.Call):
             function = node.func.name
         if isinstance(node, promql_parser.VectorSelector):
-            assert node.name in exported, f"{node.name} is not a series of server/tfscoring/metrics.py"
+            assert node.name in exported, f"{node.name} is not a series of server/tfscoring/observability/metrics.py"
             kind, labels = exported[node.name]
             assert grouped <= labels | TARGET_LABELS, f"{query}: grouped by a label {node.name} lacks"
             if kind == "counter":
@@ -529,7 +529,9 @@ def test_prometheus_scrapes_the_containers_metrics_port():
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/port"] == str(port)
     assert annotations["prometheus.io/path"] == "/metrics"
-    assert '"/metrics"' in (REPO / "server" / "tfscoring" / "metrics.py").read_text()  # the one path it answers
+    assert (
+        '"/metrics"' in (REPO / "server" / "tfscoring" / "observability" / "metrics.py").read_text()
+    )  # the one path it answers
     # By ServiceMonitor: its Service selects the pods and reaches the container port by name.
     pod_labels = DEPLOYMENT["spec"]["template"]["metadata"]["labels"]
     assert METRICS_SERVICE["spec"]["selector"].items() <= pod_labels.items()

@@ -19,8 +19,9 @@ from typing import IO
 
 import tensorflow as tf
 
-from tfscoring import log, sizing
+from tfscoring import log
 from tfscoring.errors import StartupError
+from tfscoring.process import sizing
 
 _held: tuple[Path, int, IO[bytes]] | None = None  # (directory, slot, lock file) kept open for the worker's life
 

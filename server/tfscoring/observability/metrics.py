@@ -226,7 +226,7 @@ def _serve_when_free(bind: str, port: int) -> None:
     _held.append(lock)
     from prometheus_client import CollectorRegistry, multiprocess
 
-    from tfscoring.gpumetrics import GpuCollector
+    from tfscoring.observability.gpumetrics import GpuCollector
 
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)

@@ -14,9 +14,9 @@ import math
 
 import numpy as np
 
-from tfscoring import decode
 from tfscoring.errors import BadRequest, PayloadTooLarge
 from tfscoring.interface import DTYPES, TensorSpec
+from tfscoring.protocols import decode
 
 _INTEGER_KINDS = "iu"
 

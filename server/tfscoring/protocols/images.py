@@ -63,9 +63,9 @@ import numpy as np
 import simplejpeg
 from PIL import Image, PngImagePlugin
 
-from tfscoring import containers
 from tfscoring.errors import BadRequest, PayloadTooLarge, ScoringError
 from tfscoring.interface import TensorSpec
+from tfscoring.protocols import containers
 
 CONTENT_TYPES = ("image/png", "image/jpeg", "image/webp")
 MAX_PIXELS = 4096 * 4096

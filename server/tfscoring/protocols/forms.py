@@ -36,9 +36,9 @@ import numpy as np
 import orjson
 from azureml_inference_server_http.api.aml_response import AMLResponse
 
-from tfscoring import decode, tensors
 from tfscoring.errors import BadRequest, PayloadTooLarge
 from tfscoring.interface import DATATYPES, Batch, Interface, TensorSpec
+from tfscoring.protocols import decode, tensors
 
 HEADER_LENGTH = "Inference-Header-Content-Length"  # Triton's binary extension: the JSON part's length
 

@@ -18,9 +18,9 @@ import re
 import numpy as np
 from numpy.lib import format as npy_format
 
-from tfscoring import tensors
 from tfscoring.errors import BadRequest, PayloadTooLarge
 from tfscoring.interface import TensorSpec
+from tfscoring.protocols import tensors
 
 RAW = "application/octet-stream"
 NPY = "application/x-npy"

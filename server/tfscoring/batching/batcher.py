@@ -34,9 +34,10 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from tfscoring import log, metrics
+from tfscoring import log
 from tfscoring.errors import RowsRefused, ServiceUnavailable
 from tfscoring.interface import Batch
+from tfscoring.observability import metrics
 
 # The model's run: one array of rows per input in, one per output out, one output row per input row.
 Infer = Callable[[Batch], Batch]

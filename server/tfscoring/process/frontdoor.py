@@ -11,9 +11,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tfscoring import rundir
 from tfscoring.config import ServerSettings
 from tfscoring.errors import StartupError
+from tfscoring.process import rundir
 from tfscoring.shared import CORS_EXPOSE, FIELD_CHARS
 
 TEMPLATE = Path(__file__).with_name("nginx.conf.in")

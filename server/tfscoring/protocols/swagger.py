@@ -20,8 +20,10 @@ from functools import partial
 
 import numpy as np
 
-from tfscoring import images, log, protocols
+from tfscoring import log
 from tfscoring.interface import DATATYPES, Interface, TensorSpec
+from tfscoring.protocols import forms as protocols
+from tfscoring.protocols import images
 
 REF = "#/components/schemas/"
 _RAW = "application/octet-stream"

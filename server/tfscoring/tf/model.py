@@ -19,10 +19,12 @@ from pathlib import Path
 import numpy as np
 import tensorflow.compat.v1 as tf
 
-from tfscoring import devices, log, metrics, signature
+from tfscoring import log
 from tfscoring.config import RETRY_LARGER_AFTER, Settings
 from tfscoring.errors import DeviceFailed, RowsRefused, ServiceUnavailable, StartupError
 from tfscoring.interface import DATATYPES, Batch, TensorSpec
+from tfscoring.observability import metrics
+from tfscoring.tf import devices, signature
 
 
 class GraphModel:

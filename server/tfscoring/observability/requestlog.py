@@ -39,8 +39,8 @@ from dataclasses import dataclass
 import flask
 import orjson
 
-from tfscoring import metrics, tracing
-from tfscoring.routes import PATH_HEADER
+from tfscoring.http.routes import PATH_HEADER
+from tfscoring.observability import metrics, tracing
 from tfscoring.shared import FIELD_CHARS  # longest text field in a line (ids, content type, error): under PIPE_BUF
 
 _enabled = True

@@ -5,8 +5,8 @@ from __future__ import annotations
 import orjson
 from azureml_inference_server_http.api.aml_response import AMLResponse
 
-from tfscoring.body import ALLOWED_METHODS
 from tfscoring.errors import ScoringError
+from tfscoring.http.body import ALLOWED_METHODS
 from tfscoring.shared import CORS_EXPOSE
 
 # With CORS on (AML_CORS_ORIGINS), a browser page reads only the headers an answer lists here; flask_cors

@@ -27,8 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tfscoring import log, metrics
+from tfscoring import log
 from tfscoring.interface import Batch, Interface, TensorSpec
+from tfscoring.observability import metrics
 
 _FRAME_COST = 8  # bytes of DataFrame and JSON per byte of float32 array, measured: a sample is held as that much
 _MAX_COLUMNS = 1024  # a row of more values is one column of lists, not a column per value

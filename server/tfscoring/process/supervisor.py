@@ -27,9 +27,10 @@ import socket
 import sys
 from pathlib import Path
 
-from tfscoring import frontdoor, log, rundir
+from tfscoring import log
 from tfscoring.config import ServerSettings
-from tfscoring.health import PodHealth
+from tfscoring.process import frontdoor, rundir
+from tfscoring.process.health import PodHealth
 
 REFRESH_S = 0.25
 DRAIN_S = 30  # per child: gunicorn's own --graceful-timeout is 30 s

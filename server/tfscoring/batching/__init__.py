@@ -1,0 +1,1 @@
+"""Batching concurrent requests, and the memory they may hold in flight."""

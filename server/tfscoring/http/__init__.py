@@ -1,0 +1,1 @@
+"""The HTTP layer: routes, body reading, authentication, responses."""

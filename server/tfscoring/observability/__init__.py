@@ -1,0 +1,1 @@
+"""Request log, metrics, tracing, data collection and GPU metrics."""

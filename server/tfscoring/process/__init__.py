@@ -1,0 +1,1 @@
+"""The processes around the workers: supervisor, health, front door, sizing."""

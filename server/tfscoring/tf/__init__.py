@@ -1,0 +1,1 @@
+"""TensorFlow: loading a model, its signatures and devices, and predicting."""
