@@ -35,7 +35,7 @@ def init():
     while broken.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     score.init()
-    session_call = score.model._run
+    session_call = score.app.model._run
 
     def faulty_device(*batch):  # one array per input, as TensorFlow's callable takes them
         with contextlib.suppress(FileNotFoundError):
@@ -54,4 +54,4 @@ def init():
             raise tf.errors.InternalError(None, None, "CUDA_ERROR_ILLEGAL_ADDRESS: an illegal memory access (pretend)")
         return session_call(*batch)
 
-    score.model._run = faulty_device
+    score.app.model._run = faulty_device

@@ -17,7 +17,7 @@ run = score.run  # decorated with @rawhttp: the server calls it with the Flask r
 def init():
     score.init()
     capacity = int(os.environ["SMALL_DEVICE_ROWS"])
-    session_call = score.model._run
+    session_call = score.app.model._run
 
     def small_device(*batch):  # one array per input, as TensorFlow's callable takes them
         rows = batch[0]
@@ -27,4 +27,4 @@ def init():
             )
         return session_call(*batch)
 
-    score.model._run = small_device
+    score.app.model._run = small_device

@@ -10,6 +10,7 @@ import numpy as np
 
 import score
 from tests.support import data_body
+from tfscoring.app import Application
 from tfscoring.batching.batcher import Batcher
 from tfscoring.batching.budget import InflightBudget
 from tfscoring.config import Settings
@@ -22,14 +23,11 @@ def test_unexpected_failure_is_500_with_request_id_and_traceback_only_in_the_log
     settings = Settings(azureml_model_dir=model_dir)
     broken = GraphModel.load(settings)
     broken.close()  # a real fault: every session call now raises
-    monkeypatch.setattr(score, "settings", settings, raising=False)
-    monkeypatch.setattr(score, "model", broken, raising=False)
     batcher = Batcher(broken.run, max_batch_rows=8, max_delay_s=0, max_queue_rows=64, max_wait_s=10)
-    monkeypatch.setattr(score, "batcher", batcher, raising=False)
     interface = Interface("m", "1", broken.inputs, broken.outputs)
-    monkeypatch.setattr(score, "interface", interface, raising=False)
-    monkeypatch.setattr(score, "budget", InflightBudget(settings.inflight_budget), raising=False)
-    monkeypatch.setattr(score, "state", WorkerState(None, settings.session_hang_s), raising=False)
+    budget = InflightBudget(settings.inflight_budget)
+    app = Application(settings, broken, interface, batcher, budget, WorkerState(None, settings.session_hang_s))
+    monkeypatch.setattr(score, "app", app, raising=False)  # as init() leaves it
     body = data_body(np.zeros((2, 784)))
 
     with flask.Flask(__name__).test_request_context("/score", method="POST", data=body), caplog.at_level(logging.ERROR):
