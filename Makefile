@@ -36,7 +36,7 @@ PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check -c require
 help:
 	@echo "make serve   install everything, build the model if missing, serve on http://127.0.0.1:$(PORT)/score"
 	@echo "make test    install everything, build the model if missing, run lint and every test"
-	@echo "make unit    the unit tests alone (tests/unit: no server started, no network), in about a minute"
+	@echo "make unit    the unit tests alone (tests/unit: no server, no network, no trained model), in about a minute"
 	@echo "make test-contended   the slowest test files with a busy loop on every core beside them"
 	@echo "make bench   throughput and latency against the how-to, the server's ceiling and MLServer (bench/results)"
 	@echo "make gpu-check   on an NVIDIA GPU: placement, accuracy, workers sharing it, out-of-memory, a short benchmark"
@@ -74,7 +74,8 @@ $(BIN)/python: | system-packages
 	$(PYTHON) -m venv $(VENV)
 
 # The pinned requirements, then this project (pyproject.toml) in editable mode and without dependencies: tfscoring
-# (server/tfscoring), model, client and bench import from anywhere, as the checkout's own files.
+# (server/tfscoring) imports from anywhere, as the checkout's own files.  model/, client/, bench/ and tools/ are not
+# installed: they run from the repository root (python -m model.build, as every target here runs them).
 $(VENV)/.server-installed: $(BIN)/python requirements/server.txt requirements/tensorflow-$(TF_FLAVOR).txt requirements/constraints.txt pyproject.toml
 	$(PIP_INSTALL) -r requirements/server.txt -r requirements/tensorflow-$(TF_FLAVOR).txt
 	$(PIP_INSTALL) --no-deps --no-build-isolation -e .  # setuptools from server.txt: no download
@@ -174,10 +175,11 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/hadolint --failure-threshold error Dockerfile
 
 # The tests by kind: tests/unit (in-process, no server started), tests/http (the real server, over HTTP),
-# tests/system (the programs as make runs them, the image, the deployment files).  The unit tests use the model
-# where they are about it (GraphModel, the entry script), and the t10k data.
-unit: $(VENV)/.dev-installed model
-	MODEL_DIR=$(MODEL_DIR) DATA_DIR=$(DATA_DIR) $(BIN)/python -m pytest tests/unit
+# tests/system (the programs as make runs them, the image, the deployment files).  The unit tests need no trained
+# model (none is built for them): where they are about the how-to's graph (GraphModel, the entry script) they build
+# it untrained (tests/graphs.py); they read the t10k data (system-packages: dataset-fashion-mnist).
+unit: $(VENV)/.dev-installed system-packages
+	DATA_DIR=$(DATA_DIR) $(BIN)/python -m pytest tests/unit
 
 # Every test: the unit, HTTP and system tests, the deployment files', then the image's (about 4 minutes more; CI
 # runs it too).  wrk (bench-packages) drives the short soak in tests/system/test_soak.py.

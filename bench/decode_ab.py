@@ -3,8 +3,9 @@
     git worktree add /tmp/before <commit>
     python -m bench.decode_ab --before /tmp/before [--rounds 3] [--out bench/results/decode-ab.md]
 
-Each round runs, in a fresh Python for each checkout in turn, every body kind's decode as server/score.py runs it
-before the session call (the bounds, then the parse and validation; images: the header, then the pixels), each
+Each round runs, in a fresh Python for each checkout in turn, every body kind's decode as the server runs it
+before the session call (the codec its registry finds: the bounds, then the parse and validation; images: the
+header, then the pixels; an older checkout's functions in the same order), each
 for 0.15 s seven times; the median time per decode is kept, then the median over the rounds.  The how-to's
 interface (784 float32 values a row).  A measurement: it asserts nothing.
 """
@@ -20,14 +21,20 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Run inside the checkout measured: only what that checkout has is called (the older one has no bounds step).
+# Run inside the checkout measured: only what that checkout has is called (the codecs' registry where it has one;
+# else its functions, as its score.py called them: an older one has no bounds step).
 _MEASURE = r"""
 import io, json, statistics, sys, time
 sys.path.insert(0, sys.argv[1] + "/server")
 import numpy as np
 from PIL import Image
-from tfscoring.protocols import binary, images, forms as protocols
 from tfscoring.interface import Interface, TensorSpec
+try:
+    from tfscoring.protocols import registry
+    from tfscoring.protocols.limits import Limits
+except ImportError:
+    registry = None
+    from tfscoring.protocols import binary, images, forms as protocols
 
 spec = TensorSpec("network/X", "network/X:0", np.dtype(np.float32), (784,))
 out = TensorSpec("network/output/MatMul", "network/output/MatMul:0", np.dtype(np.float32), (10,))
@@ -42,25 +49,38 @@ def image(array, fmt, **options):
     return out.getvalue()
 
 
-def decode_json(body):
-    if not hasattr(protocols, "check_json_body"):
-        return protocols.decode_json(body, interface, 4096)
-    fast = protocols.decode_fast(body, interface, 4096)
-    if fast:
-        return fast
-    counts = protocols.check_json_body(body, interface, 4096)
-    protocols.parse_cost(counts, interface)
-    return protocols.decode_json(body, interface, 4096, counts=counts)
-
-
-def decode_image(body):
-    if hasattr(images, "inspect"):
-        return images.decode(images.inspect(body, spec), spec, "unit")
-    return images.decode_image(body, spec, "unit")
-
-
 def as_json(document):
     return json.dumps(document).encode()
+
+
+if registry is not None:  # the codec the server's registry finds for each content type
+    limits = Limits()
+
+    def decoder(content_type):
+        codec = registry.find(content_type, {})
+        return lambda body: codec.decode(body, interface, limits)
+
+    decode_json, decode_raw = decoder("application/json"), decoder("application/octet-stream")
+    decode_image = decoder("image/png")
+else:
+
+    def decode_json(body):
+        if not hasattr(protocols, "check_json_body"):
+            return protocols.decode_json(body, interface, 4096)
+        fast = protocols.decode_fast(body, interface, 4096)
+        if fast:
+            return fast
+        counts = protocols.check_json_body(body, interface, 4096)
+        protocols.parse_cost(counts, interface)
+        return protocols.decode_json(body, interface, 4096, counts=counts)
+
+    def decode_raw(body):
+        return binary.decode_raw(body, spec, 4096)
+
+    def decode_image(body):
+        if hasattr(images, "inspect"):
+            return images.decode(images.inspect(body, spec), spec, "unit")
+        return images.decode_image(body, spec, "unit")
 
 
 digit = (rows[0].reshape(28, 28) * 255).astype(np.uint8)
@@ -71,7 +91,7 @@ cases = {
     'JSON {"data"}, 64 rows': (decode_json, as_json({"data": rows.tolist()})),
     'JSON {"instances"}, 64 rows': (decode_json, as_json({"instances": rows.tolist()})),
     "OIP JSON, 64 rows": (decode_json, as_json(oip)),
-    "raw float32, 64 rows": (lambda b: binary.decode_raw(b, spec, 4096), rows.tobytes()),
+    "raw float32, 64 rows": (decode_raw, rows.tobytes()),
     "PNG 28x28": (decode_image, image(digit, "PNG")),
     "JPEG 28x28": (decode_image, image(digit, "JPEG", quality=95)),
     "JPEG 224x224 RGB": (decode_image, image(photo, "JPEG", quality=90)),

@@ -14,16 +14,15 @@ refused cheaply), for each of two inputs (the how-to's (N, 784) grayscale, fixed
 - Memory: the same decode in a fresh subprocess, which resets its peak RSS (/proc/self/clear_refs 5) once the
   body is read, then reads VmHWM after the decode: the growth against ImageHeader.decoded_bytes (from inspect),
   every ratio must be <= 1.
-The other decoders run the sequence of server/score.py `_decode`: a JSON body through protocols.decode_fast, and
-where that declines it protocols.check_json_body, parse_cost and decode_json; raw and .npy
-through tfscoring.protocols.binary.  Their bodies: each JSON form at 4096 rows of long floats (as many rows as
+The other decoders run as the server runs them: the codec its registry finds (tfscoring/protocols/registry.py), a
+JSON body through the how-to's fast path, and where that declines it the count, the parse and the validation; raw
+and .npy through their codecs.  Their bodies: each JSON form at 4096 rows of long floats (as many rows as
 fit 64 MiB) and of
 0/1 values (the most values per byte), and the worst bodies that pass the count of values (json_limits):
 `{"instances": [{}, {}, ...]}` and `{"inputs": [[], [], ...]}` just under it; and `{"data"}` of 8192 rows of 0/1,
-which decode_fast's own count (twice a request's values) lets simdjson parse before it declines it.  Their memory
-ratio is the growth against what score.py holds of the budget for that step, the body left out (it is read before):
-decode_fast what it reserves (decode.fast_rows: body size and commas), decode_json parse_cost, binary
-BINARY_WEIGHT x body.
+which holds more values than a request may: refused on its count, before any parse.  Their memory ratio is the
+growth against what the codec reserves of the budget for the step that answered, the body left out (it is read
+before): the fast path its body size and commas, the careful path jsonbounds.parse_cost, binary BINARY_WEIGHT x body.
 Prints Markdown tables and writes them to --out.
 """
 
@@ -50,9 +49,9 @@ sys.path.insert(0, str(ROOT / "server"))
 
 from tfscoring.errors import ScoringError  # noqa: E402
 from tfscoring.interface import Interface, TensorSpec  # noqa: E402
-from tfscoring.process.sizing import BINARY_WEIGHT  # noqa: E402
-from tfscoring.protocols import binary, images  # noqa: E402
-from tfscoring.protocols import forms as protocols  # noqa: E402
+from tfscoring.protocols import images, jsonbounds, npy, oip_binary, raw, registry  # noqa: E402
+from tfscoring.protocols.image import header as image_header  # noqa: E402
+from tfscoring.protocols.limits import Limits  # noqa: E402
 
 MAX_ROWS = 4096  # MAX_REQUEST_ROWS
 MAX_BYTES = 64 << 20  # MAX_REQUEST_BYTES
@@ -115,16 +114,18 @@ def build(name: str) -> bytes:
     if name == "webp-lossless":
         return _encode(Image.fromarray(_noise(side, side, 3), "RGB"), "WEBP", lossless=True, quality=0, method=0)
     if name == "png-tall-1x16384":
-        return _encode(Image.fromarray(_noise(images.MAX_SIDE, 1, 1), "L"), "PNG")
+        return _encode(Image.fromarray(_noise(image_header.MAX_SIDE, 1, 1), "L"), "PNG")
     if name == "png-wide-16384x1024":
-        return _encode(Image.fromarray(_noise(1024, images.MAX_SIDE, 3), "RGB"), "PNG", compress_level=1)
+        return _encode(Image.fromarray(_noise(1024, image_header.MAX_SIDE, 3), "RGB"), "PNG", compress_level=1)
     if name in ("png-8-ztxt-1mib-each", "png-eXIf-1mib", "webp-exif-1mib"):  # the most metadata taken
         small = np.zeros((28, 28), np.uint8)
         if name == "webp-exif-1mib":
-            return _encode(Image.fromarray(small), "WEBP", exif=b"MM\x00*" + bytes(images.MAX_METADATA_BYTES - 4096))
+            return _encode(
+                Image.fromarray(small), "WEBP", exif=b"MM\x00*" + bytes(image_header.MAX_METADATA_BYTES - 4096)
+            )
         png = _encode(Image.fromarray(small), "PNG")
         if name == "png-eXIf-1mib":
-            chunks = _chunk(b"eXIf", b"MM\x00*" + bytes(images.MAX_METADATA_BYTES - 4096))
+            chunks = _chunk(b"eXIf", b"MM\x00*" + bytes(image_header.MAX_METADATA_BYTES - 4096))
         else:
             inflating = zlib.compress(b"a" * ((1 << 20) - 1), 9)
             chunks = b"".join(_chunk(b"zTXt", b"k%d\x00\x00" % i + inflating) for i in range(8))
@@ -177,7 +178,7 @@ def _just_under(head: bytes, item: bytes, tail: bytes) -> bytes:
     """head + item, item, ... + tail with as many items as keep its count of values within json_limits'."""
     from tfscoring.protocols import decode
 
-    most = protocols.json_limits(HOWTO, MAX_ROWS)[0]
+    most = jsonbounds.most_values(HOWTO, Limits(max_rows=MAX_ROWS))
     one = decode.count(head + item + tail, depth=False).values
     two = decode.count(head + item + b"," + item + tail, depth=False).values
     items = 1 + (most - one) // (two - one)
@@ -194,7 +195,7 @@ def build_other(name: str) -> tuple[bytes, str, str | None]:
         return _just_under(b'{"instances": [', b"{}", b"]}"), "json", None
     if name == "json-inputs-empty-lists":
         return _just_under(b'{"inputs": [', b"[]", b"]}"), "json", None
-    if name == "json-data-01-8192rows":  # twice the rows: the most decode_fast's count of commas lets simdjson parse
+    if name == "json-data-01-8192rows":  # twice the rows: refused on its count, the fast path declining it unparsed
         rows = np.random.default_rng(0).integers(0, 2, (2 * MAX_ROWS, 784)).tolist()
         return orjson.dumps({"data": rows}), "json", None
     if name.startswith("json-"):
@@ -235,33 +236,20 @@ OTHER_CASES = (
 
 
 def decode_other(body: bytes, decoder: str, header_length: str | None) -> tuple[str, int]:
-    """score.py's `_decode` for a JSON, raw or .npy body: (answer, what it holds of the budget for the step that
-    answered, the body left out)."""
-    if decoder == "raw":
-        reserved = BINARY_WEIGHT * len(body)
-        call = lambda: binary.decode_raw(body, HOWTO_INPUT, MAX_ROWS)  # noqa: E731
-    elif decoder == "npy":
-        reserved = BINARY_WEIGHT * len(body)
-        call = lambda: binary.decode_npy(body, HOWTO_INPUT, MAX_ROWS)  # noqa: E731
-    else:
-        held = [0]
+    """The server's decode of a JSON, raw or .npy body, by the codec its registry finds: (answer, what the codec
+    reserved for the step that answered, the body left out)."""
+    content_type = {"raw": raw.CONTENT_TYPE, "npy": npy.CONTENT_TYPE}.get(decoder, "application/json")
+    headers = {} if header_length is None else {oip_binary.HEADER_LENGTH: header_length}
+    held = [0]
 
-        def reserve(cost: int) -> None:
-            held[0] = cost
+    def reserve(bound: int) -> None:
+        held[0] = bound
 
-        try:
-            if protocols.decode_fast(body, HOWTO, MAX_ROWS, header_length, reserve=reserve):
-                return "200", held[0]
-            counts = protocols.check_json_body(body, HOWTO, MAX_ROWS, header_length)
-        except ScoringError as err:
-            return f"{err.status_code}", held[0]
-        reserved = protocols.parse_cost(counts, HOWTO)
-        call = lambda: protocols.decode_json(body, HOWTO, MAX_ROWS, header_length, counts=counts)  # noqa: E731
     try:
-        call()
+        registry.find(content_type, headers).decode(body, HOWTO, Limits(max_rows=MAX_ROWS), reserve)
     except ScoringError as err:
-        return f"{err.status_code}", reserved
-    return "200", reserved
+        return f"{err.status_code}", held[0]
+    return "200", held[0]
 
 
 def _decode(body: bytes, spec: TensorSpec) -> str:
@@ -321,7 +309,7 @@ def rss_child(path: str, spec_name: str) -> None:
         refs.write("5")  # VmHWM := VmRSS
     before = _status()["VmRSS"]
     try:
-        bound = images.inspect(body, spec).decoded_bytes
+        bound = image_header.inspect(body, spec).decoded_bytes
     except ScoringError:
         bound = 0
     _decode(body, spec)
@@ -329,7 +317,7 @@ def rss_child(path: str, spec_name: str) -> None:
 
 
 def rss_other(path: str, decoder: str, header_length: str) -> None:
-    """In a fresh process: decode_other's peak RSS growth, and what score.py holds for it (the body left out)."""
+    """In a fresh process: decode_other's peak RSS growth, and what its codec reserves (the body left out)."""
     import gc
 
     body = Path(path).read_bytes()
@@ -351,8 +339,8 @@ def rss_other(path: str, decoder: str, header_length: str) -> None:
 def other_rows(names: list[str], work: str) -> list[str]:
     lines = [
         "",
-        "JSON, raw and .npy bodies for the how-to's model (4096 rows x 784 values, 64 MiB), decoded as score.py "
-        "`_decode` does; reserved: what score.py holds for the step that answered, the body left out.",
+        "JSON, raw and .npy bodies for the how-to's model (4096 rows x 784 values, 64 MiB), decoded by the codec the "
+        "server's registry finds; reserved: what it reserves for the step that answered, the body left out.",
         "",
         "| case | body bytes | answer | decode ms | longest GIL hold ms | peak RSS growth MB | reserved MB | ratio |",
         "|---|---:|---|---:|---:|---:|---:|---:|",
@@ -428,9 +416,6 @@ def main() -> None:
                 lines.append(line)
                 print(line, flush=True)
             path.unlink()
-    worst = ", ".join(f"{name} {images.decoded_bytes(spec, MAX_BYTES) / 1e6:.1f} MB" for name, spec in SPECS.items())
-    lines += ["", f"decoded_bytes(spec, 64 MiB), the most any image body of the limit takes: {worst}."]
-    print(lines[-1], flush=True)
     with tempfile.TemporaryDirectory() as work:
         lines += other_rows([name for name in args.only if name in OTHER_CASES], work)
     Path(args.out).write_text("\n".join(lines) + "\n")

@@ -48,10 +48,13 @@ from typing import ClassVar
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-# This program also runs in a GPU host's own Python with no venv and nothing installed (the docstring), where neither
-# the checkout's packages nor server/'s tfscoring can be imported: hence this path line, unused once installed.
+# Run as a program (python bench/gpu_check.py), its own folder is first on sys.path, not the repository root, where the
+# checkout's bench/ and model/ are (they are never installed).  It also runs in a GPU host's own Python with no venv
+# and nothing installed (the docstring), where server/'s tfscoring cannot be imported either.
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 if importlib.util.find_spec("tfscoring") is None:
-    sys.path[:0] = [str(REPO), str(REPO / "server")]
+    sys.path.insert(0, str(REPO / "server"))
 
 from bench import loadgen  # noqa: E402
 from model import idx  # noqa: E402
@@ -200,7 +203,7 @@ class Checker:
             "import json, sys, numpy as np, tensorflow as tf\n"
             "from tfscoring.config import Settings\nfrom tfscoring.tf.model import GraphModel\n"
             "model = GraphModel.load(Settings.from_env())\n"
-            f"np.save({str(out)!r}, model.infer(np.load({str(self.work / 'images.npy')!r})))\n"
+            f"np.save({str(out)!r}, model.predict((np.load({str(self.work / 'images.npy')!r}),))[0].argmax(axis=1))\n"
             "print(json.dumps({'tensorflow': tf.__version__, 'build': {k: str(v) for k, v in "
             "tf.sysconfig.get_build_info().items()\n"
             "  if k in ('cuda_version', 'cudnn_version', 'cuda_compute_capabilities')}}))\n"

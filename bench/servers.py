@@ -1,5 +1,6 @@
-"""Start the real azmlinfsrv as a subprocess on a free loopback port and talk to it: the benchmark's launcher, and
-the tests' (tests/support.py re-exports it), kept here so that bench/ imports nothing from tests/."""
+"""Start the real azmlinfsrv as a subprocess on a free loopback port and talk to it: the one harness of the benchmark
+and the tests (tests/support.py re-exports it), kept here so that bench/ imports nothing from tests/.  Every name
+either side uses is public."""
 
 from __future__ import annotations
 
@@ -28,8 +29,9 @@ AZMLINFSRV = Path(sys.executable).with_name("azmlinfsrv")
 # that passes never waits this long.
 SETTLE_S = 30
 
-# Settings of the scoring script and the server that must not leak in from the caller's shell.
-_ISOLATED = {name.upper() for name in [*Settings.model_fields, *ServerSettings.model_fields]} | {
+# Settings of the scoring script and the server that must not leak in from the caller's shell: dropped from the
+# environment of every server started here, and by the tests that start make serve or the soak themselves.
+ISOLATED_SETTINGS = {name.upper() for name in [*Settings.model_fields, *ServerSettings.model_fields]} | {
     "WORKER_COUNT",
     "GUNICORN_CMD_ARGS",
     "WORKER_PRELOAD",
@@ -48,7 +50,7 @@ class ServerProcess:
     """azmlinfsrv on an entry script, on a free loopback port, with the caller's server settings kept out."""
 
     def __init__(self, entry_script: Path, model_dir: Path, log_dir: Path, env: dict[str, str] | None = None):
-        base = {k: v for k, v in os.environ.items() if k not in _ISOLATED}
+        base = {k: v for k, v in os.environ.items() if k not in ISOLATED_SETTINGS}
         base.update({"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2", **GPU_SHARING})
         base["AML_APP_ROOT"] = str(REPO / "server")  # the entry script's folder, as serve.py sets it
         base.update(env or {})
@@ -122,7 +124,7 @@ class FrontDoorProcess(ServerProcess):
     def __init__(
         self, model_dir: Path, log_dir: Path, env: dict[str, str] | None = None, entry_script: Path = SCORE_PY
     ):
-        base = {k: v for k, v in os.environ.items() if k not in _ISOLATED}
+        base = {k: v for k, v in os.environ.items() if k not in ISOLATED_SETTINGS}
         base.update({"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "METRICS_PORT": "0", **GPU_SHARING})
         base.update(env or {})
         argv = [sys.executable, str(SERVE_PY), "--model_dir", str(model_dir), "--entry_script", str(entry_script)]

@@ -58,6 +58,6 @@ def t10k_class_ids(model_dir, t10k) -> np.ndarray:
 
     reference = GraphModel.load(Settings(azureml_model_dir=model_dir))
     try:
-        return reference.infer(t10k[0][:600])
+        return reference.predict((t10k[0][:600],))[0].argmax(axis=1)
     finally:
         reference.close()

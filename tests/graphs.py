@@ -1,12 +1,15 @@
 """Small TF1 graphs with the shapes and dtypes other teams' models have, saved in the registered-model layout for
-tests: numbers of every kind and booleans, an op that refuses some values, a free dimension, two outputs of one op.
-No training: constants and one variable (a Saver needs one)."""
+tests: numbers of every kind and booleans, an op that refuses some values, a free dimension, two outputs of one op;
+and the how-to's own network with its initial weights (`howto`), which the unit tests load instead of the trained
+model.  No training: constants and seeded initial weights (a Saver needs a variable)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import tensorflow as tf
+
+from model import build, network
 
 v1 = tf.compat.v1
 
@@ -32,6 +35,22 @@ def save(model_dir: Path, build, signature: bool = True) -> Path:
                 v1.saved_model.signature_def_utils.predict_signature_def(inputs, outputs)
             )
             meta_path.write_bytes(meta.SerializeToString())
+    return prefix
+
+
+def howto(model_dir: Path, seed: int = 42) -> Path:
+    """The how-to's network (model/network.py: network/X:0 -> network/output/MatMul:0, 784 -> 300 -> 100 -> 10) with
+    its seeded initial weights, untrained, saved as model.build lays it out: <model_dir>/model/mnist-tf.model.*.
+    Its class ids are no better than chance, but each row's is its own; built in about a second."""
+    graph = tf.Graph()
+    with graph.as_default(), v1.variable_scope(v1.get_variable_scope(), use_resource=True):
+        network.build(seed)  # resource variables, as model.build's TF2 process makes them
+        saver = v1.train.Saver()
+        prefix = model_dir / build.MODEL_FOLDER / build.CHECKPOINT_PREFIX
+        prefix.parent.mkdir(parents=True)
+        with v1.Session(graph=graph) as session:
+            session.run(v1.global_variables_initializer())
+            saver.save(session, str(prefix))
     return prefix
 
 

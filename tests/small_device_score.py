@@ -17,14 +17,14 @@ run = score.run  # decorated with @rawhttp: the server calls it with the Flask r
 def init():
     score.init()
     capacity = int(os.environ["SMALL_DEVICE_ROWS"])
-    session_call = score.app.model._run
+    session_call = score.app.model.session_call
 
-    def small_device(*batch):  # one array per input, as TensorFlow's callable takes them
-        rows = batch[0]
-        if len(rows) > capacity:
+    def small_device(*arrays):  # one array per input, as TensorFlow's callable takes them
+        n_rows = len(arrays[0])
+        if n_rows > capacity:
             raise tf.errors.ResourceExhaustedError(
-                None, None, f"OOM when allocating tensor with shape[{len(rows)},300] (pretend device)"
+                None, None, f"OOM when allocating tensor with shape[{n_rows},300] (pretend device)"
             )
-        return session_call(*batch)
+        return session_call(*arrays)
 
-    score.app.model._run = small_device
+    score.app.model.session_call = small_device

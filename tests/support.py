@@ -6,10 +6,10 @@ from __future__ import annotations
 import requests
 
 from bench.servers import (
-    _ISOLATED,
     AZMLINFSRV,
     GPU_SHARING,
     HOWTO_SCORE_PY,
+    ISOLATED_SETTINGS,
     REPO,
     SCORE_PY,
     SERVE_PY,
@@ -31,11 +31,11 @@ __all__ = [
     "AZMLINFSRV",
     "GPU_SHARING",
     "HOWTO_SCORE_PY",
+    "ISOLATED_SETTINGS",
     "REPO",
     "SCORE_PY",
     "SERVE_PY",
     "SETTLE_S",
-    "_ISOLATED",
     "FrontDoorProcess",
     "MiB",
     "ServerProcess",
@@ -43,8 +43,10 @@ __all__ = [
     "data_body",
     "free_port",
     "howto_interface",
+    "json_rows",
     "open_connections",
     "post",
+    "rows_interface",
     "send_raw",
     "stop_group",
     "wait_for",
@@ -72,3 +74,28 @@ def howto_interface():
         (TensorSpec("network/X", "network/X:0", np.dtype("float32"), (784,)),),
         (TensorSpec("network/output/MatMul", "network/output/MatMul:0", np.dtype("float32"), (10,)),),
     )  # fmt: skip
+
+
+def rows_interface(width: int):
+    """A model of one float32 input of `width` values a row (the how-to's form of rows; 784: the how-to's model)."""
+    import numpy as np
+
+    from tfscoring.interface import Interface, TensorSpec
+
+    f32 = np.dtype("float32")
+    return Interface("m", "1", (TensorSpec("x", "x:0", f32, (width,)),), (TensorSpec("y", "y:0", f32, (10,)),))
+
+
+def json_rows(body: bytes, width: int, max_rows: int):
+    """The rows of a JSON body to rows_interface(width), read as the server reads a JSON body at /score (app.py):
+    the how-to's rows in C where the body is plainly that (forms.decode_fast), else counted (check_json_body: 413
+    for too many values, 400 for too deep) and parsed in whichever form it is (decode_json).  A refusal raises the
+    BadRequest or PayloadTooLarge the client gets."""
+    from tfscoring.protocols import forms
+
+    interface = rows_interface(width)
+    request = forms.decode_fast(body, interface, max_rows)
+    if request is None:
+        counts = forms.check_json_body(body, interface, max_rows)
+        request = forms.decode_json(body, interface, max_rows, counts=counts)
+    return request.rows[0]

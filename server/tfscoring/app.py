@@ -13,34 +13,35 @@ from __future__ import annotations
 import os
 import signal
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import flask
+from azureml_inference_server_http.api.aml_response import AMLResponse
 
 from tfscoring import __version__, log
 from tfscoring.batching import cost
 from tfscoring.batching.batcher import Batcher
 from tfscoring.batching.budget import InflightBudget, Reservation
+from tfscoring.batching.calls import SessionCalls
 from tfscoring.config import Settings
 from tfscoring.errors import DeviceFailed, PayloadTooLarge, ScoringError, ServiceUnavailable
 from tfscoring.http import responses, routes
 from tfscoring.http.auth import require_key
 from tfscoring.http.body import check_declared, discard_unread, read_body
 from tfscoring.interface import Interface
-from tfscoring.observability import metrics, requestlog, tracing
 from tfscoring.observability.collection import DataCollection
+from tfscoring.observability.metrics import Metrics
+from tfscoring.observability.observer import RequestObserver
+from tfscoring.observability.record import RequestRecord
+from tfscoring.observability.requestlog import RequestLog
+from tfscoring.observability.tracing import Tracing
 from tfscoring.process import workerstate
-from tfscoring.process.sizing import BINARY_WEIGHT, FREE_JSON_WEIGHT, JSON_WEIGHT
-from tfscoring.protocols import binary, images, swagger
-from tfscoring.protocols import forms as protocols
+from tfscoring.protocols import registry, swagger
+from tfscoring.protocols.codec import Answer, Codec, Decoded
+from tfscoring.protocols.limits import Limits
+from tfscoring.protocols.metadata import metadata
 from tfscoring.tf.model import GraphModel
-
-# Content types with a decoder of their own, for one-input models (answered as the how-to's {"data"} form);
-# every other body is read as JSON, in any of the forms of tfscoring/protocols/forms.py.
-DECODERS = {
-    binary.RAW: lambda body, spec, settings: binary.decode_raw(body, spec, settings.max_request_rows),
-    binary.NPY: lambda body, spec, settings: binary.decode_npy(body, spec, settings.max_request_rows),
-}
 
 
 @dataclass
@@ -54,33 +55,40 @@ class Application:
     budget: InflightBudget
     state: workerstate.WorkerState
     collection: DataCollection | None = None
+    # Each request's log line, metrics and span; a test's application keeps its metrics in its process.
+    request_observer: RequestObserver = field(default_factory=RequestObserver.local)
 
     @classmethod
     def build(cls, settings: Settings) -> Application:
         """Load the model, warm it up and assemble the parts around it (StartupError: the worker cannot serve)."""
-        metrics.setup(settings.prometheus_multiproc_dir)  # first: before anything imports prometheus_client
+        metrics = Metrics.setup(settings.prometheus_multiproc_dir)  # first: before anything imports prometheus_client
         state = workerstate.WorkerState(settings.worker_state_dir, settings.session_hang_s)
         state.start()  # "loading" for the startup probe, from now on
         model = GraphModel.load(settings)
-        model.warm_up()
+        calls = SessionCalls(model.predict, model.max_batch_rows, metrics)  # the one place batches become calls
+        model.warm_up(calls.predict)  # through the calls serving makes: a size the device cannot take is learnt now
         budget = InflightBudget(settings.inflight_budget)
         interface = Interface(
             *settings.served_name, model.inputs, model.outputs, model.signature_key, settings.data_answer
         )
         swagger.install(swagger.documents(interface))  # what azmlinfsrv serves at /swagger.json, read after init()
         batcher = Batcher(
-            model.run,
-            max_batch_rows=model.max_batch_rows,
+            calls,
             max_delay_s=settings.max_batch_delay_ms / 1e3,
             max_queue_rows=settings.queue_rows,
             max_wait_s=settings.max_queue_wait_ms / 1e3,
+            observer=metrics,
         )
-        requestlog.configure(settings.log_requests)
+        request_log = RequestLog.configure(settings.log_requests, metrics.log_lines_dropped)
+        tracing = Tracing.configure(settings.otlp_traces, settings.otel_service_name or interface.model_name)
         collection = None
         if settings.data_collection:
-            collection = DataCollection(interface, settings.data_collection_sample, settings.data_collection_max_bytes)
+            collection = DataCollection(
+                interface, settings.data_collection_sample, settings.data_collection_max_bytes, metrics
+            )
             collection.start()
-        app = cls(settings, model, interface, batcher, budget, state, collection)
+        request_observer = RequestObserver(metrics, tracing, request_log)
+        app = cls(settings, model, interface, batcher, budget, state, collection, request_observer)
         log.info(
             "API key %s; metrics %s; request log: %s; in-flight budget %d MiB; traces: %s; data collection: %s",
             "required (SCORING_API_KEY)" if settings.api_key else "not required",
@@ -89,7 +97,7 @@ class Application:
             ),
             settings.log_requests,
             budget.capacity >> 20,
-            tracing.configure(settings.otlp_traces, settings.otel_service_name or interface.model_name),
+            tracing.description,
             f"a share of {settings.data_collection_sample:g}, where Azure ML's collector is set up"
             if collection
             else "off",
@@ -105,17 +113,17 @@ class Application:
         """Answer one request to POST/GET /score, or to an Open Inference Protocol path through the front door."""
         if request.method == "OPTIONS":
             return responses.options()
-        with requestlog.observed(request) as record:  # one log line and the metrics, also for errors
-            path = request.headers.get(routes.PATH_HEADER)  # an Open Inference Protocol path, through the front door
+        path = request.headers.get(routes.PATH_HEADER)  # an Open Inference Protocol path, through the front door
+        with self.request_observer.recording(request, path or request.path) as record:  # also for errors
             if path:
                 response = self._route(path, request, record)
             else:
                 reads = request.method in ("GET", "HEAD")  # HEAD: GET's headers, the server drops the body
-                response = protocols.metadata(self.interface) if reads else self._score(request, record)
+                response = _answered(metadata(self.interface)) if reads else self._score(request, record)
             record.status = response.status_code
             return responses.exposed(response)  # CORS: a page may read x-request-id and Retry-After
 
-    def _route(self, path: str, request: flask.Request, record: requestlog.RequestRecord):
+    def _route(self, path: str, request: flask.Request, record: RequestRecord):
         try:
             route = routes.resolve(path, request.method, self.interface)  # 404 for another model, 405
         except ScoringError as err:
@@ -125,36 +133,38 @@ class Application:
         if route.action == "infer":
             return self._score(request, record, oip=True)
         if route.action == "metadata":
-            return protocols.metadata(self.interface)
+            return _answered(metadata(self.interface))
         if route.action == "ready":
             return routes.ready(self.interface)
         if route.action == "config":
             return routes.config(self.interface, self.model.max_batch_rows)
         return routes.server_metadata(__version__)
 
-    def _score(self, request: flask.Request, record: requestlog.RequestRecord, oip: bool = False):
+    def _score(self, request: flask.Request, record: RequestRecord, oip: bool = False):
         settings, interface = self.settings, self.interface
         try:
             require_key(request.headers.get("Authorization"), settings.api_key)  # 401, before the body is read
             size = check_declared(request, settings.max_request_bytes)  # 405, 413 from the headers alone
-            header_length = request.headers.get(protocols.HEADER_LENGTH)  # binary tensors: Open Inference Protocol
-            form = "json" if oip or header_length is not None else _body_form(request.mimetype)
+            codec = registry.find(request.mimetype, request.headers, oip)  # the request's form
             # A first weight from the declared size; each step below resizes it to its own bound before it runs.
-            json_weight = JSON_WEIGHT if interface.bounded_json else FREE_JSON_WEIGHT
-            weight = size * {"json": json_weight}.get(form, BINARY_WEIGHT)
+            weight = size * codec.first_weight(interface)
             with self.budget.reserve(weight) as reservation:  # 503 when the worker's memory in flight is taken
                 record.reserved_bytes = reservation.weight
-                with self.batcher.incoming():  # a batch being formed may wait for this request's rows
+                with self.batcher.expecting():  # a batch being formed may wait for this request's rows
                     body = read_body(request, settings.max_request_bytes)  # 400 when cut short, 413
-                    decoded = self._decode(body, request.mimetype, form, header_length, oip, reservation, record)
+                    decoded = self._decode(codec, body, reservation, record)
                     del body
-                _hold(reservation, record, cost.decoded_bytes(decoded.rows, interface))  # arrays, batch, outputs
-                record.rows = len(decoded.rows[0])
-                outputs = self.batcher.predict(decoded.rows, record)  # with concurrent requests: 503 if overloaded
-                _hold(reservation, record, cost.scored_bytes(decoded.rows, outputs), refuse=False)  # free shapes
+                _hold(reservation, record, cost.decoded_bytes(decoded.arrays, interface))  # arrays, batch, outputs
+                record.rows = decoded.rows
+                prediction = self.batcher.predict(decoded.arrays)  # with concurrent requests: 503 if overloaded
+                stats = prediction.stats  # how its rows were batched, for the log line and the span
+                record.batch_rows, record.queue_ms = stats.batch_rows, stats.queue_ms
+                record.session_ms = stats.session_ms
+                outputs = prediction.result()  # or the error that scoring them raised
+                _hold(reservation, record, cost.scored_bytes(decoded.arrays, outputs), refuse=False)  # free shapes
                 if self.collection:  # a sample to Azure ML's data collector, off the request path
-                    self._collect(decoded.rows, outputs)
-                return protocols.answer(decoded, outputs, interface)  # encode
+                    self._collect(decoded.arrays, outputs)
+                return _answered(codec.encode(decoded, outputs, interface))
         except ScoringError as err:
             record.error = err.message
             if isinstance(err, ServiceUnavailable) and not isinstance(err, DeviceFailed):
@@ -170,42 +180,18 @@ class Application:
             record.error = "internal error"
             return responses.internal_error(request_id)
 
-    def _decode(
-        self,
-        body: bytes,
-        mimetype: str,
-        form: str,
-        header_length: str | None,
-        oip: bool,
-        reservation: Reservation,
-        record: requestlog.RequestRecord,
-    ) -> protocols.Request:
-        """Parse and validate (400, 413), each decoder's cost bounded from the body's bytes and reserved (503)
-        before the expensive step."""
-        settings, interface = self.settings, self.interface
-        if form == "json":
-            fast = protocols.decode_fast(  # the how-to's rows, in C
-                body,
-                interface,
-                settings.max_request_rows,
-                header_length,
-                oip,
-                lambda cost: _hold(reservation, record, len(body) + cost),
-            )
-            if fast:
-                return fast
-            counts = protocols.check_json_body(body, interface, settings.max_request_rows, header_length)  # 400, 413
-            _hold(reservation, record, len(body) + protocols.parse_cost(counts, interface))
-            return protocols.decode_json(body, interface, settings.max_request_rows, header_length, oip, counts=counts)
-        spec = protocols.only_input(interface, f"a {mimetype} body")
-        if form == "image":
-            header = images.inspect(body, spec)  # the header alone: size, frames, structure (400, 413)
-            _hold(reservation, record, len(body) + header.decoded_bytes)
-            rows = images.decode(header, spec, settings.image_scale)
-        else:
-            _hold(reservation, record, (BINARY_WEIGHT + 1) * len(body))  # the body, its array, one conversion
-            rows = DECODERS[mimetype](body, spec, settings)
-        return protocols.Request((rows,), protocols.Form.HOWTO)
+    def _decode(self, codec: Codec, body: bytes, reservation: Reservation, record: RequestRecord) -> Decoded:
+        """Parse and validate (400, 413), the bound of the codec's expensive step reserved (503) before it runs."""
+
+        def reserve(bound: int) -> None:  # the body, and what the step takes besides
+            _hold(reservation, record, len(body) + bound)
+
+        return codec.decode(body, self.interface, self.limits, reserve)
+
+    @cached_property
+    def limits(self) -> Limits:
+        """What one request may hold, for every codec."""
+        return Limits(self.settings.max_request_rows, self.settings.image_scale)
 
     def _collect(self, inputs, outputs) -> None:
         """Offer a scored request to the data collection: whatever happens there, the request is answered."""
@@ -224,14 +210,11 @@ class Application:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _body_form(mimetype: str) -> str:
-    """How a body of this content type is decoded: "image", "binary" (raw, .npy) or "json" (anything else)."""
-    if mimetype in images.CONTENT_TYPES:
-        return "image"
-    return "binary" if mimetype in DECODERS else "json"
+def _answered(answer: Answer) -> AMLResponse:
+    return AMLResponse(answer.body, 200, answer.headers)
 
 
-def _hold(reservation: Reservation, record: requestlog.RequestRecord, weight: int, refuse: bool = True) -> None:
+def _hold(reservation: Reservation, record: RequestRecord, weight: int, refuse: bool = True) -> None:
     """Resize the request's reservation to `weight` (503 where it does not fit, unless not `refuse`)."""
     reservation.resize(weight, refuse)
     record.reserved_bytes = max(record.reserved_bytes or 0, weight)

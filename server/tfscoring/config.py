@@ -22,7 +22,7 @@ from tfscoring.process import sizing
 
 MiB = 1024 * 1024
 # Session calls that fit before a rows-per-call limit lowered by running out of device memory is doubled again
-# (model.py; make gpu-check makes that many calls to see a split in a request).
+# (batching/calls.py; make gpu-check makes that many calls to see a split in a request).
 RETRY_LARGER_AFTER = 1000
 
 
@@ -263,6 +263,22 @@ class Settings(_FromEnv):
     @property
     def checkpoint_prefix(self) -> Path:
         return self.azureml_model_dir / self.model_folder / self.model_file_prefix
+
+    @property
+    def checkpoint_search(self) -> Path | None:
+        """Where start-up looks for the meta-graph when the checkpoint prefix is the default one and absent: under
+        MODEL_FOLDER where that alone is set, else under the model directory.  None: MODEL_FILE_PREFIX is set, and
+        the checkpoint prefix is used as it is."""
+        if "model_file_prefix" in self.model_fields_set:
+            return None
+        return self.checkpoint_prefix.parent if "model_folder" in self.model_fields_set else self.azureml_model_dir
+
+    @property
+    def given_tensors(self) -> dict[str, str]:
+        """INPUT_TENSOR and OUTPUT_TENSOR where they are set, by field name.  A side set serves the tensors it names;
+        a side not set serves the serving signature's, where the meta-graph declares one, else its default's."""
+        given = ("input_tensor", "output_tensor")
+        return {name: getattr(self, name) for name in given if name in self.model_fields_set}
 
 
 @dataclass(frozen=True)

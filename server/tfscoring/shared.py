@@ -1,4 +1,5 @@
-"""Constants the supervisor (serve.py, frontdoor.py), gunicorn's master (gunicorn_conf.py) and the workers share.
+"""Constants the supervisor (serve.py, frontdoor.py), nginx.conf.in, gunicorn's master (gunicorn_conf.py) and the
+workers share.
 
 This module imports nothing, so that none of them pulls in Flask, azmlinfsrv or TensorFlow for a constant.
 """
@@ -13,3 +14,7 @@ FIELD_CHARS = 300
 # Retry-After.  responses.py puts it on the script's answers (flask_cors, azmlinfsrv's, lists none); behind the
 # front door nginx sets it on every answer to an allowed origin (frontdoor.py).
 CORS_EXPOSE = "x-request-id, x-ms-request-id, x-ms-client-request-id, retry-after"
+
+# The Open Inference Protocol path a request asked for, in a header of the request nginx hands to POST/GET /score
+# (http/routes.py): nginx.conf.in sets it (frontdoor.py fills its @PATH_HEADER@), clearing whatever a client sent.
+PATH_HEADER = "X-Tfscoring-Path"

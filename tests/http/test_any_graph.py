@@ -43,7 +43,7 @@ def expected(demo_dir, inputs) -> tuple[np.ndarray, np.ndarray]:
     """TensorFlow's own (probabilities, label) for every row, in-process."""
     model = GraphModel.load(Settings(azureml_model_dir=demo_dir))
     try:
-        return model.run(inputs)
+        return model.predict(inputs)
     finally:
         model.close()
 
@@ -295,7 +295,7 @@ def image_server(tmp_path_factory):
 def test_data_answer_outputs_answers_the_data_form_with_the_outputs_not_class_ids(image_server, inputs):
     model = GraphModel.load(Settings(azureml_model_dir=image_server.model_dir))
     try:
-        (scores,) = model.run((inputs[0][:2],))
+        (scores,) = model.predict((inputs[0][:2],))
     finally:
         model.close()
     for rows in (inputs[0][:2].tolist(), inputs[0][:2].reshape(2, -1).tolist()):  # nested to the shape, or flat
@@ -312,7 +312,7 @@ def test_a_png_image_is_scored_as_one_row_of_the_image_input(image_server):
     Image.fromarray(pixels, "L").save(buffer, "PNG")
     model = GraphModel.load(Settings(azureml_model_dir=image_server.model_dir))
     try:  # IMAGE_SCALE=unit (the default): pixel / 255
-        (scores,) = model.run(((pixels / 255).astype(np.float32).reshape(1, 28, 28, 1),))
+        (scores,) = model.predict(((pixels / 255).astype(np.float32).reshape(1, 28, 28, 1),))
     finally:
         model.close()
     answer = post(image_server.score_url, buffer.getvalue(), "image/png")

@@ -1,6 +1,6 @@
 """Fuzzing POST /score on the real azmlinfsrv: any body, any Content-Type, a 2xx or a 4xx JSON error, never a 5xx.
 
-The bodies are those of test_fuzz_decode.py (arbitrary bytes, arbitrary JSON,
+The bodies are tests/strategies.py's, as in tests/unit/test_fuzz_decode.py (arbitrary bytes, arbitrary JSON,
 bodies a mutation or two away from valid JSON, raw float32 and .npy bodies),
 sent with a random Content-Type.  The server must answer each one as the parser
 does in-process: 200 with one class id per row, or the parser's own 400/413 and
@@ -21,20 +21,15 @@ from hypothesis import strategies as st
 from werkzeug.http import parse_options_header
 
 from tests.http.conftest import SERVER_ENV
+from tests.strategies import fuzz, json_bodies, near_valid_bodies, npy_bodies, raw_bodies
 from tests.support import data_body, post
-from tests.unit.test_fuzz_decode import fuzz, json_bodies, near_valid_bodies, npy_bodies, raw_bodies
 from tfscoring.errors import ScoringError
 from tfscoring.interface import Interface, TensorSpec
-from tfscoring.protocols import binary, images
-from tfscoring.protocols.forms import Form, decode_json
+from tfscoring.protocols import npy, raw, registry
+from tfscoring.protocols.limits import Limits
 
 WIDTH = 784
-MAX_ROWS = int(SERVER_ENV["MAX_REQUEST_ROWS"])
-DECODERS = {  # as score.py picks them, with its default IMAGE_SCALE
-    binary.RAW: binary.decode_raw,
-    binary.NPY: binary.decode_npy,
-    **dict.fromkeys(images.CONTENT_TYPES, lambda body, spec, max_rows: images.decode_image(body, spec, "unit")),
-}
+LIMITS = Limits(max_rows=int(SERVER_ENV["MAX_REQUEST_ROWS"]))  # and the server's default IMAGE_SCALE
 
 CONTENT_TYPES = st.sampled_from(
     [
@@ -60,8 +55,8 @@ requests_to_send = st.one_of(
     st.tuples(st.binary(max_size=300), CONTENT_TYPES),
     _with_type(json_bodies, "application/json"),
     _with_type(near_valid_bodies().map(_body), "application/json"),
-    _with_type(raw_bodies().map(_body), binary.RAW),
-    _with_type(npy_bodies().map(_body), binary.NPY),
+    _with_type(raw_bodies().map(_body), raw.CONTENT_TYPE),
+    _with_type(npy_bodies().map(_body), npy.CONTENT_TYPE),
 )
 
 
@@ -75,26 +70,22 @@ def parsed_in_process(body: bytes, content_type: str | None) -> tuple[int, objec
     """What the server must answer: (200, (form, rows)) or (status, error message), from the parser itself."""
     mimetype = parse_options_header(content_type or "")[0].lower()
     try:
-        if mimetype in DECODERS:
-            rows, form = DECODERS[mimetype](body, INPUT, MAX_ROWS), Form.HOWTO
-        else:
-            decoded = decode_json(body, INTERFACE, MAX_ROWS)
-            rows, form = decoded.rows[0], decoded.form
+        decoded = registry.find(mimetype, {}).decode(body, INTERFACE, LIMITS)  # the codec score.py picks
     except ScoringError as err:
         return err.status_code, err.message
-    return 200, (form, len(rows))
+    return 200, (decoded.codec.name, decoded.rows)
 
 
-def answered_rows(form: Form, answer: object) -> list:
-    """The per-row answers in an answer of the given form: class ids, or rows of 10 output values."""
-    if form is Form.HOWTO:
+def answered_rows(form: str, answer: object) -> list:
+    """The per-row answers in an answer of the given form (a codec's name): class ids, or rows of 10 output values."""
+    if form not in ("oip_json", "tfserving_rows", "tfserving_columns"):  # the how-to's, and the binary bodies'
         assert all((type(c) is int and 0 <= c <= 9) or c is None for c in answer)  # null: no class told
         return answer
-    if form is Form.OIP:
+    if form == "oip_json":
         (output,) = answer["outputs"]
         assert output["datatype"] == "FP32" and output["shape"][1:] == [10]
         return [output["data"][i : i + 10] for i in range(0, len(output["data"]), 10)]
-    rows = answer["predictions" if form is Form.ROW else "outputs"]
+    rows = answer["predictions" if form == "tfserving_rows" else "outputs"]
     assert all(len(row) == 10 for row in rows)
     return rows
 
@@ -135,5 +126,5 @@ def test_after_the_fuzzing_every_worker_answers_as_before(server, answers_before
         answers = list(pool.map(lambda _: post(server.score_url, data_body(rows), timeout=30), range(16)))
     assert [a.status_code for a in answers] == [200] * 16
     assert all(a.json() == before for a in answers)
-    raw = post(server.score_url, rows.astype("<f4").tobytes(), binary.RAW, timeout=30)
-    assert raw.json() == before
+    answer = post(server.score_url, rows.astype("<f4").tobytes(), raw.CONTENT_TYPE, timeout=30)
+    assert answer.json() == before

@@ -208,7 +208,7 @@ def test_a_request_the_script_never_saw_keeps_the_servers_lines(sync_server, t10
 
 
 def test_importing_the_metrics_module_makes_no_directory_and_sets_no_variable(tmp_path):
-    """The metrics' directory is made by metrics.setup(), which init() calls, never by an import (a unit test,
+    """The metrics' directory is made by Metrics.setup(), which init() calls, never by an import (a unit test,
     a tool importing the package)."""
     import subprocess
     import sys
@@ -218,7 +218,7 @@ def test_importing_the_metrics_module_makes_no_directory_and_sets_no_variable(tm
     program = (
         "import os, tfscoring.observability.metrics as metrics; "
         "print('PROMETHEUS_MULTIPROC_DIR' in os.environ, sorted(os.listdir(os.environ['TMPDIR']))); "
-        "metrics.BATCH_ROWS.observe(3); print(metrics.MULTIPROC_DIR)"
+        "made = metrics.Metrics(); made.batched(3); print(made.directory)"
     )
     run = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=60,
                          cwd=SCORE_PY.parent)  # fmt: skip

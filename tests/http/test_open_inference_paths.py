@@ -108,7 +108,7 @@ def demo_inputs(image: np.ndarray, offset: np.ndarray, binary: bool = True) -> l
 
 def expected(model: GraphModel, *rows: np.ndarray) -> dict[str, np.ndarray]:
     """TensorFlow's outputs for the rows, by output name."""
-    return {spec.name: out for spec, out in zip(model.outputs, model.run(rows), strict=True)}
+    return {spec.name: out for spec, out in zip(model.outputs, model.predict(rows), strict=True)}
 
 
 def check_demo(result: triton.InferResult, want: dict[str, np.ndarray], names=("probabilities", "label")) -> None:
@@ -201,7 +201,7 @@ def test_howto_infer_matches_tensorflow_and_score(howto, howto_model, t10k, bina
     result = client(howto).infer(HOWTO, [tensor(HOWTO_INPUT, rows, "FP32", binary_in)], outputs=outputs)
     scores = result.as_numpy(HOWTO_OUTPUT)
     assert scores.dtype == np.float32 and scores.shape == (50, 10)
-    np.testing.assert_allclose(scores, howto_model.run((rows,))[0], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(scores, howto_model.predict((rows,))[0], rtol=1e-4, atol=1e-4)
     response = result.get_response()
     assert response["model_name"] == HOWTO and response["model_version"] == HOWTO_VERSION
     (output,) = response["outputs"]

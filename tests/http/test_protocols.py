@@ -19,7 +19,7 @@ def logits(model_dir, t10k) -> np.ndarray:
     """TensorFlow's own outputs for the first 64 t10k rows, in-process."""
     model = GraphModel.load(Settings(azureml_model_dir=model_dir))
     try:
-        return model.run((t10k[0][:64],))[0]
+        return model.predict((t10k[0][:64],))[0]
     finally:
         model.close()
 

@@ -125,7 +125,7 @@ def test_malformed_request_gets_400_json_saying_what_is_wrong(server, case):
 def test_too_many_rows_gets_413(server):
     response = post(server.score_url, data_body([[0] * WIDTH] * 2001))
     assert response.status_code == 413
-    assert response.json()["error"] == '"data" has 2001 rows; the limit is 2000 rows per request'
+    assert response.json()["error"] == '"data" has 2001 rows; the limit is 2000 rows per request (MAX_REQUEST_ROWS)'
 
 
 def test_too_many_bytes_gets_413_from_content_length_before_the_body_is_sent(server):

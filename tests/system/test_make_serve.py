@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from model import demo
-from tests.support import _ISOLATED, REPO, free_port, post, wait_for_health
+from tests.support import ISOLATED_SETTINGS, REPO, free_port, post, wait_for_health
 from tfscoring.config import Settings
 from tfscoring.tf.model import GraphModel
 
@@ -30,7 +30,7 @@ def served(tmp_path):
     demo.build(model_dir, kind="two-inputs", prefix="export")
     before = snapshot(model_dir)
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in _ISOLATED}
+    env = {k: v for k, v in os.environ.items() if k not in ISOLATED_SETTINGS}
     env.update({"WORKER_COUNT": "1", "METRICS_PORT": "0", "TF_CPP_MIN_LOG_LEVEL": "2"})
     log = (tmp_path / "make-serve.log").open("wb")
     process = subprocess.Popen(
@@ -54,7 +54,7 @@ def test_make_serve_serves_another_models_folder_in_every_json_protocol_and_leav
     images, offsets = rng.random((3, 28, 28, 1), dtype=np.float32), np.array([4, -2, 9], np.int64)
     model = GraphModel.load(Settings(azureml_model_dir=model_dir))
     try:
-        labels, probabilities = model.run((images, offsets))
+        labels, probabilities = model.predict((images, offsets))
     finally:
         model.close()
 

@@ -16,7 +16,7 @@ import shutil
 import pytest
 
 from bench.soak import soak, soak_new_server, write_bodies
-from tests.support import _ISOLATED, SCORE_PY, ServerProcess
+from tests.support import ISOLATED_SETTINGS, SCORE_PY, ServerProcess
 
 DURATION_S = 25
 CONCURRENCY = 64
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(not shutil.which("wrk"), reason="wrk is not inst
 
 
 def test_a_short_soak_has_zero_errors_and_bounded_worker_memory(model_dir, data_dir, tmp_path, monkeypatch):
-    for name in _ISOLATED:  # the server's settings are make serve's defaults, not the caller's shell's
+    for name in ISOLATED_SETTINGS:  # the server's settings are make serve's defaults, not the caller's shell's
         monkeypatch.delenv(name, raising=False)
     summary = soak_new_server(
         model_dir,

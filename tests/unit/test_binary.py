@@ -8,11 +8,22 @@ import numpy as np
 import pytest
 
 from tfscoring.errors import BadRequest, PayloadTooLarge
-from tfscoring.interface import TensorSpec
-from tfscoring.protocols.binary import decode_npy, decode_raw
+from tfscoring.interface import Interface, TensorSpec
+from tfscoring.protocols import npy as npy_codec
+from tfscoring.protocols import raw
+from tfscoring.protocols.limits import Limits
 
 WIDTH = 784
 SPEC = TensorSpec("network/X", "network/X:0", np.dtype("float32"), (WIDTH,))
+MODEL = Interface("m", "1", (SPEC,), (TensorSpec("y", "y:0", np.dtype("float32"), (10,)),))
+
+
+def decode_raw(body: bytes, max_rows: int) -> np.ndarray:
+    return raw.CODEC.decode(body, MODEL, Limits(max_rows=max_rows)).arrays[0]
+
+
+def decode_npy(body: bytes, max_rows: int) -> np.ndarray:
+    return npy_codec.CODEC.decode(body, MODEL, Limits(max_rows=max_rows)).arrays[0]
 
 
 def npy(array: np.ndarray) -> bytes:
@@ -23,7 +34,7 @@ def npy(array: np.ndarray) -> bytes:
 
 def test_raw_float32_rows_become_the_batch():
     rows = np.random.default_rng(0).random((3, WIDTH), dtype=np.float32)
-    assert np.array_equal(decode_raw(rows.astype("<f4").tobytes(), SPEC, max_rows=3), rows)
+    assert np.array_equal(decode_raw(rows.astype("<f4").tobytes(), max_rows=3), rows)
 
 
 @pytest.mark.parametrize(
@@ -36,25 +47,25 @@ def test_raw_float32_rows_become_the_batch():
 )
 def test_raw_bodies_that_are_not_whole_finite_rows_are_refused(body, message):
     with pytest.raises(BadRequest, match=message):
-        decode_raw(body, SPEC, max_rows=5)
+        decode_raw(body, max_rows=5)
 
 
 def test_raw_rows_over_the_limit_are_payload_too_large():
-    with pytest.raises(PayloadTooLarge, match="body has 3 rows; the limit is 2 rows per request"):
-        decode_raw(np.zeros((3, WIDTH), "<f4").tobytes(), SPEC, max_rows=2)
+    with pytest.raises(PayloadTooLarge, match=r"body has 3 rows; the limit is 2 rows per request \(MAX_REQUEST_ROWS\)"):
+        decode_raw(np.zeros((3, WIDTH), "<f4").tobytes(), max_rows=2)
 
 
 @pytest.mark.parametrize("dtype", ["<f4", ">f4", "<f8", "u1", "<i8"])
 def test_npy_arrays_of_any_real_type_and_byte_order_become_float32(dtype):
     rows = (np.arange(2 * WIDTH) % 200).reshape(2, WIDTH).astype(dtype)
-    batch = decode_npy(npy(rows), SPEC, max_rows=2)
+    batch = decode_npy(npy(rows), max_rows=2)
     assert batch.dtype == np.float32
     assert np.array_equal(batch, rows.astype(np.float32))
 
 
 def test_npy_in_fortran_order_keeps_its_rows():
     rows = np.asfortranarray(np.arange(3 * WIDTH, dtype=np.float32).reshape(3, WIDTH))
-    assert np.array_equal(decode_npy(npy(rows), SPEC, max_rows=3), rows)
+    assert np.array_equal(decode_npy(npy(rows), max_rows=3), rows)
 
 
 @pytest.mark.parametrize(
@@ -70,13 +81,13 @@ def test_npy_in_fortran_order_keeps_its_rows():
 )
 def test_npy_bodies_that_are_not_a_finite_n_by_784_array_are_refused(body, message):
     with pytest.raises(BadRequest, match=message):
-        decode_npy(body, SPEC, max_rows=5)
+        decode_npy(body, max_rows=5)
 
 
 def test_an_npy_header_claiming_too_many_rows_is_refused_before_any_data_is_read():
     header = npy(np.zeros((1, WIDTH), np.float32)).replace(b"(1, 784)", b"(9999999999, 784)")
-    with pytest.raises(PayloadTooLarge, match="9999999999 rows; the limit is 5 rows per request"):
-        decode_npy(header, SPEC, max_rows=5)
+    with pytest.raises(PayloadTooLarge, match=r"9999999999 rows; the limit is 5 rows per request \(MAX_REQUEST_ROWS\)"):
+        decode_npy(header, max_rows=5)
 
 
 def test_an_npy_header_numpy_cannot_evaluate_is_refused_in_words_without_memory_addresses():
@@ -84,7 +95,7 @@ def test_an_npy_header_numpy_cannot_evaluate_is_refused_in_words_without_memory_
     # message changed from process to process.
     header = npy(np.zeros((1, WIDTH), np.float32)).replace(b"'<f4'", b"dtype")
     with pytest.raises(BadRequest) as refused:
-        decode_npy(header, SPEC, max_rows=5)
+        decode_npy(header, max_rows=5)
     assert refused.value.message.startswith("body is not a .npy array")
     assert "malformed node or string" in refused.value.message
     assert " at 0x" not in refused.value.message

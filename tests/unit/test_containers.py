@@ -1,4 +1,4 @@
-"""tfscoring.protocols.containers: strict, bounded PNG and WebP container checks (bodies built here, in memory)."""
+"""tfscoring.protocols.image.containers: strict, bounded PNG and WebP container checks (bodies built in memory)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tfscoring.protocols import containers, images
-from tfscoring.protocols.containers import ContainerError, check_png, check_webp, png_exif, png_filtered_size, webp_exif
+from tfscoring.protocols.image import containers
+from tfscoring.protocols.image.containers import (
+    ContainerError,
+    check_png,
+    check_webp,
+    png_exif,
+    png_filtered_size,
+    webp_exif,
+)
+from tfscoring.protocols.image.exif import orientation
 
 # Helpers
 
@@ -400,7 +408,7 @@ def test_png_exif_from_pillow_reads_the_orientation():
     body = encode(Image.fromarray(noise(10, 20)), "PNG", exif=exif_orientation(6))
     exif = png_exif(body)
     assert exif is not None and exif.startswith(b"Exif\x00\x00")
-    assert images._exif_orientation(exif) == 6
+    assert orientation(exif) == 6
     assert png_exif(body, check_png(body)) == exif
 
 
@@ -409,7 +417,7 @@ def test_png_exif_absent_or_already_prefixed():
     tiff = exif_orientation(8)
     tiff = tiff[6:] if tiff.startswith(b"Exif\x00\x00") else tiff
     prefixed = gray_png(28, 28, None, chunk(b"eXIf", b"Exif\x00\x00" + tiff))
-    assert images._exif_orientation(png_exif(prefixed)) == 8
+    assert orientation(png_exif(prefixed)) == 8
     twice = gray_png(28, 28, None, chunk(b"eXIf", tiff), chunk(b"eXIf", tiff))
     with pytest.raises(ContainerError, match="two 'eXIf'"):
         png_exif(twice)
@@ -457,17 +465,17 @@ def test_pillow_written_webps_pass(name):
 def test_webp_exif_reads_the_orientation():
     body = webp_cases()["icc-exif"]
     exif = webp_exif(body)
-    assert images._exif_orientation(exif) == 6
+    assert orientation(exif) == 6
     assert webp_exif(body, check_webp(body)) == exif
     assert webp_exif(webp_cases()["lossy"]) is None
-    assert images._exif_orientation(webp_exif(webp_cases()["animated-exif"])) == 6
+    assert orientation(webp_exif(webp_cases()["animated-exif"])) == 6
 
 
 def test_webp_exif_without_the_exif_prefix_gets_it():
     tiff = exif_orientation(8)
     tiff = tiff[6:] if tiff.startswith(b"Exif\x00\x00") else tiff
     body = riff(vp8x(0x08), image_chunk(), wchunk(b"EXIF", tiff))
-    assert images._exif_orientation(webp_exif(body)) == 8
+    assert orientation(webp_exif(body)) == 8
 
 
 # WebP: what libwebp's demuxer takes, a record per chunk

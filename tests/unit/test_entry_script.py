@@ -13,17 +13,18 @@ from tests.support import data_body
 from tfscoring.app import Application
 from tfscoring.batching.batcher import Batcher
 from tfscoring.batching.budget import InflightBudget
+from tfscoring.batching.calls import SessionCalls
 from tfscoring.config import Settings
 from tfscoring.interface import Interface
 from tfscoring.process.workerstate import WorkerState
 from tfscoring.tf.model import GraphModel
 
 
-def test_unexpected_failure_is_500_with_request_id_and_traceback_only_in_the_log(model_dir, monkeypatch, caplog):
-    settings = Settings(azureml_model_dir=model_dir)
+def test_unexpected_failure_is_500_with_request_id_and_traceback_only_in_the_log(howto_model_dir, monkeypatch, caplog):
+    settings = Settings(azureml_model_dir=howto_model_dir)
     broken = GraphModel.load(settings)
     broken.close()  # a real fault: every session call now raises
-    batcher = Batcher(broken.run, max_batch_rows=8, max_delay_s=0, max_queue_rows=64, max_wait_s=10)
+    batcher = Batcher(SessionCalls(broken.predict, 8), max_delay_s=0, max_queue_rows=64, max_wait_s=10)
     interface = Interface("m", "1", broken.inputs, broken.outputs)
     budget = InflightBudget(settings.inflight_budget)
     app = Application(settings, broken, interface, batcher, budget, WorkerState(None, settings.session_hang_s))

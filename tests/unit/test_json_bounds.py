@@ -1,8 +1,8 @@
-"""JSON bodies bounded before they are parsed, no 500 from nesting, no made-up answers (tfscoring/protocols/forms.py,
-decode.py, tensors.py, binary.py), in-process: counts over the bytes refuse a body holding more values than a
-request can (413) or nested deeper than the model's inputs (400) before orjson builds a Python object; every
-validator and message is safe against nesting; a row whose scores are not all finite gets no class id; integers
-reach a float input only exactly."""
+"""JSON bodies bounded before they are parsed, no 500 from nesting, no made-up answers (tfscoring/protocols/:
+jsonbounds.py, jsonforms.py, decode.py, tensors.py, the codecs), in-process: counts over the bytes refuse a body holding
+more values than a request can (413) or nested deeper than the model's inputs (400) before orjson builds a Python
+object; every validator and message is safe against nesting; a row whose scores are not all finite gets no class id;
+integers reach a float input only exactly."""
 
 from __future__ import annotations
 
@@ -18,8 +18,11 @@ import pytest
 
 from tfscoring.errors import BadRequest, PayloadTooLarge
 from tfscoring.interface import Interface, TensorSpec
-from tfscoring.protocols import binary, decode, tensors
-from tfscoring.protocols import forms as protocols
+from tfscoring.protocols import decode, howto, jsonbounds, npy, oip_binary, oip_json, registry, tfserving_rows
+from tfscoring.protocols.codec import Decoded
+from tfscoring.protocols.jsonforms import JsonBody, check_signature_name
+from tfscoring.protocols.limits import Limits
+from tfscoring.protocols.tensors import TensorReader
 
 F32 = np.dtype("float32")
 HOWTO = Interface("m", "1", (TensorSpec("x", "x:0", F32, (784,)),), (TensorSpec("y", "y:0", F32, (10,)),))
@@ -29,6 +32,16 @@ INTS = Interface("m", "1", (TensorSpec("i", "i:0", np.dtype("int64"), (2,)),), (
 HALF = Interface("m", "1", (TensorSpec("h", "h:0", np.dtype("float16"), (2,)),), (TensorSpec("s", "s:0", F32, ()),))
 DOUBLE = Interface("m", "1", (TensorSpec("d", "d:0", np.dtype("float64"), (2,)),), (TensorSpec("s", "s:0", F32, ()),))
 DEEP = 1000  # orjson parses up to 1024 levels; Python's repr and a recursive walk stop at about 1000
+
+
+def decode_json(body: bytes, interface: Interface, max_rows: int, header_length: str | None = None) -> Decoded:
+    """A JSON body at POST /score, read as the server reads it (with its Inference-Header-Content-Length, if any)."""
+    headers = {} if header_length is None else {oip_binary.HEADER_LENGTH: header_length}
+    return registry.find("application/json", headers).decode(body, interface, Limits(max_rows=max_rows))
+
+
+def encode(codec, outputs: tuple[np.ndarray, ...], interface: Interface) -> object:
+    return json.loads(codec.encode(Decoded((), codec), outputs, interface).body)
 
 
 def nested(depth: int, inner: bytes = b"") -> bytes:
@@ -52,11 +65,11 @@ def test_empty_lists_count_as_values_and_are_refused_before_parsing(no_parse):
     # 2 empty lists per comma: under the old bound (twice the request's values, in commas), over the new one.
     max_rows = 4096
     body = b'{"inputs": [' + b"[[]]," * 2_000_000 + b"[[]]]}"
-    most, _, _ = protocols.json_limits(HOWTO, max_rows)
+    most = jsonbounds.most_values(HOWTO, Limits(max_rows=max_rows))
     assert body.count(b",") < 2 * max_rows * 784 and decode.count(body).values > most
     for interface in (HOWTO, IMAGE):
         with pytest.raises(PayloadTooLarge) as caught:
-            protocols.decode_json(body, interface, max_rows)
+            decode_json(body, interface, max_rows)
         assert caught.value.status_code == 413
         assert "more than the" in caught.value.message and "MAX_REQUEST_ROWS" in caught.value.message
 
@@ -77,26 +90,26 @@ def test_a_full_request_of_every_form_is_within_the_bounds():
     ]  # fmt: skip
     for document in bodies:
         body = orjson.dumps(document)
-        assert len(protocols.decode_json(body, HOWTO, max_rows).rows[0]) == max_rows
+        assert len(decode_json(body, HOWTO, max_rows).arrays[0]) == max_rows
 
 
 def test_one_row_over_the_limit_gets_its_own_message():
     body = orjson.dumps({"instances": [[0.5] * 784] * 4})
-    with pytest.raises(PayloadTooLarge, match="has 4 rows; the limit is 3 rows per request"):
-        protocols.decode_json(body, HOWTO, 3)
+    with pytest.raises(PayloadTooLarge, match=r"has 4 rows; the limit is 3 rows per request \(MAX_REQUEST_ROWS\)$"):
+        decode_json(body, HOWTO, 3)
 
 
 def test_a_free_shape_body_is_bounded_by_a_ceiling(monkeypatch, no_parse):
-    monkeypatch.setattr(protocols, "FREE_JSON_VALUES", 1000)
+    monkeypatch.setattr(jsonbounds, "FREE_JSON_VALUES", 1000)
     body = b'{"inputs": [[' + b"1," * 1000 + b"1]]}"
     with pytest.raises(PayloadTooLarge, match="more than the 1000 a request may hold: a ceiling for inputs of a free"):
-        protocols.decode_json(body, FREE, 4096)
+        decode_json(body, FREE, 4096)
 
 
 def test_brackets_and_quotes_beyond_what_the_values_need_are_refused(no_parse):
     body = b'{"inputs": [[1, 2]], "x": "' + b"]" * 18_000 + b'"}'
     with pytest.raises(PayloadTooLarge, match="brackets and quotes"):
-        protocols.decode_json(body, INTS, 2)
+        decode_json(body, INTS, 2)
 
 
 # --- the depth, before parsing
@@ -127,7 +140,7 @@ def test_brackets_and_quotes_beyond_what_the_values_need_are_refused(no_parse):
 )
 def test_a_body_nested_deeper_than_the_inputs_is_refused_before_parsing(body, no_parse):
     with pytest.raises(BadRequest) as caught:
-        protocols.decode_json(body, INTS, 10)
+        decode_json(body, INTS, 10)
     assert caught.value.status_code == 400
     assert "body is nested" in caught.value.message and "a request is nested at most 8 deep" in caught.value.message
 
@@ -142,16 +155,16 @@ def test_the_depth_masks_strings_and_their_escapes():
 
 
 def test_the_depth_allowed_follows_the_deepest_input():
-    assert protocols.json_limits(HOWTO, 1)[1] == 1 + protocols.FORM_DEPTH + decode.EXTRA_DEPTH
-    assert protocols.json_limits(IMAGE, 1)[1] == 2 + protocols.FORM_DEPTH + decode.EXTRA_DEPTH
+    assert jsonbounds.deepest(HOWTO) == 1 + jsonbounds.FORM_DEPTH + decode.EXTRA_DEPTH
+    assert jsonbounds.deepest(IMAGE) == 2 + jsonbounds.FORM_DEPTH + decode.EXTRA_DEPTH
     body = orjson.dumps({"inputs": [{"name": "x", "shape": [1, 2, 2], "datatype": "FP32", "data": [[[1, 2], [3, 4]]],
                                      "parameters": {"a": [[1]]}}]})  # fmt: skip
-    assert protocols.decode_json(body, IMAGE, 1).rows[0].shape == (1, 2, 2)
+    assert decode_json(body, IMAGE, 1).arrays[0].shape == (1, 2, 2)
 
 
 def test_the_howto_careful_path_is_bounded_too(no_parse):
     with pytest.raises(BadRequest, match="body is nested 1001 deep"):
-        decode.decode_rows(b'{"x": ' + nested(DEEP) + b"}", 784, 2)
+        decode_json(b'{"x": ' + nested(DEEP) + b"}", HOWTO, 2)
 
 
 # --- validators and messages safe against nesting, whatever reaches them
@@ -164,7 +177,7 @@ def deep_list(depth: int) -> list:
 def test_validators_take_deep_values_without_recursing():
     deep = deep_list(DEEP)
     with pytest.raises(BadRequest) as caught:
-        protocols._check_signature_name({"signature_name": deep}, INTS)
+        check_signature_name({"signature_name": deep}, INTS)
     assert len(caught.value.message) < 200 and "[[[" in caught.value.message
     cases = [
         {"inputs": [{"name": deep, "shape": [1, 2], "datatype": "INT64", "data": [1, 2]}]},
@@ -180,20 +193,21 @@ def test_validators_take_deep_values_without_recursing():
     ]  # fmt: skip
     for document in cases:
         with pytest.raises(BadRequest) as caught:
-            protocols._oip(document, INTS, 10, b"", False)
+            oip_json.CODEC.read(JsonBody(document, b"", TensorReader(Limits(max_rows=10), False)), INTS)
         assert len(caught.value.message) < 300
 
 
 @pytest.mark.parametrize("data", [[[1, [2]]], [[[[1, 2]]]], [[1, 2], [[[[[[3]]]]], 4]]])
 def test_nesting_deeper_than_the_rank_is_a_400_that_says_so(data):
     spec = INTS.inputs[0]
+    reader = TensorReader(Limits(max_rows=10))
     with pytest.raises(BadRequest, match="deeper than the input's rank allows"):
-        tensors.from_json(data, spec, 10, '"inputs"')
+        reader.from_json(data, spec, '"inputs"')
     deep = deep_list(DEEP)
     with pytest.raises(BadRequest, match="nested deeper than the input's rank allows"):
-        tensors.from_json([[1, deep]], spec, 10, '"inputs"')
+        reader.from_json([[1, deep]], spec, '"inputs"')
     with pytest.raises(BadRequest, match="nested deeper than the input's rank allows"):
-        tensors.from_flat([1, deep], [1, 2], "INT64", spec, 10, "input 'i'")
+        reader.from_flat([1, deep], [1, 2], "INT64", spec, "input 'i'")
 
 
 def test_shown_writes_any_value_in_about_80_characters():
@@ -214,11 +228,10 @@ def test_shown_writes_any_value_in_about_80_characters():
 def test_a_row_whose_scores_are_not_all_finite_gets_a_null_class_id():
     interface = Interface("m", "1", HOWTO.inputs, (TensorSpec("y", "y:0", F32, (3,)),))
     scores = np.array([[0.1, 0.7, 0.2], [np.nan, np.nan, np.nan], [0.5, np.inf, 0.1], [0.9, 0.0, 0.1]], np.float32)
-    answer = protocols.answer(protocols.Request((), protocols.Form.HOWTO), (scores,), interface)
-    assert json.loads(answer.get_data()) == [1, None, None, 0]
-    values = protocols.answer(protocols.Request((), protocols.Form.ROW), (scores,), interface)
-    assert json.loads(values.get_data())["predictions"][1] == [None, None, None]  # values: NaN and inf as null
-    assert json.loads(values.get_data())["predictions"][2] == [0.5, None, 0.1]
+    assert encode(howto.CODEC, (scores,), interface) == [1, None, None, 0]
+    values = encode(tfserving_rows.CODEC, (scores,), interface)
+    assert values["predictions"][1] == [None, None, None]  # values: NaN and inf as null
+    assert values["predictions"][2] == [0.5, None, 0.1]
 
 
 def test_a_row_whose_highest_score_is_shared_gets_a_null_class_id():
@@ -226,15 +239,13 @@ def test_a_row_whose_highest_score_is_shared_gets_a_null_class_id():
     turns NaN into 0): argmax would say class 0, which nothing in the scores supports."""
     interface = Interface("m", "1", HOWTO.inputs, (TensorSpec("y", "y:0", F32, (3,)),))
     scores = np.array([[0.0, 0.0, 0.0], [0.2, 0.7, 0.7], [0.7, 0.2, 0.2]], np.float32)
-    answer = protocols.answer(protocols.Request((), protocols.Form.HOWTO), (scores,), interface)
-    assert json.loads(answer.get_data()) == [None, None, 0]
+    assert encode(howto.CODEC, (scores,), interface) == [None, None, 0]
 
 
 def test_rows_all_finite_keep_their_class_ids():
     interface = Interface("m", "1", HOWTO.inputs, (TensorSpec("y", "y:0", F32, (3,)),))
     scores = np.array([[0.1, 0.7, 0.2], [0.9, 0.0, 0.1]], np.float32)
-    answer = protocols.answer(protocols.Request((), protocols.Form.HOWTO), (scores,), interface)
-    assert json.loads(answer.get_data()) == [1, 0]
+    assert encode(howto.CODEC, (scores,), interface) == [1, 0]
 
 
 # --- integers reach a float input only exactly
@@ -245,7 +256,7 @@ def test_rows_all_finite_keep_their_class_ids():
 def test_an_integer_beyond_64_bits_is_refused_not_rounded_by_the_parser(value, form):
     body = f'{{"{form}": [[0.5, {value}{", 0.5" * 782}]]}}'.encode()
     with pytest.raises(BadRequest, match="outside the 64-bit integer range"):
-        protocols.decode_json(body, HOWTO, 10)
+        decode_json(body, HOWTO, 10)
 
 
 @pytest.mark.parametrize(
@@ -253,7 +264,7 @@ def test_an_integer_beyond_64_bits_is_refused_not_rounded_by_the_parser(value, f
 )
 def test_long_numbers_that_are_not_wide_integers_pass(value):
     body = f'{{"instances": [[0.5, {value}{", 0.5" * 782}]]}}'.encode()
-    assert protocols.decode_json(body, HOWTO, 10).rows[0].shape == (1, 784)
+    assert decode_json(body, HOWTO, 10).arrays[0].shape == (1, 784)
 
 
 @pytest.mark.parametrize("value", [2**24 + 1, 2**53 + 1, -(2**53) - 1, 2**63 - 1, 2**63 + 1, 2**64 - 1])
@@ -274,7 +285,7 @@ def test_an_integer_float32_cannot_hold_is_refused_in_every_form(value):
     ]  # fmt: skip
     for document in bodies:
         with pytest.raises(BadRequest, match=message) as caught:
-            protocols.decode_json(orjson.dumps(document), HOWTO, 4)
+            decode_json(orjson.dumps(document), HOWTO, 4)
         assert "(it would be" in caught.value.message
 
 
@@ -283,8 +294,8 @@ def test_integers_float32_holds_are_taken(value):
     row = [0.5] * 783 + [value]
     for document in ({"data": [row]}, {"instances": [row]},
                      {"inputs": [{"name": "x", "shape": [1, 784], "datatype": "FP32", "data": row}]}):  # fmt: skip
-        decoded = protocols.decode_json(orjson.dumps(document), HOWTO, 4)
-        assert int(decoded.rows[0][0, 783]) == value
+        decoded = decode_json(orjson.dumps(document), HOWTO, 4)
+        assert int(decoded.arrays[0][0, 783]) == value
 
 
 def test_integers_to_float16_and_float64_inputs_are_checked_exactly():
@@ -292,22 +303,21 @@ def test_integers_to_float16_and_float64_inputs_are_checked_exactly():
         BadRequest,
         match=r"an integer that FP16 cannot hold exactly: 2049 \(it would be 2048\); the input 'h'",
     ):
-        protocols.decode_json(b'{"inputs": [[1, 2049]]}', HALF, 4)
+        decode_json(b'{"inputs": [[1, 2049]]}', HALF, 4)
     with pytest.raises(BadRequest, match="is an integer that FP16 cannot hold exactly: 2049 "):
-        protocols.decode_json(b'{"inputs": [[0.5, 2049]]}', HALF, 4)
-    assert protocols.decode_json(b'{"inputs": [[1, 2048]]}', HALF, 4).rows[0].tolist() == [[1, 2048]]
+        decode_json(b'{"inputs": [[0.5, 2049]]}', HALF, 4)
+    assert decode_json(b'{"inputs": [[1, 2048]]}', HALF, 4).arrays[0].tolist() == [[1, 2048]]
     big = 2**53 + 1
     with pytest.raises(BadRequest, match=f"is an integer that FP64 cannot hold exactly: {big} "):
-        protocols.decode_json(f'{{"inputs": [[1, {big}]]}}'.encode(), DOUBLE, 4)
+        decode_json(f'{{"inputs": [[1, {big}]]}}'.encode(), DOUBLE, 4)
     with pytest.raises(BadRequest, match=f"is an integer that FP64 cannot hold exactly: {big} "):
-        protocols.decode_json(f'{{"inputs": [[0.5, {big}]]}}'.encode(), DOUBLE, 4)
+        decode_json(f'{{"inputs": [[0.5, {big}]]}}'.encode(), DOUBLE, 4)
     oip = {"inputs": [{"name": "d", "shape": [1, 2], "datatype": "INT64", "data": [1, big]}]}
     with pytest.raises(BadRequest, match=f"is an integer that FP64 cannot hold exactly: {big} "):
-        protocols.decode_json(orjson.dumps(oip), DOUBLE, 4)
+        decode_json(orjson.dumps(oip), DOUBLE, 4)
 
 
 def test_integers_in_binary_bodies_to_a_float_input_are_checked_exactly():
-    spec = HOWTO.inputs[0]
     stream = io.BytesIO()
     row = np.zeros((1, 784), np.int64)
     row[0, 5] = 2**53 + 1
@@ -315,17 +325,17 @@ def test_integers_in_binary_bodies_to_a_float_input_are_checked_exactly():
     with pytest.raises(
         BadRequest, match=r"row 0, column 5 is an integer that FP32 cannot hold exactly: 9007199254740993 \(it would be"
     ):
-        binary.decode_npy(stream.getvalue(), spec, 4)
+        npy.CODEC.decode(stream.getvalue(), HOWTO, Limits(max_rows=4))
     row[0, 5] = 2**24
     stream = io.BytesIO()
     np.save(stream, row)
-    assert binary.decode_npy(stream.getvalue(), spec, 4)[0, 5] == 2**24
+    assert npy.CODEC.decode(stream.getvalue(), HOWTO, Limits(max_rows=4)).arrays[0][0, 5] == 2**24
     header = orjson.dumps({"inputs": [{"name": "x", "shape": [1, 784], "datatype": "INT64",
                                        "parameters": {"binary_data_size": 784 * 8}}]})  # fmt: skip
     data = np.zeros(784, "<i8")
     data[3] = 2**24 + 1
     with pytest.raises(BadRequest, match="is an integer that FP32 cannot hold exactly: 16777217 "):
-        protocols.decode_json(header + data.tobytes(), HOWTO, 4, str(len(header)))
+        decode_json(header + data.tobytes(), HOWTO, 4, str(len(header)))
 
 
 @pytest.mark.parametrize(
@@ -340,7 +350,7 @@ def test_integers_in_binary_bodies_to_a_float_input_are_checked_exactly():
 )
 def test_an_integer_beyond_64_bits_is_out_of_range_not_a_fraction(body):
     with pytest.raises(BadRequest) as caught:
-        protocols.decode_json(body, INTS, 4)
+        decode_json(body, INTS, 4)
     assert "outside" in caught.value.message and "range" in caught.value.message
     assert "fraction" not in caught.value.message
 
@@ -361,30 +371,35 @@ def test_an_integer_beyond_64_bits_is_out_of_range_not_a_fraction(body):
 )
 def test_parse_cost_bounds_the_objects_and_arrays_a_parse_makes(document):
     body = orjson.dumps(document)
-    cost = protocols.parse_cost(body, HOWTO)
-    counts = protocols.check_json_body(body, HOWTO, 4096)
-    assert cost == protocols.parse_cost(counts, HOWTO)
+    cost = jsonbounds.parse_cost(decode.count(body, depth=False))
+    counts = jsonbounds.check_json(body, HOWTO, Limits())
+    assert cost == jsonbounds.parse_cost(counts)
     tracemalloc.start()
     with contextlib.suppress(BadRequest):
-        protocols.decode_json(body, HOWTO, 4096)
+        decode_json(body, HOWTO, 4096)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    assert peak <= protocols.parse_cost(body, HOWTO, allocated=True)  # orjson's untouched reservation counted
+    assert peak <= jsonbounds.parse_cost(counts, allocated=True)  # orjson's untouched reservation counted
     assert peak - 12 * len(body) <= cost  # the rest, in what is touched
 
 
-def test_check_json_body_counts_the_json_part_and_refuses_before_parsing(no_parse):
+def test_the_counts_are_of_the_json_part_and_refuse_before_parsing(no_parse):
     header = orjson.dumps({"inputs": [{"name": "x", "shape": [1, 784], "datatype": "FP32",
                                        "parameters": {"binary_data_size": 784 * 4}}]})  # fmt: skip
-    counts = protocols.check_json_body(header + bytes(784 * 4), HOWTO, 4, str(len(header)))
+    counts = jsonbounds.check_json(header, HOWTO, Limits(max_rows=4), binary=784 * 4)
     assert counts.size == len(header) and counts.binary == 784 * 4 and counts.depth == 4
-    with_binary = protocols.parse_cost(counts, HOWTO)
+    with_binary = jsonbounds.parse_cost(counts)
     assert with_binary >= 18 * 784 * 4
-    assert protocols.parse_cost(header + bytes(784 * 4), HOWTO, str(len(header))) <= with_binary
+    # The binary extension's codec counts the JSON before the binary data, and reserves the parse with its conversion.
+    reserved = []
+    codec = registry.find("application/json", {oip_binary.HEADER_LENGTH: str(len(header))})
+    with pytest.raises(AssertionError, match="the body was parsed"):
+        codec.decode(header + bytes(784 * 4), HOWTO, Limits(max_rows=4), reserved.append)
+    assert reserved == [with_binary]
     with pytest.raises(PayloadTooLarge):
-        protocols.check_json_body(b'{"inputs": [' + b"[]," * 10_000 + b"[]]}", HOWTO, 4)
+        jsonbounds.check_json(b'{"inputs": [' + b"[]," * 10_000 + b"[]]}", HOWTO, Limits(max_rows=4))
     with pytest.raises(BadRequest, match="body is nested 1000 deep"):
-        protocols.check_json_body(nested(DEEP), HOWTO, 4)
+        jsonbounds.check_json(nested(DEEP), HOWTO, Limits(max_rows=4))
 
 
 def test_the_collector_is_paused_while_orjson_parses_and_left_as_it_was(monkeypatch):
@@ -397,12 +412,13 @@ def test_the_collector_is_paused_while_orjson_parses_and_left_as_it_was(monkeypa
 
     monkeypatch.setattr(decode.orjson, "loads", loads)
     assert gc.isenabled()
-    assert decode.decode_rows(b'{"data": [[1, 2, 3]], "x": [1]}', 3, 1).shape == (1, 3)  # the careful path
+    three = Interface("m", "1", (TensorSpec("x", "x:0", F32, (3,)),), HOWTO.outputs)
+    assert decode_json(b'{"data": [[1, 2, 3]], "x": [1]}', three, 1).arrays[0].shape == (1, 3)  # the careful path
     assert seen == [False] and gc.isenabled()
     gc.disable()
     try:
         with pytest.raises(BadRequest):
-            protocols.decode_json(b'{"inputs": [[1, 2, 3]]}', HOWTO, 1)
+            decode_json(b'{"inputs": [[1, 2, 3]]}', HOWTO, 1)
         assert seen == [False, False] and not gc.isenabled()
     finally:
         gc.enable()
@@ -411,16 +427,16 @@ def test_the_collector_is_paused_while_orjson_parses_and_left_as_it_was(monkeypa
 def test_an_integer_literal_of_thousands_of_digits_is_a_400_not_a_500():
     body = b'{"instances": [[' + b"1" * 4301 + b", 0" * 783 + b"]]}"  # Python's int() refuses over 4300 digits
     with pytest.raises(BadRequest, match="outside the 64-bit integer range"):
-        protocols.decode_json(body, HOWTO, 10)
+        decode_json(body, HOWTO, 10)
 
 
 def test_digits_in_a_string_are_no_integer_literal():
     body = b'{"instances": [[1e20' + b", 0" * 783 + b']], "note": "order 123456789012345678901234"}'
-    assert protocols.decode_json(body, HOWTO, 10).rows[0][0, 0] == np.float32(1e20)
+    assert decode_json(body, HOWTO, 10).arrays[0][0, 0] == np.float32(1e20)
     oip = {"id": "req 123456789012345678901234", "inputs": [{"name": "x", "shape": [1, 783], "datatype": "FP32"}]}
     oip["inputs"][0]["data"] = [1e30] + [0] * 782
     with pytest.raises(BadRequest, match="shape"):  # the request's own mistake, not a wide integer
-        protocols.decode_json(orjson.dumps(oip), HOWTO, 10)
+        decode_json(orjson.dumps(oip), HOWTO, 10)
 
 
 def test_small_integers_reach_a_float_input_without_wide_copies():
@@ -431,7 +447,7 @@ def test_small_integers_reach_a_float_input_without_wide_copies():
     body = out.getvalue()
     tracemalloc.start()
     try:
-        rows = binary.decode_npy(body, HOWTO.inputs[0], 4096)
+        rows = npy.CODEC.decode(body, HOWTO, Limits()).arrays[0]
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -443,4 +459,6 @@ def test_binary_tensor_data_beyond_what_the_rows_take_is_refused_before_it_is_co
     header = orjson.dumps({"inputs": [{"name": "x", "shape": [1, 784], "datatype": "FP32"}]})
     body = header + bytes(11 * 784 * 8)  # more than 10 rows of the widest dtype
     with pytest.raises(PayloadTooLarge, match="binary tensor data"):
-        protocols.check_json_body(body, HOWTO, 10, str(len(header)))
+        registry.find("application/json", {oip_binary.HEADER_LENGTH: str(len(header))}).decode(
+            body, HOWTO, Limits(max_rows=10)
+        )

@@ -1,19 +1,27 @@
 """A session call that runs out of device memory is split and retried: the request still succeeds.
 
-Forced on the CPU: the session call raises TensorFlow's ResourceExhaustedError
-above a row count, as a GPU with little free memory would.
+The session calls (batching/calls.py) of the graph model (tf/model.py, which tells the device's out-of-memory
+errors from the others), forced on the CPU: the session call raises TensorFlow's ResourceExhaustedError
+above a row count, as a GPU with little free memory would.  On the how-to's graph
+untrained (howto_model_dir): every row still has a class id of its own to lose.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfscoring.batching.calls import SessionCalls
 from tfscoring.config import Settings
 from tfscoring.errors import ServiceUnavailable
-from tfscoring.tf import model as model_module
+from tfscoring.tf.load import LoadedGraph, load_graph
+from tfscoring.tf.messages import first_line
 from tfscoring.tf.model import GraphModel
+
+MAX_BATCH_ROWS = 256
 
 
 def resource_exhausted(rows: int) -> tf.errors.OpError:
@@ -28,78 +36,103 @@ def feed_not_copied(rows: int) -> tf.errors.OpError:
 class SmallDevice:
     """Session calls of more than `capacity` rows fail as a full device fails; records every call's size."""
 
-    def __init__(self, model: GraphModel, capacity: int, error=resource_exhausted):
+    def __init__(self, session_call, capacity: int, error=resource_exhausted):
         self.capacity = capacity
         self.error = error
         self.calls: list[int] = []
-        self._session_call = model._run
-        model._run = self
+        self._session_call = session_call
 
-    def __call__(self, *batch: np.ndarray) -> list[np.ndarray]:
-        self.calls.append(len(batch[0]))
-        if len(batch[0]) > self.capacity:
-            raise self.error(len(batch[0]))
-        return self._session_call(*batch)
+    def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:
+        self.calls.append(len(arrays[0]))
+        if len(arrays[0]) > self.capacity:
+            raise self.error(len(arrays[0]))
+        return self._session_call(*arrays)
 
 
-@pytest.fixture
-def model(model_dir):
-    loaded = GraphModel.load(Settings(azureml_model_dir=model_dir, max_batch_rows=256))
-    yield loaded
-    loaded.close()
+class Splits:
+    """The one report of a BatchObserver that session calls make: each out-of-memory retry with fewer rows."""
+
+    def __init__(self):
+        self.count = 0
+
+    def split(self) -> None:
+        self.count += 1
 
 
 @pytest.fixture(scope="module")
-def expected(t10k_class_ids) -> np.ndarray:
-    return t10k_class_ids
+def graph(howto_model_dir) -> LoadedGraph:
+    loaded = load_graph(Settings(azureml_model_dir=howto_model_dir))
+    yield loaded
+    loaded.session.close()
+
+
+def on_small_device(
+    graph: LoadedGraph, capacity: int, error=resource_exhausted, **options
+) -> tuple[SessionCalls, SmallDevice]:
+    """The session calls of a model whose device takes `capacity` rows, up to MAX_BATCH_ROWS a call; and the
+    device."""
+    device = SmallDevice(graph.session_call, capacity, error)
+    model = GraphModel(dataclasses.replace(graph, session_call=device), MAX_BATCH_ROWS)
+    return SessionCalls(model.predict, MAX_BATCH_ROWS, **options), device
+
+
+def class_ids(calls: SessionCalls, images: np.ndarray) -> np.ndarray:
+    return calls.predict((images,))[0].argmax(axis=1)
+
+
+@pytest.fixture(scope="module")
+def expected(graph, t10k) -> np.ndarray:
+    """The graph's class ids for the first 600 t10k rows, on a device that fits them: what every split must give."""
+    return GraphModel(graph, MAX_BATCH_ROWS).predict((t10k[0][:600],))[0].argmax(axis=1)
 
 
 @pytest.mark.parametrize("error", [resource_exhausted, feed_not_copied])
-def test_a_batch_too_large_for_the_device_is_split_until_it_fits(model, t10k, expected, error):
-    device = SmallDevice(model, capacity=40, error=error)
-    assert model.infer(t10k[0][:256]).tolist() == expected[:256].tolist()
+def test_a_batch_too_large_for_the_device_is_split_until_it_fits(graph, t10k, expected, error):
+    splits = Splits()
+    calls, device = on_small_device(graph, capacity=40, error=error, observer=splits)
+    assert class_ids(calls, t10k[0][:256]).tolist() == expected[:256].tolist()
     assert device.calls[:3] == [256, 128, 64]  # halved until the halves fit
     assert max(size for size in device.calls if size <= 40) == 32
+    assert splits.count == 3 and calls.rows == 32  # 256 -> 128 -> 64 -> 32 rows a call
 
 
-def test_after_a_split_later_batches_go_at_the_size_that_fitted(model, t10k, expected, caplog):
-    device = SmallDevice(model, capacity=40)
-    model.infer(t10k[0][:256])
+def test_after_a_split_later_batches_go_at_the_size_that_fitted(graph, t10k, expected, caplog):
+    calls, device = on_small_device(graph, capacity=40)
+    class_ids(calls, t10k[0][:256])
     device.calls.clear()
-    assert model.infer(t10k[0][:600]).tolist() == expected.tolist()
+    assert class_ids(calls, t10k[0][:600]).tolist() == expected.tolist()
     assert max(device.calls) == 32  # no call fails first any more
     assert "out of device memory scoring 256 rows" in caplog.text
 
 
-def test_a_limit_that_drops_again_mid_request_loses_no_row(model, t10k, expected):
-    device = SmallDevice(model, capacity=64)
-    model.infer(t10k[0][:256])  # learns 64
+def test_a_limit_that_drops_again_mid_request_loses_no_row(graph, t10k, expected):
+    calls, device = on_small_device(graph, capacity=64)
+    class_ids(calls, t10k[0][:256])  # learns 64
     device.capacity = 20  # the device fills up further
-    assert model.infer(t10k[0][:256]).tolist() == expected[:256].tolist()
-    assert model.infer(t10k[0][:600]).tolist() == expected.tolist()
+    assert class_ids(calls, t10k[0][:256]).tolist() == expected[:256].tolist()
+    assert class_ids(calls, t10k[0][:600]).tolist() == expected.tolist()
 
 
-def test_the_limit_is_raised_again_once_calls_have_fitted_for_a_while(model, t10k, expected, monkeypatch):
-    monkeypatch.setattr(model_module, "RETRY_LARGER_AFTER", 5)
-    device = SmallDevice(model, capacity=40)
-    model.infer(t10k[0][:256])  # learns 32
+def test_the_limit_is_raised_again_once_calls_have_fitted_for_a_while(graph, t10k, expected):
+    calls, device = on_small_device(graph, capacity=40, retry_larger_after=5)  # RETRY_LARGER_AFTER in serving
+    class_ids(calls, t10k[0][:256])  # learns 32
     device.capacity = 256  # the memory is free again
     for _ in range(30):
-        assert model.infer(t10k[0][:256]).tolist() == expected[:256].tolist()
+        assert class_ids(calls, t10k[0][:256]).tolist() == expected[:256].tolist()
     assert device.calls[-1] == 256  # doubled back, step by step, to MAX_BATCH_ROWS
 
 
 @pytest.mark.parametrize("error", [resource_exhausted, feed_not_copied])
-def test_a_single_row_that_does_not_fit_is_a_503_to_retry(model, t10k, error):
-    SmallDevice(model, capacity=0, error=error)
+def test_a_single_row_that_does_not_fit_is_a_503_to_retry(graph, t10k, error):
+    calls, _ = on_small_device(graph, capacity=0, error=error)
     with pytest.raises(ServiceUnavailable) as refused:
-        model.infer(t10k[0][:8])
+        class_ids(calls, t10k[0][:8])
     assert refused.value.status_code == 503
     assert refused.value.headers == {"Retry-After": "1"}
     assert "ran out of memory scoring a single row" in refused.value.message
 
 
-def test_the_split_is_logged_with_tensorflows_reason_not_its_graph_execution_header(model, t10k, caplog):
+def test_the_split_is_logged_with_tensorflows_reason_not_its_graph_execution_header(graph, t10k, caplog):
     # On a GPU (make gpu-check, H100), TensorFlow 2's message opened with "Graph execution error:" and the
     # node's definition, and the log line said only that.  The reason is the line after "Node: '<name>'".
     def out_of_memory(rows: int) -> tf.errors.OpError:
@@ -111,8 +144,8 @@ def test_the_split_is_logged_with_tensorflows_reason_not_its_graph_execution_hea
         )
         return tf.errors.ResourceExhaustedError(None, None, message)
 
-    SmallDevice(model, capacity=100, error=out_of_memory)
-    model.infer(t10k[0][:256])
+    calls, _ = on_small_device(graph, capacity=100, error=out_of_memory)
+    class_ids(calls, t10k[0][:256])
     assert "out of device memory scoring 256 rows (OOM when allocating tensor with shape[256,300]" in caplog.text
 
 
@@ -124,7 +157,7 @@ def test_an_error_of_a_node_tensorflow_inserted_is_summarised_by_its_reason():
         "\t [[{{node network/X/_1}}]]"
     )
     err = tf.errors.ResourceExhaustedError(None, None, message)
-    assert model_module._first_line(err).startswith("SameWorkerRecvDone unable to allocate output tensor")
+    assert first_line(err).startswith("SameWorkerRecvDone unable to allocate output tensor")
 
 
 def test_a_real_tensorflow_session_error_is_summarised_by_its_reason():
@@ -135,4 +168,4 @@ def test_a_real_tensorflow_session_error_is_summarised_by_its_reason():
     with tf.compat.v1.Session(graph=graph) as session, pytest.raises(tf.errors.InvalidArgumentError) as raised:
         session.run(checked, {x: np.array([[np.nan, 1.0]], np.float32)})
     assert str(raised.value).startswith("Graph execution error")
-    assert model_module._first_line(raised.value) == "rows hold NaN : Tensor had NaN values"
+    assert first_line(raised.value) == "rows hold NaN : Tensor had NaN values"

@@ -1,5 +1,5 @@
 """The how-to's form and the Open Inference Protocol's for a graph whose output already is the class id, in-process
-(tfscoring/protocols/forms.py).  The forms over HTTP: tests/http/test_protocols.py."""
+(tfscoring/protocols/howto.py, oip_json.py).  The forms over HTTP: tests/http/test_protocols.py."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import json
 import numpy as np
 
 from tfscoring.interface import Interface, TensorSpec
-from tfscoring.protocols import forms as protocols
+from tfscoring.protocols import howto, oip_json
+from tfscoring.protocols.codec import Decoded
 
 
 def test_the_howto_form_answers_an_output_of_one_value_per_row_as_it_is():
@@ -18,7 +19,7 @@ def test_the_howto_form_answers_an_output_of_one_value_per_row_as_it_is():
         (TensorSpec("label", "label:0", np.dtype("int32"), (1,)),),
     )  # fmt: skip
     labels = (np.array([[3], [7]], np.int32),)
-    answer = protocols.answer(protocols.Request((), protocols.Form.HOWTO), labels, interface)
-    assert json.loads(answer.get_data()) == [3, 7]
-    oip = protocols.answer(protocols.Request((), protocols.Form.OIP), labels, interface)
-    assert json.loads(oip.get_data())["outputs"][0]["datatype"] == "INT32"
+    answer = howto.CODEC.encode(Decoded((), howto.CODEC), labels, interface)
+    assert json.loads(answer.body) == [3, 7]
+    oip = oip_json.CODEC.encode(Decoded((), oip_json.CODEC), labels, interface)
+    assert json.loads(oip.body)["outputs"][0]["datatype"] == "INT32"

@@ -18,16 +18,18 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from tfscoring.observability import tracing
+from tfscoring.observability.record import RequestRecord
+from tfscoring.observability.tracing import Tracing
 
 exported = InMemorySpanExporter()
 provider = TracerProvider()
 provider.add_span_processor(SimpleSpanProcessor(exported))
 trace.set_tracer_provider(provider)  # as azmlinfsrv's AppInsightsClient does
-print(tracing.configure(None, "m"))
+tracing = Tracing.configure(None, "m")
+print(tracing.description)
 with flask.Flask(__name__).test_request_context("/score", method="POST"):
-    with tracing.request_span(flask.request, "/score") as spans:
-        tracing.finish(spans, {"tfscoring.rows": 2}, 200)
+    with tracing.span(flask.request, "/score") as spans:
+        spans.finish(RequestRecord(path="/score", status=200, rows=2))
 (span,) = exported.get_finished_spans()
 print(span.name, span.kind.name, span.attributes["tfscoring.rows"], span.attributes["http.response.status_code"])
 """

@@ -25,8 +25,8 @@ from azureml_inference_server_http.api.aml_response import AMLResponse
 
 from tfscoring.errors import MethodNotAllowed, NotFound
 from tfscoring.interface import Interface, TensorSpec
+from tfscoring.shared import PATH_HEADER  # noqa: F401 - the header these paths come in, shared with nginx.conf.in
 
-PATH_HEADER = "X-Tfscoring-Path"
 SERVER_NAME = "tfscoring"
 EXTENSIONS = ["binary_tensor_data"]
 _MODEL_PATH = re.compile(r"^/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<action>/[a-z]+)?/?$")

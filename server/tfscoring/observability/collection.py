@@ -29,7 +29,7 @@ import numpy as np
 
 from tfscoring import log
 from tfscoring.interface import Batch, Interface, TensorSpec
-from tfscoring.observability import metrics
+from tfscoring.observability.metrics import Metrics
 
 _FRAME_COST = 8  # bytes of DataFrame and JSON per byte of float32 array, measured: a sample is held as that much
 _MAX_COLUMNS = 1024  # a row of more values is one column of lists, not a column per value
@@ -47,8 +47,9 @@ class _Sample:
 
 
 class DataCollection:
-    def __init__(self, interface: Interface, sample: float, max_bytes: int):
+    def __init__(self, interface: Interface, sample: float, max_bytes: int, metrics: Metrics):
         self._interface = interface
+        self._metrics = metrics
         self._sample = sample
         self._max_bytes = max_bytes
         self._waiting: deque[_Sample] = deque()
@@ -68,13 +69,13 @@ class DataCollection:
             return
         size = _FRAME_COST * (sum(map(_held_bytes, inputs)) + sum(map(_held_bytes, outputs)))
         if size > self._max_bytes // 8:
-            metrics.COLLECTION_DROPPED.labels("too_large").inc()
+            self._metrics.collection_dropped.labels("too_large").inc()
             return
         with self._ready:
             if self._off:  # turned off since the look above
                 return
             if self._bytes + size > self._max_bytes:
-                metrics.COLLECTION_DROPPED.labels("buffer_full").inc()
+                self._metrics.collection_dropped.labels("buffer_full").inc()
                 return
             self._waiting.append(_Sample(request_id, inputs, outputs, size))
             self._bytes += size
@@ -95,7 +96,7 @@ class DataCollection:
                     time.sleep(_POLL_S)
                 self._send(sample)
             except Exception as err:  # a value pandas cannot take, say: this sample only
-                metrics.COLLECTION_DROPPED.labels("error").inc()
+                self._metrics.collection_dropped.labels("error").inc()
                 log.warning("data collection dropped request %s: %s", sample.request_id, err)
             with self._ready:
                 self._waiting.popleft()
@@ -123,7 +124,7 @@ class DataCollection:
                 self._waiting.clear()
                 self._bytes = 0
             return False
-        _count_the_packages_errors()
+        _count_the_packages_errors(self._metrics)
         log.info("data collection on: a share of %g of requests to model_inputs and model_outputs", self._sample)
         return True
 
@@ -136,9 +137,9 @@ class DataCollection:
         inputs.collect(_frame(self._interface.inputs, sample.inputs), context)
         outputs.collect(_frame(self._interface.outputs, sample.outputs), context)
         if self._refused:
-            metrics.COLLECTION_DROPPED.labels("collector").inc()
+            self._metrics.collection_dropped.labels("collector").inc()
         else:
-            metrics.COLLECTED.inc()
+            self._metrics.collected.inc()
 
     def _on_error(self, err: Exception) -> None:
         """The package's on_error: its configuration is wrong (while the collectors are made), or it refused a
@@ -169,24 +170,25 @@ def _frame(specs: tuple[TensorSpec, ...], arrays: Batch):
 class _PackageErrors(logging.Handler):
     """Takes the package's log lines: a payload its sender could not deliver is a counted drop, said once."""
 
-    def __init__(self):
+    def __init__(self, metrics: Metrics):
         super().__init__(logging.WARNING)
+        self._metrics = metrics
         self._said = False
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
         # Two payloads a request, each failing on its own: its outputs' failure counts the request once.
         if record.name == "mdc.worker" and "failed" in message and "model_outputs" in message:
-            metrics.COLLECTION_DROPPED.labels("send_failed").inc()
+            self._metrics.collection_dropped.labels("send_failed").inc()
         if not self._said:
             self._said = True
             log.warning("data collector: %s (further errors of the collector are counted, not logged)",
                         record.getMessage())  # fmt: skip
 
 
-def _count_the_packages_errors() -> None:
+def _count_the_packages_errors(metrics: Metrics) -> None:
     """The package logs 2 error lines per payload it cannot deliver, with no limit, beside the request log."""
-    handler = _PackageErrors()
+    handler = _PackageErrors(metrics)
     for name in ("mdc", "mdc.root", "mdc.collector", "mdc.worker", "mdc.sender"):
         logger = logging.getLogger(name)
         logger.handlers = [handler]

@@ -42,7 +42,7 @@ class GpuCollector(Collector):
     def __init__(self, visible: str | None):
         self._visible = visible
         self._ready = False
-        self._said: set[tuple[str, str]] = set()  # (GPU, problem) already logged: each is said once
+        self._logged: set[tuple[str, str]] = set()  # (GPU, problem) already logged: each is said once
 
     def collect(self):
         if not self._start():
@@ -50,7 +50,7 @@ class GpuCollector(Collector):
         try:
             gpus = selected(self._visible, pynvml.nvmlDeviceGetCount())
         except pynvml.NVMLError as err:  # the driver lost every GPU: one unhealthy series, the scrape goes on
-            self._say("all", f"NVML cannot count the GPUs: {err}")
+            self._log_once("all", f"NVML cannot count the GPUs: {err}")
             healthy = GaugeMetricFamily("tfscoring_gpu_healthy", _HEALTHY, labels=_LABELS)
             healthy.add_metric(["all", "", ""], 0)
             yield healthy
@@ -78,7 +78,7 @@ class GpuCollector(Collector):
         try:
             pynvml.nvmlInit()
         except pynvml.NVMLError as err:  # no driver, no GPU: no GPU series
-            self._say("nvml", f"no GPU metrics: NVML is not available ({err})", logging.INFO)
+            self._log_once("nvml", f"no GPU metrics: NVML is not available ({err})", logging.INFO)
             return False
         self._ready = True
         return True
@@ -94,7 +94,7 @@ class GpuCollector(Collector):
             labels = [name, pynvml.nvmlDeviceGetUUID(handle), pynvml.nvmlDeviceGetName(handle)]
             memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
         except pynvml.NVMLError as err:  # the GPU itself cannot be read: lost, fallen off the bus
-            self._say(name, f"GPU {name} cannot be read through NVML: {err}")
+            self._log_once(name, f"GPU {name} cannot be read through NVML: {err}")
             families["healthy"].add_metric([name, "", ""], 0)
             return
         families["used"].add_metric(labels, memory.used)
@@ -107,16 +107,16 @@ class GpuCollector(Collector):
             try:
                 families[key].add_metric(labels, read())
             except pynvml.NVMLError_NotSupported:  # a MIG instance has no utilisation of its own, say
-                self._say(f"{name}/{key}", f"GPU {name} does not report {key}: that series is left out")
+                self._log_once(f"{name}/{key}", f"GPU {name} does not report {key}: that series is left out")
             except pynvml.NVMLError as err:
-                self._say(name, f"GPU {name} cannot be read through NVML: {err}")
+                self._log_once(name, f"GPU {name} cannot be read through NVML: {err}")
                 families["healthy"].add_metric(labels, 0)
                 return
         families["healthy"].add_metric(labels, 1)
 
-    def _say(self, where: str, message: str, level: int = logging.WARNING) -> None:
-        if (where, message) not in self._said:
-            self._said.add((where, message))
+    def _log_once(self, where: str, message: str, level: int = logging.WARNING) -> None:
+        if (where, message) not in self._logged:
+            self._logged.add((where, message))
             log.log(level, "%s", message)
 
 

@@ -1,4 +1,4 @@
-"""One structured log line and the metrics of each POST /score request.
+"""One structured log line for each request the scoring script answers, from its finished record (record.py).
 
 azmlinfsrv and gunicorn log three lines of their own for each request: the
 access line, "run() output is HTTP Response", and the method/path/status line.
@@ -31,106 +31,87 @@ import re
 import select
 import sys
 import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import flask
 import orjson
 
-from tfscoring.http.routes import PATH_HEADER
-from tfscoring.observability import metrics, tracing
+from tfscoring.observability.record import RequestRecord
 from tfscoring.shared import FIELD_CHARS  # longest text field in a line (ids, content type, error): under PIPE_BUF
 
-_enabled = True
-_errors_only = False
+if TYPE_CHECKING:
+    from prometheus_client import Counter
+
 _DEPRECATED_HEADER = "x-ms-request-id header has been deprecated"
 _REQUEST_LINE = re.compile(r"[A-Z]+ /")  # azmlinfsrv's request lines; its other lines (tracebacks) stay whole
 _SCORE_LINE = re.compile(r"[A-Z]+ /score[ ?]")  # azmlinfsrv's "<method> <path> <status> <ms>ms <bytes>"
 _LOGGED = "tfscoring.logged"  # key in the WSGI environ of a request this module logs: gunicorn skips its line
-_STDOUT = 1
 _STUCK_S = 1.0  # longest wait for a stdout that cannot take more (non-blocking and full) before a line is dropped
-_write_lock = threading.Lock()  # this worker's threads write whole lines, one at a time
-_dropped = False  # a line was dropped already (said once on stderr)
 
 
-@dataclass
-class RequestRecord:
-    status: int = 500
-    rows: int = 0
-    error: str | None = None
-    path: str = "/score"  # the path the client asked for: /score, or a /v2 path nginx routed here
-    # Filled by the batcher for a request it scored: the largest batch its rows were in, how long it waited
-    # for its first batch, and the time of its session calls.
-    batch_rows: int | None = None
-    queue_ms: float | None = None
-    session_ms: float | None = None
-    reserved_bytes: int | None = None  # its reservation of the in-flight budget at its largest (budget.py)
+class RequestLog:
+    """The request lines of one worker, written to `stdout` (a file descriptor); LOG_REQUESTS is `mode`.  A line
+    that cannot be written is counted in `dropped` (tfscoring_log_lines_dropped_total)."""
+
+    def __init__(self, mode: str, dropped: Counter, stdout: int = 1, stuck_s: float = _STUCK_S):
+        self._enabled = mode != "none"
+        self._errors_only = mode == "errors"
+        self._dropped = dropped
+        self._stdout = stdout
+        self._stuck_s = stuck_s
+        self._write_lock = threading.Lock()  # this worker's threads write whole lines, one at a time
+        self._dropping = False  # a line was dropped already (said once on stderr)
+
+    @classmethod
+    def configure(cls, mode: str, dropped: Counter) -> RequestLog:
+        """Log request lines as JSON on stdout, and drop the server's own lines for the requests logged here."""
+        for handler in logging.getLogger("azmlinfsrv").handlers:
+            if not any(isinstance(f, _ServerRequestLines) for f in handler.filters):
+                handler.addFilter(_ServerRequestLines())
+        _skip_gunicorn_access_lines()
+        return cls(mode, dropped)
+
+    @staticmethod
+    def mark_logged(request: flask.Request) -> None:
+        """This request is logged here: the server's own lines for it are dropped, gunicorn's access line not built
+        (whatever LOG_REQUESTS says)."""
+        flask.g.tfscoring_logged = True
+        request.environ[_LOGGED] = True
+
+    def write(self, record: RequestRecord) -> None:
+        """The request's line, unless LOG_REQUESTS leaves it out."""
+        if self._enabled and not (self._errors_only and record.status < 300):
+            self.write_line(line(record))
+
+    def write_line(self, line: bytes) -> None:
+        """Write the whole line to stdout.  A log that cannot be written never fails the request: the line is
+        dropped, counted (tfscoring_log_lines_dropped_total), and the first drop is said on stderr."""
+        with self._write_lock:
+            try:
+                while line:
+                    try:
+                        line = line[os.write(self._stdout, line) :]
+                    except BlockingIOError:  # a non-blocking stdout that is full: wait, bounded, for room
+                        if not select.select([], [self._stdout], [], self._stuck_s)[1]:
+                            raise
+            except TimeoutError:
+                raise  # the server's scoring timeout (SIGALRM), not the log's
+            except OSError as err:
+                self._dropped.inc()
+                if not self._dropping:
+                    self._dropping = True
+                    print(f"tfscoring: request log lines are being dropped: stdout: {err}", file=sys.stderr, flush=True)
 
 
-def configure(mode: str) -> None:
-    """Log request lines as JSON on stdout, and drop the server's own lines for the requests logged here."""
-    global _enabled, _errors_only
-    _enabled = mode != "none"
-    _errors_only = mode == "errors"
-    for handler in logging.getLogger("azmlinfsrv").handlers:
-        if not any(isinstance(f, _ServerRequestLines) for f in handler.filters):
-            handler.addFilter(_ServerRequestLines())
-    _skip_gunicorn_access_lines()
-
-
-@contextmanager
-def observed(request: flask.Request) -> Iterator[RequestRecord]:
-    """Time a request; on the way out count it and log its line, also when the server's timeout cuts it short."""
-    flask.g.tfscoring_logged = True  # per request: the server's own lines for it are dropped
-    request.environ[_LOGGED] = True  # and gunicorn's access line is not built
-    record = RequestRecord(path=request.headers.get(PATH_HEADER) or request.path)
-    started = time.perf_counter()
-    with tracing.request_span(request, record.path) as spans:
-        metrics.REQUESTS_IN_FLIGHT.inc()
-        try:
-            yield record
-        except TimeoutError:
-            record.status, record.error = 500, "scoring timeout (SCORING_TIMEOUT_MS)"
-            raise
-        finally:
-            metrics.REQUESTS_IN_FLIGHT.dec()
-            tracing.finish(spans, _span_attributes(record), record.status)
-            _account(request, record, time.perf_counter() - started)
-
-
-def _span_attributes(record: RequestRecord) -> dict:
-    return {
-        "tfscoring.request_id": getattr(flask.g, "request_id", None),
-        "url.path": record.path,
-        "tfscoring.rows": record.rows,
-        "tfscoring.batch_rows": record.batch_rows,
-        "tfscoring.queue_wait_ms": record.queue_ms,
-        "tfscoring.session_ms": record.session_ms,
-        "tfscoring.error": record.error,
-    }
-
-
-def _account(request: flask.Request, record: RequestRecord, seconds: float) -> None:
-    """Count the request and log its line."""
-    metrics.REQUESTS.labels(str(record.status)).inc()
-    metrics.REQUEST_SECONDS.observe(seconds)
-    if record.status < 300:
-        metrics.ROWS.inc(record.rows)
-    if _enabled and not (_errors_only and record.status < 300):
-        _log_line(request, record, seconds)
-
-
-def _log_line(request: flask.Request, record: RequestRecord, seconds: float) -> None:
-    g = flask.g
-    line = {
+def line(record: RequestRecord) -> bytes:
+    """The request's log line: compact JSON, each text field cut to FIELD_CHARS."""
+    fields = {
         "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
         "level": "INFO",
         "pid": os.getpid(),
         "event": "request",
-        "request_id": getattr(g, "request_id", "")[:FIELD_CHARS],
-        "client_request_id": getattr(g, "client_request_id", "")[:FIELD_CHARS],
+        "request_id": (record.request_id or "")[:FIELD_CHARS],
+        "client_request_id": record.client_request_id[:FIELD_CHARS],
         "path": record.path[:FIELD_CHARS],
         "status": record.status,
         "rows": record.rows,
@@ -138,34 +119,13 @@ def _log_line(request: flask.Request, record: RequestRecord, seconds: float) -> 
         "queue_ms": record.queue_ms,
         "session_ms": record.session_ms,
         "reserved_bytes": record.reserved_bytes,
-        "ms": round(seconds * 1e3, 3),
-        "bytes": request.content_length,
-        "content_type": request.mimetype[:FIELD_CHARS],  # the client's, of any length
+        "ms": round(record.seconds * 1e3, 3),
+        "bytes": record.content_length,
+        "content_type": record.content_type[:FIELD_CHARS],  # the client's, of any length
     }
     if record.error is not None:
-        line["error"] = record.error[:FIELD_CHARS]
-    _write(orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE))
-
-
-def _write(line: bytes) -> None:
-    """Write the whole line to stdout.  A log that cannot be written never fails the request: the line is
-    dropped, counted (tfscoring_log_lines_dropped_total), and the first drop is said on stderr."""
-    global _dropped
-    with _write_lock:
-        try:
-            while line:
-                try:
-                    line = line[os.write(_STDOUT, line) :]
-                except BlockingIOError:  # a non-blocking stdout that is full: wait, bounded, for room
-                    if not select.select([], [_STDOUT], [], _STUCK_S)[1]:
-                        raise
-        except TimeoutError:
-            raise  # the server's scoring timeout (SIGALRM), not the log's
-        except OSError as err:
-            metrics.LOG_LINES_DROPPED.inc()
-            if not _dropped:
-                _dropped = True
-                print(f"tfscoring: request log lines are being dropped: stdout: {err}", file=sys.stderr, flush=True)
+        fields["error"] = record.error[:FIELD_CHARS]
+    return orjson.dumps(fields, option=orjson.OPT_APPEND_NEWLINE)
 
 
 def _skip_gunicorn_access_lines() -> None:

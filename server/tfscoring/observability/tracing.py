@@ -25,6 +25,7 @@ import contextlib
 import gzip
 import logging
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import flask
 import requests
@@ -38,10 +39,10 @@ from tfscoring import log
 from tfscoring.config import OtlpTraces
 from tfscoring.shared import FIELD_CHARS
 
-# (tracer, kind of the request's span) for each place spans go; empty: no span is made.
-_tracers: list[tuple[trace.Tracer, trace.SpanKind]] = []
+if TYPE_CHECKING:
+    from tfscoring.observability.record import RequestRecord
+
 _EXIT_FLUSH_S = 2.0
-_configured: list[str] = []  # the description, once configure() has run in this process
 _NAME_CHARS = 100  # a span name's path (a client sets X-Tfscoring-Path where no front door clears it)
 _PROPAGATION_LOGGERS = ("opentelemetry.trace.span", "opentelemetry.trace.propagation.tracecontext")
 
@@ -95,47 +96,75 @@ class _CappedWarnings(logging.Filter):
         return True
 
 
-def configure(otlp: OtlpTraces | None, service_name: str) -> str:
-    """Set up the spans of this worker (after the fork: init(), once); returns a description for the log."""
-    if _configured:
-        return _configured[0]
-    for name in _PROPAGATION_LOGGERS:
-        logging.getLogger(name).addFilter(_CappedWarnings())
-    targets = []
-    azmlinfsrvs = trace.get_tracer_provider()
-    if isinstance(azmlinfsrvs, TracerProvider):  # Application Insights: under azmlinfsrv's own server span
-        _tracers.append((azmlinfsrvs.get_tracer("tfscoring"), trace.SpanKind.INTERNAL))
-        targets.append("Application Insights")
-    if otlp:
-        ours = TracerProvider(resource=Resource.create({"service.name": service_name}), shutdown_on_exit=False)
-        processor = BatchSpanProcessor(OtlpHttpExporter(otlp))
-        ours.add_span_processor(processor)
-        atexit.register(processor.force_flush, int(_EXIT_FLUSH_S * 1e3))  # bounded, unlike the SDK's own shutdown
-        _tracers.append((ours.get_tracer("tfscoring"), trace.SpanKind.SERVER))
-        targets.append(f"OTLP/HTTP {otlp.shown}")
-    _configured.append(", ".join(targets) or "off")
-    return _configured[0]
+class Tracing:
+    """Where this worker's request spans go: a (tracer, kind of the request's span) for each place; none: spans are
+    off, and none is made.  `description` says where, for the log."""
+
+    def __init__(self, tracers: tuple[tuple[trace.Tracer, trace.SpanKind], ...] = (), description: str = "off"):
+        self._tracers = tracers
+        self.description = description
+
+    @classmethod
+    def configure(cls, otlp: OtlpTraces | None, service_name: str) -> Tracing:
+        """Set up the spans of this worker (after the fork: in Application.build, once)."""
+        for name in _PROPAGATION_LOGGERS:
+            logger = logging.getLogger(name)
+            if not any(isinstance(f, _CappedWarnings) for f in logger.filters):
+                logger.addFilter(_CappedWarnings())
+        tracers, targets = [], []
+        azmlinfsrv_provider = trace.get_tracer_provider()  # the global one: set by azmlinfsrv before init(), or none
+        if isinstance(azmlinfsrv_provider, TracerProvider):  # Application Insights: under azmlinfsrv's server span
+            tracers.append((azmlinfsrv_provider.get_tracer("tfscoring"), trace.SpanKind.INTERNAL))
+            targets.append("Application Insights")
+        if otlp:
+            provider = TracerProvider(resource=Resource.create({"service.name": service_name}), shutdown_on_exit=False)
+            processor = BatchSpanProcessor(OtlpHttpExporter(otlp))
+            provider.add_span_processor(processor)
+            atexit.register(processor.force_flush, int(_EXIT_FLUSH_S * 1e3))  # bounded, unlike the SDK's shutdown
+            tracers.append((provider.get_tracer("tfscoring"), trace.SpanKind.SERVER))
+            targets.append(f"OTLP/HTTP {otlp.shown}")
+        return cls(tuple(tracers), ", ".join(targets) or "off")
+
+    @contextlib.contextmanager
+    def span(self, request: flask.Request, path: str) -> Iterator[RequestSpans]:
+        """The request's spans (none when spans are off), children of the client's traceparent where it sent one;
+        ended on the way out."""
+        if not self._tracers:
+            yield RequestSpans([])
+            return
+        parent = propagate.extract(request.headers)  # its get() is case-insensitive, as header names are
+        name, method = f"{request.method} {path[:_NAME_CHARS]}", {"http.request.method": request.method}
+        spans = [
+            tracer.start_span(name, context=parent, kind=kind, attributes=method) for tracer, kind in self._tracers
+        ]
+        try:
+            yield RequestSpans(spans)
+        finally:
+            for span in spans:
+                span.end()
 
 
-@contextlib.contextmanager
-def request_span(request: flask.Request, path: str) -> Iterator[list[trace.Span]]:
-    """The request's spans (none when spans are off), children of the client's traceparent where it sent one."""
-    if not _tracers:
-        yield []
-        return
-    parent = propagate.extract(request.headers)  # its get() is case-insensitive, as header names are
-    name, method = f"{request.method} {path[:_NAME_CHARS]}", {"http.request.method": request.method}
-    spans = [tracer.start_span(name, context=parent, kind=kind, attributes=method) for tracer, kind in _tracers]
-    try:
-        yield spans
-    finally:
-        for span in spans:
-            span.end()
+class RequestSpans:
+    """One request's spans, one for each place spans go."""
 
+    def __init__(self, spans: list[trace.Span]):
+        self._spans = spans
 
-def finish(spans: list[trace.Span], attributes: dict, status: int) -> None:
-    for span in spans:
-        span.set_attributes({key: value for key, value in attributes.items() if value is not None})
-        span.set_attribute("http.response.status_code", status)
-        if status >= 500:
-            span.set_status(trace.Status(trace.StatusCode.ERROR))
+    def finish(self, record: RequestRecord) -> None:
+        """What the request did, from its finished record."""
+        if not self._spans:
+            return
+        attributes = {
+            "tfscoring.request_id": record.request_id,
+            "url.path": record.path,
+            "tfscoring.rows": record.rows,
+            "tfscoring.batch_rows": record.batch_rows,
+            "tfscoring.queue_wait_ms": record.queue_ms,
+            "tfscoring.session_ms": record.session_ms,
+            "tfscoring.error": record.error,
+        }
+        for span in self._spans:
+            span.set_attributes({key: value for key, value in attributes.items() if value is not None})
+            span.set_attribute("http.response.status_code", record.status)
+            if record.status >= 500:
+                span.set_status(trace.Status(trace.StatusCode.ERROR))

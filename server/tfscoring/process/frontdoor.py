@@ -14,7 +14,7 @@ from pathlib import Path
 from tfscoring.config import ServerSettings
 from tfscoring.errors import StartupError
 from tfscoring.process import rundir
-from tfscoring.shared import CORS_EXPOSE, FIELD_CHARS
+from tfscoring.shared import CORS_EXPOSE, FIELD_CHARS, PATH_HEADER
 
 TEMPLATE = Path(__file__).with_name("nginx.conf.in")
 _UNPRIVILEGED = "nobody"  # nginx's own default worker user when started as root
@@ -45,6 +45,7 @@ def write_config(settings: ServerSettings, port: int, run_dir: Path) -> Path:
         "CORS_ORIGINS": _cors_map(os.environ.get("AML_CORS_ORIGINS", "")),
         "CORS_EXPOSE": CORS_EXPOSE,  # the answer headers a browser page may read with CORS on
         "FIELD_CHARS": str(FIELD_CHARS),  # the longest URI in nginx's log line
+        "PATH_HEADER": PATH_HEADER,  # the header that hands an Open Inference Protocol path to /score
     }
     text = re.sub(r"@([A-Z_]+)@", lambda m: values[m[1]], TEMPLATE.read_text())
     path = run_dir / "nginx.conf"

@@ -69,7 +69,7 @@ class _Progress:
     cpu: dict[int, float] = field(default_factory=dict)  # each thread's CPU seconds at `checked`
     checked: float | None = None  # the window's start; None while it writes its state
     busy: bool = False
-    told: bool = False  # the log says it is busy, not frozen
+    logged_busy: bool = False  # the log has said it is busy, not frozen
     idle: bool = False  # stopped, or its last measured window used no CPU: frozen once silent for WORKER_HANG_S
 
 
@@ -135,7 +135,7 @@ class PodHealth:
         progress = self._progress.setdefault(pid, _Progress(at=state["at"]))
         silent = now - state["at"]
         if silent <= QUIET_S:  # it writes: alive and well
-            progress.at, progress.checked, progress.busy, progress.told = state["at"], None, False, False
+            progress.at, progress.checked, progress.busy, progress.logged_busy = state["at"], None, False, False
             progress.idle = False
             return None
         cpu = cpu_state(pid)
@@ -158,8 +158,8 @@ class PodHealth:
             return f"silent for {silent:.0f} s, {'stopped' if stopped else 'using no CPU'} (frozen?)"
         if progress.busy and silent > self.busy_s:
             return f"busy but silent for {silent:.0f} s (WORKER_BUSY_S={self.busy_s:g}): a native call that never ends?"
-        if progress.busy and not progress.told:
-            progress.told = True
+        if progress.busy and not progress.logged_busy:
+            progress.logged_busy = True
             log.warning(
                 "worker %d silent for %.0f s but using CPU: busy in a long native call, not frozen", pid, silent
             )

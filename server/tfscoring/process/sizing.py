@@ -68,18 +68,12 @@ def inflight_bytes_per_worker(memory: int, workers: int, max_request_bytes: int)
     return max(int(spare / max(1, workers)), LARGEST_REQUEST_WEIGHT * max_request_bytes)
 
 
-# A request's weight in the budget, per body byte: a JSON body is decoded through Python objects (up to
-# about 3 bytes per body byte on the careful path); a binary body into one array (2: the body and its copy).
-JSON_WEIGHT = 3
 # The most one request reserves at its peak, per byte of MAX_REQUEST_BYTES, with the default limits
 # (bench/results/request-memory.md): a body of empty objects just under the count of values, 680 MiB (parsed, then
 # refused); a 59 MiB JSON body of long floats 484 MiB; a 4096 x 4096 WebP 385 MiB.  Each worker's memory is sized
-# for one such request.
+# for one such request.  (What a request reserves before its body is read is its codec's first weight, e.g.
+# protocols/jsonbounds.py's JSON_WEIGHT.)
 LARGEST_REQUEST_WEIGHT = 11
-BINARY_WEIGHT = 2
-# A JSON body for an input with a free dimension: no count of values refuses it before parsing, so short values
-# (`1,`) may take some 16 bytes of Python objects and arrays per body byte (measured: a 57 MiB body, +940 MB).
-FREE_JSON_WEIGHT = 16
 
 
 def memory_limit() -> int:

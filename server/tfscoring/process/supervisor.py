@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import json
 import os
 import shutil
@@ -29,11 +30,15 @@ from pathlib import Path
 
 from tfscoring import log
 from tfscoring.config import ServerSettings
+from tfscoring.http.responder import REASONS, Answer, Request, Responder
 from tfscoring.process import frontdoor, rundir
 from tfscoring.process.health import PodHealth
 
 REFRESH_S = 0.25
 DRAIN_S = 30  # per child: gunicorn's own --graceful-timeout is 30 s
+PROBE_DEADLINE_S = 5.0  # for one probe's connection; nginx gives up on a probe after 5 s (proxy_read_timeout)
+# About what nginx passes on (large_client_header_buffers 4 16k, client headers included); a longer head is a 431.
+PROBE_MAX_HEAD = 1 << 16
 _PR_SET_PDEATHSIG = 1
 
 
@@ -82,7 +87,7 @@ class Supervisor:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(str(self._run_dir / "gunicorn.sock"))
         listener.listen(2048)
-        probes = await asyncio.start_unix_server(self._answer_probe, path=str(self._run_dir / "health.sock"))
+        probes = await self._answer_probes(self._run_dir / "health.sock")
         frontdoor.give_to_workers(self._run_dir)
         gunicorn = await self._start_gunicorn(listener)
         listener.close()  # gunicorn holds it now
@@ -136,28 +141,40 @@ class Supervisor:
             self._health.refresh(child_pids(master))
             await asyncio.sleep(REFRESH_S)
 
-    async def _answer_probe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            # The whole head: closing with bytes unread would reset the connection under nginx's feet.
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-            parts = head.split(b"\r\n", 1)[0].decode("latin-1").split()
-            probe = parts[1].rsplit("/", 1)[-1] if len(parts) >= 2 else ""
-            if probe in ("startup", "ready", "live"):
-                status, body = self._health.answer(probe)
-            else:
-                status, body = 404, {"error": "no such probe; try /health/startup, /health/ready or /health/live"}
-            payload = json.dumps(body).encode() + b"\n"
-            reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}[status]
-            writer.write(
-                f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
-                f"Cache-Control: no-store\r\nConnection: close\r\n\r\n".encode()
-                + payload
-            )
-            await writer.drain()
-        except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-            pass  # not a request nginx would send
-        finally:
-            writer.close()
+    async def _answer_probes(self, path: Path) -> asyncio.Server:
+        """Answer the probes nginx passes on, on a Unix socket at `path`: no bound on connections of their own
+        (nginx bounds them, MAX_CONNECTIONS), so that no probe is ever closed to make room for another."""
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(path))  # listening once the responder starts
+        responder = Responder(
+            functools.partial(_probe_answer, self._health),
+            max_connections=None,
+            deadline_s=PROBE_DEADLINE_S,
+            max_head=PROBE_MAX_HEAD,
+            refusal=_probe_refusal,
+        )
+        return await responder.start(listener)
+
+
+def _probe_answer(health: PodHealth, request: Request) -> Answer:
+    probe = request.path.rsplit("/", 1)[-1]
+    if probe in ("startup", "ready", "live"):
+        status, body = health.answer(probe)
+    else:
+        status, body = 404, {"error": "no such probe; try /health/startup, /health/ready or /health/live"}
+    return _json(status, body)
+
+
+def _probe_refusal(status: int) -> Answer:
+    """A head too long, or a request line nginx would not write: in JSON, as every error that reaches a client
+    through the front door."""
+    return _json(status, {"error": REASONS[status].lower()})
+
+
+def _json(status: int, body: dict) -> Answer:
+    return Answer(
+        status, (("Content-Type", "application/json"), ("Cache-Control", "no-store")), json.dumps(body).encode() + b"\n"
+    )
 
 
 async def _copy_lines(fd: int) -> None:

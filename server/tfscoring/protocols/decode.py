@@ -1,35 +1,32 @@
-"""Turn a JSON request body into a validated float32 batch of shape (N, width).
+"""JSON bodies as the JSON codecs read them: counted over their bytes before anything parses them, parsed, and the
+how-to's rows (float32 values of one dimension) validated.
 
-The accepted body is the how-to's: `{"data": [[v0, ..., v783], ...]}`.  Every
-way it can be wrong gets a BadRequest (or PayloadTooLarge) whose message says
-what is wrong and where, so a client can fix its request without reading logs.
+- `count` and `check_counts`: what a body holds (values, lists, objects, strings, nesting), counted in C and numpy
+  without a Python object per value, and the 413 / 400 for a body holding more than a request may;
+- `parse_object`: orjson's parse, with Python's garbage collector paused, or a 400 that says what is wrong;
+- `to_batch`: the how-to's rows, the path tensors.py takes for a float32 input of one dimension;
+- `shown`, `json_type`: a client's values in messages, at most about 80 characters, never walked deeply.
 
-Two paths, one contract.  The fast path parses with simdjson and copies the
-numbers straight into a numpy buffer, building no Python object per value
-(about 30 us per 784-value row against 70 us for orjson + np.array).  It takes
-only bodies it can prove well-formed: exactly N+1 brackets in the whole body,
-N rows of `width` values each, every value a number.  Anything else, valid or
-not, goes down the careful path (orjson + checks), which is the single source
-of every error message.
+Every way a body can be wrong gets a BadRequest (or PayloadTooLarge) whose message says what is wrong and where,
+so a client can fix its request without reading logs.
 """
 
 from __future__ import annotations
 
 import codecs
 import gc
-import math
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import orjson
-import simdjson
 
 from tfscoring.errors import BadRequest, PayloadTooLarge
 from tfscoring.interface import DATATYPES
+from tfscoring.protocols.limits import Limits
 
 _NUMBERS = frozenset((int, float))  # bool is a subclass of int but its own type, so it is not in here
 _NON_FINITE_LITERALS = ("NaN", "Infinity", "-Infinity")
@@ -56,7 +53,6 @@ class Counts:
 
 _STRUCTURE = b'[]{},:"'
 _NOT_STRUCTURE = bytes(sorted(set(range(256)) - set(_STRUCTURE)))
-_NOT_NESTING = _NOT_STRUCTURE + b",:"
 _DELTA = np.zeros(256, np.int8)  # nesting: +1 at [ and {, -1 at ] and }
 _DELTA[[ord("["), ord("{")]] = 1
 _DELTA[[ord("]"), ord("}")]] = -1
@@ -135,31 +131,25 @@ def _deepest(marks: bytes) -> int:
     return deepest
 
 
-def check_counts(counts: Counts, most_values: int, deepest: int, limits: str) -> None:
+def check_counts(counts: Counts, most_values: int, deepest: int, why: str) -> None:
     """A 413 for a body holding more values than `most_values` (or more brackets and quotes than a request of
-    that many values), a 400 for one nested deeper than `deepest`; `limits` says where the limits come from."""
+    that many values), a 400 for one nested deeper than `deepest`; `why` says where the limits come from."""
     if counts.values > most_values:
         raise PayloadTooLarge(
             f"body holds up to {counts.values} JSON values (counting its commas, colons and brackets), more than "
-            f"the {most_values} a request may hold: {limits}"
+            f"the {most_values} a request may hold: {why}"
         )
     if counts.marks > MARKS_PER_VALUE * most_values:
         raise PayloadTooLarge(
             f"body holds {counts.marks} brackets and quotes, more than the {MARKS_PER_VALUE * most_values} a "
-            f"request may hold ({MARKS_PER_VALUE} for each of its at most {most_values} values): {limits}"
+            f"request may hold ({MARKS_PER_VALUE} for each of its at most {most_values} values): {why}"
         )
     if counts.escapes > MAX_ESCAPES:
         raise PayloadTooLarge(
             f"body holds {counts.escapes} backslashes, more than the {MAX_ESCAPES} a request may hold"
         )
     if counts.depth > deepest:
-        raise BadRequest(f"body is nested {counts.depth} deep; a request is nested at most {deepest} deep: {limits}")
-
-
-def howto_limits(width: int, max_rows: int) -> tuple[int, int, str]:
-    """Most values and nesting of the how-to's {"data": [[width numbers], ...]} (decode_rows' own check)."""
-    most = (max_rows + 1) * (width + 3) + KEY_VALUES
-    return most, 2 + EXTRA_DEPTH, f"{max_rows} rows (MAX_REQUEST_ROWS) of {width} numbers"
+        raise BadRequest(f"body is nested {counts.depth} deep; a request is nested at most {deepest} deep: {why}")
 
 
 # Values a request may hold beside its rows: keys, ids, parameters, output names.
@@ -172,114 +162,17 @@ def expected_shape(width: int) -> str:
     return f'{{"data": [[{width} numbers], ...]}}'
 
 
-def decode_rows(body: bytes, width: int, max_rows: int) -> np.ndarray:
-    """The rows of the how-to's `{"data": [...]}` body (protocols.py reads the other JSON forms)."""
-    batch = fast_rows(body, width, max_rows)
-    if batch is not None:
-        return batch
-    most, deepest, limits = howto_limits(width, max_rows)
-    check_counts(count(body, most), most, deepest, limits)
-    document = parse_object(body, expected_shape(width))
-    if "data" not in document:
-        raise BadRequest(f'body has no "data" field; expected {expected_shape(width)}')
-    return to_batch(document["data"], width, max_rows)
-
-
-# The fast path's memory: simdjson's padded copy of the body and its document (2 bytes a body byte), and per value
-# its tape, the float64 array and the float32 batch with their checks: measured about 43 bytes a value in a fresh
-# worker (bench/results/gil-hold.md: 138 MB for 4096 rows of 0 and 1).
-FAST_BODY_WEIGHT = 2
-FAST_VALUE_BYTES = 48
-
-
-def fast_rows(
-    body: bytes, width: int, max_rows: int, reserve: Callable[[int], None] | None = None
-) -> np.ndarray | None:
-    """The rows of a plainly well-formed `{"data": [...]}` body, parsed in C; None for any other body.
-    `reserve(bytes)` is told what the parse takes, from the body's size and commas, before it starts."""
-    commas = _check_value_count(body, width, max_rows)
-    if b'"data"' not in body:  # another form: not worth simdjson's parse (under its lock) only to find that
-        return None
-    if reserve:
-        reserve(FAST_BODY_WEIGHT * len(body) + FAST_VALUE_BYTES * (commas + 1))
-    batch = _fast_batch(_without_bom(body), width, max_rows)
-    if batch is not None and batch.size:
-        extent = float(np.abs(batch).max())  # one pass for both checks below (NaN propagates)
-        if not math.isfinite(extent):
-            _check_finite(batch)  # a 400 naming the first value beyond float32
-        if extent >= 2**24:  # an integer float32 may not hold: the careful path knows which values were integers
-            return None
-    return batch
-
-
 def parse_object(body: bytes, example: str) -> dict:
     """The body as a JSON object, or a 400 that says what is wrong with it (and shows `example`)."""
-    document = _parse_json(_without_bom(body), example)
+    document = _parse_json(without_bom(body), example)
     if not isinstance(document, dict):
         raise BadRequest(f"body must be a JSON object like {example}, got {json_type(document)}")
     return document
 
 
-def _without_bom(body: bytes) -> bytes:
+def without_bom(body: bytes) -> bytes:
     # RFC 8259 lets a parser ignore a byte order mark; orjson and simdjson refuse it.
     return body[len(codecs.BOM_UTF8) :] if body.startswith(codecs.BOM_UTF8) else body
-
-
-def _check_value_count(body: bytes, width: int, max_rows: int) -> int:
-    """Refuse, before parsing, a body holding far more numbers than a request may.
-
-    Parsing builds one Python object per value (about 50 bytes each), so a body of
-    short values like `0,0,0,...` would take gigabytes before validation could
-    refuse it.  Counting commas is one pass in C.  The bound is twice a full
-    request: memory stays bounded, and a body just over the limit is parsed and
-    gets the precise message (too many rows, or which row is wrong).
-    """
-    commas = body.count(b",")
-    if commas > 2 * max_rows * width:
-        raise PayloadTooLarge(
-            f"body holds more than {2 * max_rows * width} values; a request takes at most "
-            f"{max_rows} rows of {width} (MAX_REQUEST_ROWS)"
-        )
-    return commas
-
-
-# One parser per worker, used under a lock: a simdjson parser keeps the memory of the largest document it
-# has read, so one per thread would multiply that, and the parse holds the GIL anyway.
-_parser = simdjson.Parser()
-_parser_lock = threading.Lock()
-
-
-def _fast_batch(body: bytes, width: int, max_rows: int) -> np.ndarray | None:
-    """The batch of a plainly well-formed body, or None to let the careful path decide."""
-    if b"\\" in body or body.startswith(codecs.BOM_UTF8):
-        # Escapes could spell a second "data" key (simdjson keeps the first, the careful path the last);
-        # simdjson skips a second BOM that the careful path refuses. Plain bodies have neither.
-        return None
-    with _parser_lock:
-        try:
-            document = _parser.parse(body)
-        except (ValueError, RuntimeError):  # invalid JSON, UTF-8 or number: the careful path words the error
-            return None
-        try:
-            data = document.get("data") if isinstance(document, simdjson.Object) else None
-            if not isinstance(data, simdjson.Array) or not 0 < len(data) <= max_rows:
-                return None
-            rows = len(data)
-            # With as many brackets as rows + 1 in the whole body, no row holds a nested list; with one "data",
-            # no duplicate key that the careful path (last one wins) would read differently.
-            if body.count(b"[") != rows + 1 or body.count(b'"data"') != 1:
-                return None
-            if any(len(data[i]) != width for i in range(rows)):
-                return None
-            values = data.as_buffer(of_type="d")  # every value a number, copied out in C
-        except (TypeError, ValueError):  # a row that is not a list, a value that is not a number
-            return None
-        finally:
-            data = document = None  # the parser may be reused only once its proxies are gone
-    numbers = np.frombuffer(values, np.float64)
-    with np.errstate(over="ignore"):  # values beyond float32 become inf, reported by _check_finite
-        batch = numbers.astype(np.float32).reshape(rows, width)
-    return batch
 
 
 def _parse_json(body: bytes, example: str) -> object:
@@ -340,20 +233,20 @@ def _describe_json_error(err: orjson.JSONDecodeError) -> str:
     return f"body is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}"
 
 
-def to_batch(data: object, width: int, max_rows: int, field: str = '"data"') -> np.ndarray:
-    """Validated float32 rows of a parsed JSON list of rows; errors name `field`, where the rows were."""
+def to_batch(data: object, width: int, limits: Limits, field: str = '"data"') -> np.ndarray:
+    """The float32 batch of a parsed JSON list of rows of `width` numbers, validated; errors name `field`, where the
+    rows were."""
     if not isinstance(data, list):
         raise BadRequest(f"{field} must be a list of rows like {expected_shape(width)}, got {json_type(data)}")
     if not data:
         raise BadRequest(f"{field} has no rows; expected {expected_shape(width)}")
     _check_row(0, data[0], width, field)  # a lone flat image gets its own hint before any count
-    if len(data) > max_rows:
-        raise PayloadTooLarge(f"{field} has {len(data)} rows; the limit is {max_rows} rows per request")
+    limits.check_rows(len(data), field)
     for i in range(1, len(data)):
         _check_row(i, data[i], width, field)
     with np.errstate(over="ignore"):  # values beyond float32 become inf, reported just below
         batch = np.array(data, dtype=np.float32)
-    _check_finite(batch, field)
+    check_finite(batch, field)
     check_json_integers(data, batch, np.float32, lambda at: f"row {at[0]}, column {at[1]} of {field}")
     return batch
 
@@ -405,7 +298,7 @@ def _check_row(i: int, row: object, width: int, field: str) -> None:
         raise BadRequest(f"row {i}, column {j} of {field} is {json_type(value)}; every value must be a number")
 
 
-def _check_finite(batch: np.ndarray, field: str = '"data"') -> None:
+def check_finite(batch: np.ndarray, field: str = '"data"') -> None:
     finite = np.isfinite(batch)
     if not finite.all():
         i, j = np.argwhere(~finite)[0]

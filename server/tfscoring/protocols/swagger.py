@@ -1,12 +1,12 @@
 """GET /swagger.json: the API's documents, generated at start-up from the model's interface.
 
 documents() builds the OpenAPI 3.0 document from a skeleton of what does not depend on the model (paths,
-headers, error answers, the API key) and JSON-schema fragments built from the interface's TensorSpecs (the
-request forms of protocols.py, their answers, GET /score's model metadata).  The Swagger 2.0 document is
-converted from it; 2.0 has no anyOf and no nullable (x-nullable instead), so there the request is its
-first form (the how-to's, where the model has one input) with the other forms' keys, an alternative inside
-a request its first one, and the answer any JSON.  The 3.1 document is the 3.0 one under its version, with
-`nullable` written as 3.1 writes it (a "null" type).
+headers, error answers, the API key) and the schemas each request form's codec gives for the model
+(Codec.schema: its JSON request and answer, or the content type of a body of its own; registry.codecs() in
+order), GET /score's model metadata besides.  The Swagger 2.0 document is converted from it; 2.0 has no anyOf
+and no nullable (x-nullable instead), so there the request is its first form (the how-to's, where the model has
+one input) with the other forms' keys, an alternative inside a request its first one, and the answer any JSON.
+The 3.1 document is the 3.0 one under its version, with `nullable` written as 3.1 writes it (a "null" type).
 
 install() makes azmlinfsrv serve them instead of swagger{version}.json files.
 """
@@ -16,18 +16,12 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable
-from functools import partial
-
-import numpy as np
 
 from tfscoring import log
-from tfscoring.interface import DATATYPES, Interface, TensorSpec
-from tfscoring.protocols import forms as protocols
-from tfscoring.protocols import images
+from tfscoring.interface import Interface
+from tfscoring.protocols import howto, metadata, registry
+from tfscoring.protocols.schemas import REF, shown
 
-REF = "#/components/schemas/"
-_RAW = "application/octet-stream"
-_NPY = "application/x-npy"
 _ERROR = {"content": {"application/json": {"schema": {"$ref": REF + "ErrorResponse"}}}}
 _SERVER_ERROR = {"content": {"application/json": {"schema": {"$ref": REF + "ServerError"}}}}
 _STATIC_SCHEMAS = {
@@ -48,8 +42,8 @@ _STATIC_SCHEMAS = {
 
 def documents(interface: Interface) -> dict[str, dict]:
     """{"2": the Swagger 2.0 document, "3": the OpenAPI 3.0 one, "3.1": the OpenAPI 3.1 one} of the API."""
-    requests, answers = _request_schemas(interface), _answer_schemas(interface)
-    v3 = _openapi3(interface, {**requests, **answers, **_STATIC_SCHEMAS})
+    requests, answers, content = _codec_schemas(interface)
+    v3 = _openapi3(interface, {**requests, **answers, **_STATIC_SCHEMAS}, content)
     v2_schemas = {name: _each_schema(schema, _swagger2_request) for name, schema in requests.items()}
     v2_schemas["ScoreRequest"] = _merged(requests["ScoreRequest"], v2_schemas)
     v2_schemas |= {name: _each_schema(schema, _swagger2_answer) for name, schema in answers.items()}
@@ -95,318 +89,53 @@ def _reader(doc: dict | None, original: Callable) -> Callable:
     return read_user_swagger
 
 
-# The model-specific schemas.
+# The model-specific schemas: each form's, from its codec.
 
 
-def _value(dtype: np.dtype, answer: bool = False) -> dict:
-    """One value of a tensor; in answers a float may be null (orjson writes NaN and infinities so)."""
-    if dtype.kind == "b":
-        return {"type": "boolean"}
-    if dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        return {"type": "integer", "minimum": int(info.min), "maximum": int(info.max)}
-    if answer:
-        return {"type": "number", "nullable": True}
-    limit = float(np.finfo(dtype).max)
-    return {"type": "number", "minimum": -limit, "maximum": limit}
-
-
-def _nested(spec: TensorSpec, answer: bool = False) -> dict:
-    """One row of a tensor: arrays nested to its row shape (any length where the graph leaves it free)."""
-    schema = _value(spec.dtype, answer)
-    for n in reversed(spec.shape):
-        schema = {"type": "array", "items": schema} | ({"minItems": n, "maxItems": n} if n >= 0 else {})
-    return schema
-
-
-def _row(spec: TensorSpec) -> dict:
-    """One row of an input in a request: nested to its row shape, or (a fixed shape) its values flat."""
-    if len(spec.shape) == 1 or not spec.fixed:
-        return _nested(spec)
-    flat = {"type": "array", "minItems": spec.row_size, "maxItems": spec.row_size, "items": _value(spec.dtype)}
-    if spec.shape:
-        how = f"One row: nested to the row shape {list(spec.shape)}, or its {spec.row_size} values flat"
-    else:
-        how = "One value, or that value alone in a list"
-    return _either(how, [_nested(spec), flat])
-
-
-def _rows(spec: TensorSpec) -> dict:
-    return {"type": "array", "minItems": 1, "items": _row(spec)}
-
-
-def _answer_rows(spec: TensorSpec) -> dict:
-    return {"type": "array", "items": _nested(spec, True)}
-
-
-def _named(specs: tuple[TensorSpec, ...], schema: Callable[[TensorSpec], dict], answer: bool = False) -> dict:
-    """An object holding a value per tensor, keyed by their names."""
-    named = {"type": "object", "required": [s.name for s in specs], "properties": {s.name: schema(s) for s in specs}}
-    return named if answer else named | {"additionalProperties": False}
-
-
-def _either(description: str, alternatives: list[dict]) -> dict:
-    return {"description": description, "anyOf": alternatives} if len(alternatives) > 1 else alternatives[0]
-
-
-def _takes(spec: TensorSpec) -> list[str]:
-    """The Open Inference Protocol datatypes an input takes: its own first; a float input any number type, an
-    integer input any integer type (the values must fit)."""
-    kinds = {"b": "b", "i": "iu", "u": "iu"}.get(spec.dtype.kind, "iuf")
-    return [spec.datatype, *(name for dtype, name in DATATYPES.items() if dtype.kind in kinds)]
-
-
-def _tensor(specs: tuple[TensorSpec, ...], answer: bool = False) -> dict:
-    """An Open Inference Protocol tensor of one of `specs`: data flat in row-major order (or nested, in requests)."""
-    values = list({repr(v): v for v in (_value(s.dtype, answer) for s in specs)}.values())
-    items = _either("A value", values if answer else [*values, {"type": "array", "description": "nested rows"}])
-    datatypes = [s.datatype for s in specs] if answer else [name for s in specs for name in _takes(s)]
-    return {
-        "type": "object",
-        "required": ["name", "shape", "datatype", "data"],
-        "properties": {
-            "name": {"type": "string", "enum": [s.name for s in specs]},
-            "shape": {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 0}},
-            "datatype": {"type": "string", "enum": list(dict.fromkeys(datatypes))},
-            "data": {"type": "array", "items": items},
-        },
+def _codec_schemas(interface: Interface) -> tuple[dict[str, dict], dict[str, dict], dict[str, dict]]:
+    """The JSON requests' schemas, ScoreRequest (any of the forms), the answers' schemas, ScoreResponse and the
+    model metadata; and the schemas of bodies of a content type of their own, by content type."""
+    requests, answers, content = {}, {}, {}
+    forms, answered = [], []
+    for codec in registry.codecs():
+        schema = codec.schema(interface)
+        if schema is None:
+            continue
+        if schema.request:
+            forms.append(next(iter(schema.request)))
+            requests |= schema.request
+        if schema.answer:
+            answered.append(next(iter(schema.answer)))
+            answers |= schema.answer
+        content |= schema.content
+    requests["ScoreRequest"] = {
+        "description": f"A request in one of these forms, for the model's inputs {shown(interface.inputs)}.",
+        "anyOf": [{"$ref": REF + name} for name in forms],
     }
-
-
-def _class_count(interface: Interface) -> int | None:
-    """The classes where the how-to's form answers class ids: argmax of one float output of shape (N, k), k > 1."""
-    outputs = interface.outputs
-    if interface.data_answer != "class_ids" or len(outputs) != 1:
-        return None
-    (spec,) = outputs
-    return spec.shape[0] if spec.dtype.kind == "f" and len(spec.shape) == 1 and spec.shape[0] > 1 else None
-
-
-def _shown(specs: tuple[TensorSpec, ...]) -> str:
-    return ", ".join(f"{s.name!r} {s.datatype} {s.shown()}" for s in specs)
-
-
-def _request_schemas(interface: Interface) -> dict[str, dict]:
-    inputs = interface.inputs
-    aliases = f"; an input may also be named by its graph tensor's op name or full name (e.g. {inputs[0].tensor!r})."
-    signature = {
-        "signature_name": {
-            "type": "string",
-            "description": "TF Serving's signature; only the one served.",
-            "enum": [interface.signature_key or "serving_default"],
-        }
-    }
-    schemas = {}
-    if len(inputs) == 1:  # the how-to's form, for a model of one input
-        (spec,) = inputs
-        kind = {"b": "booleans", "i": "integers", "u": "integers"}.get(spec.dtype.kind, "finite numbers")
-        size = f"{spec.row_size} {kind}" if spec.fixed else kind
-        shape = "" if len(spec.shape) == 1 else f", nested to the row shape {list(spec.shape)}"
-        shape += " or flat" if spec.fixed and len(spec.shape) != 1 else ""
-        schemas["ServiceInput"] = {
-            "type": "object",
-            "description": "The how-to's request. Other fields are ignored; of duplicate keys the last one counts.",
-            "required": ["data"],
-            "properties": {
-                "data": {
-                    "type": "array",
-                    "description": f"Rows to score, each one row of input {spec.name!r} ({spec.datatype}).",
-                    "minItems": 1,
-                    "items": {"$ref": REF + "Row"},
-                },
-                **signature,
-            },
-        }
-        schemas["Row"] = {"description": f"One row: {size} (read as {spec.dtype.name}){shape}.", **_row(spec)}
-        instance = _either("The input's row, or an object naming the input", [_row(spec), _named(inputs, _row)])
-        columnar = _either("The input's rows, or an object naming the input", [_rows(spec), _named(inputs, _rows)])
-    else:
-        instance, columnar = _named(inputs, _row), _named(inputs, _rows)
-    schemas["PredictRequest"] = {
-        "type": "object",
-        "description": "TF Serving's row form: one instance per row"
-        + (" (an object keyed by input names)" if len(inputs) > 1 else "")
-        + aliases,
-        "required": ["instances"],
-        "properties": {"instances": {"type": "array", "minItems": 1, "items": instance}, **signature},
-    }
-    schemas["ColumnarRequest"] = {
-        "type": "object",
-        "description": "TF Serving's columnar form: each input's rows"
-        + (" in an object keyed by input names" if len(inputs) > 1 else "")
-        + aliases,
-        "required": ["inputs"],
-        "properties": {"inputs": columnar, **signature},
-    }
-    schemas["InferenceRequest"] = {
-        "type": "object",
-        "description": "The Open Inference Protocol's request (v2, as KServe, Triton and MLServer): one tensor per "
-        "input, shape [N, ...row shape], data flat in row-major order or nested to the shape" + aliases,
-        "required": ["inputs"],
-        "properties": {
-            "id": {"type": "string", "description": "Echoed in the answer."},
-            "inputs": {"type": "array", "minItems": len(inputs), "maxItems": len(inputs), "items": _tensor(inputs)},
-            "outputs": {
-                "type": "array",
-                "description": "The outputs to answer (default: all).",
-                "minItems": 1,
-                "items": {
-                    "type": "object",
-                    "required": ["name"],
-                    "properties": {"name": {"type": "string", "enum": [s.name for s in interface.outputs]}},
-                },
-            },
-        },
-    }
-    forms = ("ServiceInput", "PredictRequest", "ColumnarRequest", "InferenceRequest")
-    schemas["ScoreRequest"] = {
-        "description": f"A request in one of these forms, for the model's inputs {_shown(inputs)}.",
-        "anyOf": [{"$ref": REF + name} for name in forms if name in schemas],
-    }
-    return schemas
-
-
-def _howto_answer(interface: Interface) -> dict:
-    """What the how-to's form (and a binary body) answers: with DATA_ANSWER=class_ids, a one-output model's
-    class ids (the argmax of float scores of shape (N, k)) or, for an output of shape (N, 1), its values;
-    otherwise the output's rows, or each output's in an object keyed by output names."""
-    outputs = interface.outputs
-    if len(outputs) > 1:
-        return {"description": "Each output's rows, keyed by output names.", **_named(outputs, _answer_rows, True)}
-    (spec,) = outputs
-    rows = {"description": f"The output {spec.name!r} of each row.", **_answer_rows(spec)}
-    if interface.data_answer != "class_ids" or len(spec.shape) != 1 or spec.shape[0] == 0:
-        return rows
-    ids = {
-        "type": "array",
-        "description": "The class id of each row; null where its scores tell none (not finite, or a tie at the top).",
-        "items": {"type": "integer", "minimum": 0, "nullable": True},
-    }
-    values = {
-        "type": "array",
-        "description": f"The value of {spec.name!r} for each row.",
-        "items": _value(spec.dtype, True),
-    }
-    if spec.shape[0] == 1:
-        return values
-    if spec.shape[0] > 1:
-        ids["items"]["maximum"] = spec.shape[0] - 1
-        return ids if spec.dtype.kind == "f" else rows
-    # A free width: class ids where the scores have several columns, the values where they have one.
-    return _either("By the output's width", [ids if spec.dtype.kind == "f" else rows, values])
-
-
-def _answer_schemas(interface: Interface) -> dict[str, dict]:
-    outputs = interface.outputs
-    single = len(outputs) == 1
-    schemas = {}
-    if len(interface.inputs) == 1:  # the answer of the how-to's form and of binary bodies
-        schemas["ServiceOutput"] = _howto_answer(interface)
-    schemas["PredictResponse"] = {
-        "type": "object",
-        "description": "The answer of TF Serving's row form: one prediction per row"
-        + ("" if single else ", an object keyed by output names"),
-        "required": ["predictions"],
-        "properties": {
-            "predictions": {
-                "type": "array",
-                "items": _nested(outputs[0], True) if single else _named(outputs, partial(_nested, answer=True), True),
-            }
-        },
-    }
-    schemas["ColumnarResponse"] = {
-        "type": "object",
-        "description": "The answer of TF Serving's columnar form: "
-        + ("the output's rows" if single else "each output's rows in an object keyed by output names"),
-        "required": ["outputs"],
-        "properties": {"outputs": _answer_rows(outputs[0]) if single else _named(outputs, _answer_rows, True)},
-    }
-    schemas["InferenceResponse"] = {
-        "type": "object",
-        "description": "The Open Inference Protocol's answer: one tensor per output (those asked for), data flat "
-        "in row-major order.",
-        "required": ["model_name", "model_version", "outputs"],
-        "properties": {
-            "model_name": {"type": "string", "enum": [interface.model_name]},
-            "model_version": {"type": "string", "enum": [interface.model_version]},
-            "id": {"type": "string", "description": "The request's id, where it had one."},
-            "outputs": {"type": "array", "minItems": 1, "items": _tensor(outputs, True)},
-        },
-    }
-    answers = ("ServiceOutput", "PredictResponse", "ColumnarResponse", "InferenceResponse")
-    schemas["ScoreResponse"] = {
+    answers["ScoreResponse"] = {
         "description": "The answer, in the form of the request.",
-        "anyOf": [{"$ref": REF + name} for name in answers if name in schemas],
+        "anyOf": [{"$ref": REF + name} for name in answered],
     }
-    schemas["ModelMetadata"] = _metadata(interface)
-    return schemas
-
-
-def _metadata(interface: Interface) -> dict:
-    """GET /score's answer: the Open Inference Protocol's model metadata (-1 in a shape: any size)."""
-
-    def tensors(specs: tuple[TensorSpec, ...]) -> dict:
-        return {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["name", "datatype", "shape"],
-                "properties": {
-                    "name": {"type": "string", "enum": [s.name for s in specs]},
-                    "datatype": {"type": "string", "enum": list(dict.fromkeys(s.datatype for s in specs))},
-                    "shape": {"type": "array", "items": {"type": "integer", "minimum": -1}},
-                },
-            },
-        }
-
-    return {
-        "type": "object",
-        "description": "The model's interface in the Open Inference Protocol's model-metadata form.",
-        "required": ["name", "versions", "platform", "inputs", "outputs"],
-        "properties": {
-            "name": {"type": "string", "enum": [interface.model_name]},
-            "versions": {"type": "array", "items": {"type": "string"}},
-            "platform": {"type": "string"},
-            "inputs": tensors(interface.inputs),
-            "outputs": tensors(interface.outputs),
-        },
-        "example": protocols.metadata_document(interface),
-    }
+    answers["ModelMetadata"] = metadata.schema(interface)
+    return requests, answers, content
 
 
 # The documents.
 
 
-def _openapi3(interface: Interface, schemas: dict[str, dict]) -> dict:
-    inputs = interface.inputs
-    classes = _class_count(interface)
-    answer = f"class id 0-{classes - 1}" if classes else _shown(interface.outputs)
-    rows = f"rows of {_shown(inputs)}"
-    content = {"application/json": {"schema": {"$ref": REF + "ScoreRequest"}}}
+def _openapi3(interface: Interface, schemas: dict[str, dict], bodies: dict[str, dict]) -> dict:
+    """`bodies`: the schema of each content type with a codec of its own (raw, .npy, images)."""
+    classes = howto.class_count(interface)
+    answer = f"class id 0-{classes - 1}" if classes else shown(interface.outputs)
+    rows = f"rows of {shown(interface.inputs)}"
+    content = {"application/json": {"schema": {"$ref": REF + "ScoreRequest"}}, **bodies}
+    formats = [content_type for content_type in bodies if not content_type.startswith("image/")]
+    pictures = [content_type for content_type in bodies if content_type.startswith("image/")]
     binary = ""
-    if len(inputs) == 1:  # binary bodies: the one input's rows, answered as the how-to's form
-        (spec,) = inputs
-        dtype = spec.dtype.newbyteorder("<") if spec.dtype.itemsize > 1 else spec.dtype
-        raw = (
-            f"Raw little-endian {spec.dtype.name} values, N x {spec.row_size} of them, row after row (numpy: "
-            f"rows.astype('{dtype.str}').tobytes())."
-            if spec.fixed
-            else "Not for this input, which has a free dimension: send .npy."
-        )
-        shape = "(" + ", ".join(["N", *("any" if n < 0 else str(n) for n in spec.shape)]) + ")"
-        if spec.fixed and len(spec.shape) != 1:
-            shape += f" or (N, {spec.row_size})"
-        takes = {"b": "bool", "i": "any integer", "u": "any integer"}.get(spec.dtype.kind, "any real number")
-        npy = f"One array in NumPy's .npy format (np.save), of shape {shape} and {takes} dtype; converted to "
-        npy += f"{spec.dtype.name}."
-        content[_RAW] = {"schema": {"type": "string", "format": "binary", "description": raw}}
-        content[_NPY] = {"schema": {"type": "string", "format": "binary", "description": npy}}
-        binary = f"; {_RAW} and {_NPY} select the binary formats, answered as the how-to's form"
-        if images.takes_images(spec):
-            picture = "One image, one row: converted, resized to the input's shape and scaled by IMAGE_SCALE."
-            for content_type in images.CONTENT_TYPES:
-                content[content_type] = {"schema": {"type": "string", "format": "binary", "description": picture}}
-            binary += " (and images, " + ", ".join(images.CONTENT_TYPES) + ")"
+    if formats:  # the one input's rows, answered as the how-to's form
+        binary = f"; {' and '.join(formats)} select the binary formats, answered as the how-to's form"
+    if pictures:
+        binary += " (and images, " + ", ".join(pictures) + ")"
     score = {
         "operationId": "RunMLService",
         "description": f"Score {rows}. A JSON body is read whatever its Content-Type (none, text/plain and curl's "

@@ -1,8 +1,8 @@
-"""One input's rows from a request, validated against the input: values, dtype, rank and each row's shape.
+"""One input's array from a request, validated against the input: values, dtype, rank and each row's shape.
 
-Every protocol (protocols.py) hands its JSON values, or the bytes of a binary tensor, to `from_json`,
-`from_flat` or `from_bytes`, which return an array of the input's own dtype and shape (N, *row shape),
-or a BadRequest / PayloadTooLarge whose message names the input and the row.
+Every JSON form hands its values, and the Open Inference Protocol's binary extension the bytes of a binary tensor,
+to a TensorReader (`from_json`, `from_flat`, `from_bytes`), which returns an array of the input's own dtype and
+shape (N, *row shape), or a BadRequest / PayloadTooLarge whose message names the input and the row.
 
 A float32 input of one dimension (the how-to's rows) goes through decode.to_batch, the path tuned for it.
 Elsewhere numpy builds the array in C, and only a request that fails is walked in Python to say where.
@@ -11,67 +11,101 @@ Elsewhere numpy builds the array in C, and only a request that fails is walked i
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
-from tfscoring.errors import BadRequest, PayloadTooLarge
+from tfscoring.errors import BadRequest
 from tfscoring.interface import DTYPES, TensorSpec
 from tfscoring.protocols import decode
+from tfscoring.protocols.limits import Limits
 
 _INTEGER_KINDS = "iu"
 
 
-def from_json(value: object, spec: TensorSpec, max_rows: int, field: str, booleans: bool = True) -> np.ndarray:
-    """Rows of `spec` from a parsed JSON list: one item per row, nested to the row's shape, or a fixed
-    row's values flat (row-major).  `booleans`: whether the body may hold true/false at all (a number
-    input refuses them; numpy alone would read them as 1 and 0)."""
-    if spec.dtype == np.float32 and len(spec.shape) == 1 and spec.fixed:
-        return decode.to_batch(value, spec.shape[0], max_rows, field)
-    if not isinstance(value, list) or not value:
-        raise BadRequest(f"{field} must be a non-empty list of rows of shape {spec.shown()}, got {_json(value)}")
-    if len(value) > max_rows:
-        raise PayloadTooLarge(f"{field} has {len(value)} rows; the limit is {max_rows} rows per request")
-    integers = spec.dtype if spec.dtype.kind in _INTEGER_KINDS else None
-    array = _array(value, field, len(spec.shape) + 1, integers, f"the input {spec.name!r} ({spec.datatype})")
-    if spec.dtype.kind == "f" and array.dtype.kind == "f":  # JSON integers among floats were read as float64
-        decode.check_json_integers(value, array, spec.dtype.type, lambda at: f"{field} {_where(at)}")
-    if len(spec.shape) > 1 and spec.fixed and array.shape[1:] == (spec.row_size,):
-        array = array.reshape(len(array), *spec.shape)  # flat rows
-    _check_shape(array, spec, field)
-    if booleans and spec.dtype.kind != "b" and array.dtype.kind != "b":
-        _refuse_booleans(value, spec, field)
-    return convert(array, spec, field)
+@dataclass(frozen=True)
+class TensorReader:
+    """Reads one request's tensors within `limits`.  `booleans`: whether the body holds true or false at all; where
+    it does not, no value is looked at for one (numpy alone would read them as 1 and 0 into a number input)."""
 
+    limits: Limits
+    booleans: bool = True
 
-def from_flat(
-    data: list, shape: list[int], declared: str, spec: TensorSpec, max_rows: int, field: str, booleans: bool = True
-) -> np.ndarray:
-    """Rows of `spec` from the Open Inference Protocol's data, flat in row-major order (or nested to `shape`),
-    whose values must be of the `declared` datatype (`booleans`: as from_json's)."""
-    rows = _declared_shape(shape, spec, max_rows, field)
-    integers = DTYPES[declared] if declared.startswith(("INT", "UINT")) else None
-    array = _array(data, field, len(shape), integers, f"its datatype {declared}") if data else np.zeros(0)
-    if array.ndim > 1:  # nested to the shape: the same values
-        if list(array.shape) != shape:
-            raise BadRequest(f"{field} has data nested as {list(array.shape)}; its shape is {shape}")
-    elif array.size != math.prod(shape):
-        raise BadRequest(f"{field} has {array.size} values; its shape {shape} needs {math.prod(shape)}")
-    if (declared == "BOOL") != (array.dtype.kind == "b"):
-        raise BadRequest(f"{field} has datatype {declared} but its data holds {_kind(array)}")
-    if booleans and declared != "BOOL" and _first_boolean(data) is not None:
-        raise BadRequest(f"{field} holds true or false among its numbers; its datatype {declared} takes numbers")
-    if declared.startswith(("INT", "UINT")):
-        _check_integers(array, DTYPES[declared], field, f"its datatype {declared}")
-    elif declared.startswith("FP"):
-        _check_float(array, DTYPES[declared], declared, field)
-    if spec.dtype.kind == "f" and array.dtype.kind == "f":  # JSON integers among floats were read as float64
-        decode.check_json_integers(data, array, spec.dtype.type, lambda at: f"{field} {_where(at)}")
-    return _declared_to(array.reshape(rows, *(shape[1:] if spec.shape else ())), declared, spec, field)
+    def from_json(self, value: object, spec: TensorSpec, field: str) -> np.ndarray:
+        """The array of `spec` from a parsed JSON list: one item per row, nested to the row's shape, or a fixed
+        row's values flat (row-major)."""
+        if spec.dtype == np.float32 and len(spec.shape) == 1 and spec.fixed:
+            return decode.to_batch(value, spec.shape[0], self.limits, field)
+        if not isinstance(value, list) or not value:
+            raise BadRequest(f"{field} must be a non-empty list of rows of shape {spec.shown()}, got {_json(value)}")
+        self.limits.check_rows(len(value), field)
+        integers = spec.dtype if spec.dtype.kind in _INTEGER_KINDS else None
+        array = _array(value, field, len(spec.shape) + 1, integers, f"the input {spec.name!r} ({spec.datatype})")
+        if spec.dtype.kind == "f" and array.dtype.kind == "f":  # JSON integers among floats were read as float64
+            decode.check_json_integers(value, array, spec.dtype.type, lambda at: f"{field} {_where(at)}")
+        if len(spec.shape) > 1 and spec.fixed and array.shape[1:] == (spec.row_size,):
+            array = array.reshape(len(array), *spec.shape)  # flat rows
+        _check_shape(array, spec, field)
+        if self.booleans and spec.dtype.kind != "b" and array.dtype.kind != "b":
+            _refuse_booleans(value, spec, field)
+        return convert(array, spec, field)
 
+    def from_flat(self, data: list, shape: list[int], declared: str, spec: TensorSpec, field: str) -> np.ndarray:
+        """The array of `spec` from the Open Inference Protocol's data, flat in row-major order (or nested to
+        `shape`), whose values must be of the `declared` datatype."""
+        rows = self._declared_rows(shape, spec, field)
+        integers = DTYPES[declared] if declared.startswith(("INT", "UINT")) else None
+        array = _array(data, field, len(shape), integers, f"its datatype {declared}") if data else np.zeros(0)
+        if array.ndim > 1:  # nested to the shape: the same values
+            if list(array.shape) != shape:
+                raise BadRequest(f"{field} has data nested as {list(array.shape)}; its shape is {shape}")
+        elif array.size != math.prod(shape):
+            raise BadRequest(f"{field} has {array.size} values; its shape {shape} needs {math.prod(shape)}")
+        if (declared == "BOOL") != (array.dtype.kind == "b"):
+            raise BadRequest(f"{field} has datatype {declared} but its data holds {_kind(array)}")
+        if self.booleans and declared != "BOOL" and _first_boolean(data) is not None:
+            raise BadRequest(f"{field} holds true or false among its numbers; its datatype {declared} takes numbers")
+        if declared.startswith(("INT", "UINT")):
+            _check_integers(array, DTYPES[declared], field, f"its datatype {declared}")
+        elif declared.startswith("FP"):
+            _check_float(array, DTYPES[declared], declared, field)
+        if spec.dtype.kind == "f" and array.dtype.kind == "f":  # JSON integers among floats were read as float64
+            decode.check_json_integers(data, array, spec.dtype.type, lambda at: f"{field} {_where(at)}")
+        return convert(array.reshape(rows, *(shape[1:] if spec.shape else ())), spec, field)
 
-def _declared_to(array: np.ndarray, declared: str, spec: TensorSpec, field: str) -> np.ndarray:
-    """Values of the declared datatype in the input's dtype; integers reach a float input only exactly (convert)."""
-    return convert(array, spec, field)
+    def from_bytes(self, data: bytes, shape: list[int], declared: str, spec: TensorSpec, field: str) -> np.ndarray:
+        """The array of `spec` from a binary tensor (the Open Inference Protocol's binary data extension): the
+        values of the `declared` datatype, little-endian, row-major."""
+        rows = self._declared_rows(shape, spec, field)
+        dtype = DTYPES[declared].newbyteorder("<")
+        if len(data) != math.prod(shape) * dtype.itemsize:
+            raise BadRequest(
+                f"{field} has {len(data)} bytes of binary data; its shape {shape} of {declared} needs "
+                f"{math.prod(shape) * dtype.itemsize}"
+            )
+        array = np.frombuffer(data, dtype)
+        if declared == "BOOL" and array.view(np.uint8).max(initial=0) > 1:  # numpy keeps any other byte as it is
+            raise BadRequest(f"{field} has BOOL bytes other than 0 and 1")
+        return convert(array.reshape(rows, *(shape[1:] if spec.shape else ())), spec, field)
+
+    def _declared_rows(self, shape: object, spec: TensorSpec, field: str) -> int:
+        """The declared shape's count of rows, once the shape fits the input: [N, *row shape], or [N, 1] for an
+        input of one value per row (Triton's clients and perf_analyzer give every tensor a dimension per row)."""
+        expected = "[" + ", ".join(["N", *("any" if n < 0 else str(n) for n in spec.shape)]) + "]"
+        if not spec.shape and isinstance(shape, list) and len(shape) == 2 and shape[1] == 1:
+            shape = shape[:1]
+        if (
+            not isinstance(shape, list)
+            or len(shape) != len(spec.shape) + 1
+            or not all(type(n) is int and n >= 0 for n in shape)
+            or shape[0] < 1
+            or any(want >= 0 and got != want for got, want in zip(shape[1:], spec.shape, strict=True))
+        ):
+            raise BadRequest(
+                f"{field} has shape {decode.shown(shape)}; the input {spec.name!r} takes {expected} with N >= 1"
+            )
+        self.limits.check_rows(shape[0], field)
+        return shape[0]
 
 
 def _check_float(array: np.ndarray, dtype: np.dtype, declared: str, field: str) -> None:
@@ -79,22 +113,6 @@ def _check_float(array: np.ndarray, dtype: np.dtype, declared: str, field: str) 
         finite = np.isfinite(array.astype(dtype))
     if not finite.all():
         raise BadRequest(f"{field} {_where(np.argwhere(~finite)[0])} is not a finite {declared} value")
-
-
-def from_bytes(data: bytes, shape: list[int], declared: str, spec: TensorSpec, max_rows: int, field: str) -> np.ndarray:
-    """Rows of `spec` from a binary tensor (the Open Inference Protocol's binary data extension): the
-    values of the `declared` datatype, little-endian, row-major."""
-    rows = _declared_shape(shape, spec, max_rows, field)
-    dtype = DTYPES[declared].newbyteorder("<")
-    if len(data) != math.prod(shape) * dtype.itemsize:
-        raise BadRequest(
-            f"{field} has {len(data)} bytes of binary data; its shape {shape} of {declared} needs "
-            f"{math.prod(shape) * dtype.itemsize}"
-        )
-    array = np.frombuffer(data, dtype)
-    if declared == "BOOL" and array.view(np.uint8).max(initial=0) > 1:  # numpy keeps any other byte as it is
-        raise BadRequest(f"{field} has BOOL bytes other than 0 and 1")
-    return _declared_to(array.reshape(rows, *(shape[1:] if spec.shape else ())), declared, spec, field)
 
 
 def check_datatype(declared: object, spec: TensorSpec, field: str) -> str:
@@ -164,27 +182,6 @@ def _check_exact(array: np.ndarray, converted: np.ndarray, spec: TensorSpec, fie
 
 
 _EXACT_CHUNK = 1 << 18
-
-
-def _declared_shape(shape: object, spec: TensorSpec, max_rows: int, field: str) -> int:
-    """The declared shape's row count, once the shape fits the input: [N, *row shape], or [N, 1] for an input of
-    one value per row (Triton's clients and perf_analyzer give every tensor a dimension per row)."""
-    expected = "[" + ", ".join(["N", *("any" if n < 0 else str(n) for n in spec.shape)]) + "]"
-    if not spec.shape and isinstance(shape, list) and len(shape) == 2 and shape[1] == 1:
-        shape = shape[:1]
-    if (
-        not isinstance(shape, list)
-        or len(shape) != len(spec.shape) + 1
-        or not all(type(n) is int and n >= 0 for n in shape)
-        or shape[0] < 1
-        or any(want >= 0 and got != want for got, want in zip(shape[1:], spec.shape, strict=True))
-    ):
-        raise BadRequest(
-            f"{field} has shape {decode.shown(shape)}; the input {spec.name!r} takes {expected} with N >= 1"
-        )
-    if shape[0] > max_rows:
-        raise PayloadTooLarge(f"{field} has {shape[0]} rows; the limit is {max_rows} rows per request")
-    return shape[0]
 
 
 def _array(value: list, field: str, levels: int, integer_dtype: np.dtype | None = None, what: str = "") -> np.ndarray:

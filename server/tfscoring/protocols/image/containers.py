@@ -16,7 +16,7 @@ maps it to a 400.
   stream (the missing rows silently zero), extra data past the last row, a wrong checksum and a palette image
   without PLTE.  An APNG's default image (its IDAT) is checked; fdAT frames are never decoded.
 - `png_exif(body)`, `webp_exif(body)`: the EXIF payload, as b"Exif\\0\\0" + TIFF (the form
-  images._exif_orientation reads), or None.
+  exif.orientation reads), or None.
 
 Not checked here: palette indexes past the palette's end (Pillow maps them to black).  That needs the
 unfiltered rows, and the Average and Paeth filters are a sequential loop per byte, too slow in Python; after
@@ -115,7 +115,7 @@ class WebpInfo:
 def check_webp(body: bytes, max_chunks: int = WEBP_MAX_CHUNKS, max_frames: int | None = None) -> WebpInfo:
     """Walks every chunk of a WebP body (its frames' sub-chunks too), in time bounded by `max_chunks`
     top-level chunks other than frames and `max_frames` ANMF frames (None: 64 + 1 per 4 KiB of body, the
-    rule images.py applies to PNG chunks).  ContainerError says what is wrong or over a cap."""
+    rule header.py applies to PNG chunks).  ContainerError says what is wrong or over a cap."""
     view = memoryview(body)
     size = len(view)
     if size < 12 or view[:4] != b"RIFF" or view[8:12] != b"WEBP":
@@ -305,7 +305,7 @@ def png_filtered_size(width: int, height: int, bit_depth: int, color_type: int, 
 
 def check_png(body: bytes, max_chunks: int | None = None, max_pixels: int = 1 << 28) -> PngInfo:
     """Checks a PNG's structure and its image data's size (see the module docstring): ContainerError says
-    what is wrong.  `max_chunks` (None: 64 + 1 per 4 KiB of body, as images.py) bounds the walk, `max_pixels`
+    what is wrong.  `max_chunks` (None: 64 + 1 per 4 KiB of body, as header.py) bounds the walk, `max_pixels`
     the inflate (the caller refuses a large image first; this is a backstop).  Memory O(INFLATE_OUTPUT)."""
     view = memoryview(body)
     info, idats = _walk_png(view, max_chunks)

@@ -1,4 +1,8 @@
-"""The request body contract: {"data": [[784 numbers], ...]} becomes a float32 batch; anything else is refused."""
+"""The request body contract: {"data": [[784 numbers], ...]} becomes a float32 batch; anything else is refused.
+
+Read as the server reads a JSON body at /score (tests/support.py's json_rows: forms.decode_fast, the rows in C, then
+check_json_body and decode_json), for a model of one float32 input of rows; and the two paths of
+tfscoring/protocols/decode.py that reading takes, the fast one (simdjson) and the careful one (orjson + to_batch)."""
 
 from __future__ import annotations
 
@@ -7,10 +11,9 @@ import json
 import numpy as np
 import pytest
 
-from tests.support import data_body
+from tests.support import data_body, json_rows
 from tfscoring.errors import BadRequest, PayloadTooLarge
 from tfscoring.protocols import decode
-from tfscoring.protocols.decode import decode_rows
 
 WIDTH = 784
 
@@ -24,19 +27,19 @@ def row(value: object = 0.5, at: int | None = None) -> list:
 
 def test_rows_become_a_float32_batch_in_order():
     rows = [[float(i)] * WIDTH for i in range(3)]
-    batch = decode_rows(data_body(rows), WIDTH, max_rows=10)
+    batch = json_rows(data_body(rows), WIDTH, max_rows=10)
     assert batch.dtype == np.float32
     assert batch.shape == (3, WIDTH)
     assert batch[:, 0].tolist() == [0.0, 1.0, 2.0]
 
 
 def test_integers_and_floats_mix():
-    batch = decode_rows(data_body([[0, 1] * (WIDTH // 2)]), WIDTH, max_rows=1)
+    batch = json_rows(data_body([[0, 1] * (WIDTH // 2)]), WIDTH, max_rows=1)
     assert batch[0, :2].tolist() == [0.0, 1.0]
 
 
 def test_other_fields_are_ignored():
-    assert decode_rows(b'{"id": 7, "data": [' + json.dumps(row()).encode() + b"]}", WIDTH, 1).shape == (1, WIDTH)
+    assert json_rows(b'{"id": 7, "data": [' + json.dumps(row()).encode() + b"]}", WIDTH, 1).shape == (1, WIDTH)
 
 
 @pytest.mark.parametrize(
@@ -50,7 +53,6 @@ def test_other_fields_are_ignored():
         (b'{"data": "\xff"}', "not valid UTF-8"),
         (b"[[1, 2]]", "body must be a JSON object"),
         (b'"data"', "body must be a JSON object"),
-        (b'{"inputs": [[1]]}', 'body has no "data" field'),
         (b'{"data": "abc"}', '"data" must be a list of rows'),
         (b'{"data": {"a": 1}}', '"data" must be a list of rows'),
         (b'{"data": null}', '"data" must be a list of rows like {"data": [[784 numbers], ...]}, got null'),
@@ -63,7 +65,7 @@ def test_other_fields_are_ignored():
 )
 def test_malformed_documents_are_refused_with_what_is_wrong(raw, message):
     with pytest.raises(BadRequest) as caught:
-        decode_rows(raw, WIDTH, max_rows=10)
+        json_rows(raw, WIDTH, max_rows=10)
     assert message in caught.value.message
     assert caught.value.status_code == 400
 
@@ -85,25 +87,25 @@ def test_malformed_documents_are_refused_with_what_is_wrong(raw, message):
 )
 def test_malformed_rows_are_refused_naming_row_and_column(data, message):
     with pytest.raises(BadRequest) as caught:
-        decode_rows(data_body(data), WIDTH, max_rows=10)
+        json_rows(data_body(data), WIDTH, max_rows=10)
     assert message in caught.value.message
 
 
 def test_too_many_rows_is_payload_too_large():
     with pytest.raises(PayloadTooLarge) as caught:
-        decode_rows(data_body([row()] * 3), WIDTH, max_rows=2)
+        json_rows(data_body([row()] * 3), WIDTH, max_rows=2)
     assert caught.value.status_code == 413
     assert '"data" has 3 rows; the limit is 2 rows per request' in caught.value.message
 
 
 def test_a_utf8_byte_order_mark_is_ignored():
-    assert decode_rows(b"\xef\xbb\xbf" + data_body([row()]), WIDTH, max_rows=1).shape == (1, WIDTH)
+    assert json_rows(b"\xef\xbb\xbf" + data_body([row()]), WIDTH, max_rows=1).shape == (1, WIDTH)
 
 
 def test_non_finite_literal_is_named_after_non_ascii_text():
     raw = '{"note": "\u00e9\u00e9\u00e9", "data": [[1, NaN]]}'.encode()
     with pytest.raises(BadRequest, match="non-finite number at line 1 column 30"):
-        decode_rows(raw, WIDTH, max_rows=1)
+        json_rows(raw, WIDTH, max_rows=1)
 
 
 def test_a_body_with_more_values_than_the_row_limit_allows_is_refused_before_parsing():
@@ -111,12 +113,12 @@ def test_a_body_with_more_values_than_the_row_limit_allows_is_refused_before_par
     with pytest.raises(
         PayloadTooLarge, match="body holds more than 3136 values; a request takes at most 2 rows of 784"
     ):
-        decode_rows(raw, WIDTH, max_rows=2)
-    assert decode_rows(data_body([row(), row()]), WIDTH, max_rows=2).shape == (2, WIDTH)  # a full request still fits
+        json_rows(raw, WIDTH, max_rows=2)
+    assert json_rows(data_body([row(), row()]), WIDTH, max_rows=2).shape == (2, WIDTH)  # a full request still fits
 
 
 def test_width_comes_from_the_model():
-    assert decode_rows(data_body([[1, 2, 3]]), 3, max_rows=1).shape == (1, 3)
+    assert json_rows(data_body([[1, 2, 3]]), 3, max_rows=1).shape == (1, 3)
 
 
 def test_plain_bodies_take_the_fast_path_and_match_the_careful_one():
@@ -140,14 +142,14 @@ def test_plain_bodies_take_the_fast_path_and_match_the_careful_one():
 )
 def test_rows_that_only_add_up_to_full_rows_are_refused(data, message):
     with pytest.raises(BadRequest) as caught:
-        decode_rows(data_body(data), WIDTH, max_rows=10)
+        json_rows(data_body(data), WIDTH, max_rows=10)
     assert message in caught.value.message
 
 
 def test_a_duplicate_data_key_is_read_as_the_careful_path_reads_it():
     body = b'{"data": [' + json.dumps(row()).encode() + b'], "data": "x"}'
     with pytest.raises(BadRequest, match='"data" must be a list of rows'):
-        decode_rows(body, WIDTH, max_rows=1)
+        json_rows(body, WIDTH, max_rows=1)
 
 
 @pytest.mark.parametrize(
@@ -159,7 +161,7 @@ def test_a_duplicate_data_key_is_read_as_the_careful_path_reads_it():
 )
 def test_bodies_the_fast_parser_would_read_differently_get_the_careful_answer(raw, message):
     with pytest.raises(BadRequest, match=message):
-        decode_rows(raw, 3, max_rows=1)
+        json_rows(raw, 3, max_rows=1)
 
 
 def test_the_howto_clients_numpy_2_body_is_refused_with_the_cause_and_the_fix():
@@ -168,7 +170,7 @@ def test_the_howto_clients_numpy_2_body_is_refused_with_the_cause_and_the_fix():
     body = ('{"data": [' + str(list(rows[0])) + "]}").encode()
     assert b"np.float64(0.5)" in body
     with pytest.raises(BadRequest) as caught:
-        decode_rows(body, WIDTH, max_rows=10)
+        json_rows(body, WIDTH, max_rows=10)
     message = caught.value.message
     assert "numpy's np.float64(...) at line 1 column 12" in message
     assert "str(list(array))" in message and 'json.dumps({"data": X.tolist()})' in message

@@ -1,0 +1,133 @@
+"""A codec: one request form, from the body a client sends to the arrays the model takes, and back to the answer.
+
+Each form is a module of this folder with one codec (registry.py lists them and picks one for a request):
+
+    decode(body, interface, limits, reserve) -> Decoded    the arrays, one per input of the model (400, 413)
+    encode(decoded, outputs, interface)       -> Answer     the outputs in the form the request came in
+    schema(interface)                         -> Schema     what /swagger.json says of the form (swagger.py)
+
+A decode is bounded before its expensive step: it tells `reserve(bytes)` the most memory that step takes beyond
+the body itself (the app resizes the request's share of the in-flight budget to the body and that, or answers
+503), from what it has read so far (a JSON body's counts, an image's header, a binary body's size).  Before the
+body is read, `first_weight(interface)` bytes per declared body byte are reserved.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import orjson
+
+from tfscoring.errors import BadRequest
+from tfscoring.interface import Batch, Interface, TensorSpec
+from tfscoring.protocols import decode
+from tfscoring.protocols.limits import Limits
+
+# Told the most bytes a decode's next step takes beyond the body, before it runs (it may refuse: 503).
+Reserve = Callable[[int], None]
+# A body decoded into one array: the body and its array (a binary body's first weight, per body byte).
+BINARY_WEIGHT = 2
+JSON_CONTENT_TYPE = {"Content-Type": "application/json"}
+
+
+def no_reserve(_bytes: int) -> None:
+    """A reserve for callers without an in-flight budget (tests, benchmarks)."""
+
+
+@dataclass
+class Decoded:
+    """A decoded request: each input's array, and what its answer needs."""
+
+    arrays: Batch  # one array per input of the interface, in its order, rows first
+    codec: Codec  # the form the request came in, which encodes its answer
+    id: str | None = None  # the Open Inference Protocol's request id, echoed
+    outputs: tuple[int, ...] | None = None  # the outputs asked for (indices), None: all
+    binary: frozenset[int] = field(default_factory=frozenset)  # outputs to answer as binary data
+
+    @property
+    def rows(self) -> int:
+        return len(self.arrays[0])
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A 200 answer's body and headers."""
+
+    body: bytes
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Schema:
+    """What /swagger.json says of a form, for one model (swagger.py puts them together).
+
+    `request`, `answer`: named JSON schemas of a JSON body and of its answer, the form's own first, then any it
+    refers to; `content`: the schema of a body of a content type of its own, by content type."""
+
+    request: dict[str, dict] = field(default_factory=dict)
+    answer: dict[str, dict] = field(default_factory=dict)
+    content: dict[str, dict] = field(default_factory=dict)
+
+
+class Codec(ABC):
+    name: str  # the form's name, as its module's
+
+    def first_weight(self, interface: Interface) -> int:
+        """Bytes of the in-flight budget reserved per declared body byte, before the body is read."""
+        return BINARY_WEIGHT
+
+    @abstractmethod
+    def decode(self, body: bytes, interface: Interface, limits: Limits, reserve: Reserve = no_reserve) -> Decoded:
+        """The request's arrays, validated against the model's inputs (BadRequest, PayloadTooLarge)."""
+
+    @abstractmethod
+    def encode(self, decoded: Decoded, outputs: Batch, interface: Interface) -> Answer:
+        """The answer to `decoded`, whose outputs are `outputs` (one array per output of the interface)."""
+
+    def schema(self, interface: Interface) -> Schema | None:
+        """What /swagger.json says of this form for the model; None where the model does not take it."""
+        return None
+
+    def __repr__(self) -> str:
+        return f"<codec {self.name}>"
+
+
+def only_input(interface: Interface, form: str) -> TensorSpec:
+    """The input of a one-input model, for a form that has no names; a 400 for a model with several."""
+    if len(interface.inputs) != 1:
+        raise BadRequest(
+            f"{form} is for a model with one input; this model has {len(interface.inputs)} "
+            f"({interface.input_list()}): name each, e.g. {example(interface)}"
+        )
+    return interface.inputs[0]
+
+
+def example(interface: Interface) -> str:
+    """A JSON request to the model, as messages show one: the how-to's rows, where it takes them, or the inputs
+    by name (TF Serving's columns)."""
+    if interface.howto_width:
+        return decode.expected_shape(interface.howto_width)
+    names = ", ".join(f'"{spec.name}": [{_rows_of(spec)}]' for spec in interface.inputs)
+    return f'{{"inputs": {{{names}}}}}'
+
+
+def _rows_of(spec: TensorSpec) -> str:
+    return f"rows of shape ({spec.shown()[4:]}" if spec.shape else "one value per row"
+
+
+def json_answer(value: object) -> Answer:
+    return Answer(dumps(value), JSON_CONTENT_TYPE)
+
+
+def dumps(value: object) -> bytes:
+    # numpy arrays straight to JSON; NaN and infinities (which a model may answer) become null.
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY, default=_to_list)
+
+
+def _to_list(value: object) -> object:
+    if isinstance(value, (np.ndarray, np.generic)):  # e.g. a non-contiguous array, which orjson leaves to this
+        return value.tolist()
+    raise TypeError
