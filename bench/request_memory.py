@@ -157,7 +157,7 @@ def bodies(input_name: str) -> dict[str, tuple[bytes, dict[str, str]]]:
     out["JPEG progressive 4096x4096 q95"] = (_image(rgb, "JPEG", quality=95, progressive=True), jpeg)
     out["WebP RGB 4096x4096 q90"] = (_image(rgb, "WEBP", quality=90), {"Content-Type": "image/webp"})
     out['JSON {"inputs": [[], [], ...]} (attack)'] = (b'{"inputs": [' + b"[]," * ((18 << 20) // 3) + b"[]]}", json_type)
-    # The worst bodies that pass the count of values (protocols.json_limits): empty objects and lists.
+    # The worst bodies that pass the count of values (protocols/jsonbounds.py): empty objects and lists.
     from bench.gil_hold import build_other
 
     for name, kind in (

@@ -87,15 +87,11 @@ def rows_interface(width: int):
 
 
 def json_rows(body: bytes, width: int, max_rows: int):
-    """The rows of a JSON body to rows_interface(width), read as the server reads a JSON body at /score (app.py):
-    the how-to's rows in C where the body is plainly that (forms.decode_fast), else counted (check_json_body: 413
-    for too many values, 400 for too deep) and parsed in whichever form it is (decode_json).  A refusal raises the
-    BadRequest or PayloadTooLarge the client gets."""
-    from tfscoring.protocols import forms
+    """The rows of a JSON body to rows_interface(width), read as the server reads a JSON body at /score (app.py,
+    through protocols/registry.py): the how-to's rows in C where the body is plainly that, else counted (413 for too
+    many values, 400 for too deep) and parsed in whichever form it is.  A refusal raises the BadRequest or
+    PayloadTooLarge the client gets."""
+    from tfscoring.protocols import registry
+    from tfscoring.protocols.limits import Limits
 
-    interface = rows_interface(width)
-    request = forms.decode_fast(body, interface, max_rows)
-    if request is None:
-        counts = forms.check_json_body(body, interface, max_rows)
-        request = forms.decode_json(body, interface, max_rows, counts=counts)
-    return request.rows[0]
+    return registry.JSON.decode(body, rows_interface(width), Limits(max_rows=max_rows)).arrays[0]

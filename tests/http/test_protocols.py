@@ -88,7 +88,7 @@ def test_open_inference_protocol_request_gets_its_outputs_named_and_shaped(serve
          "input 'network/X' is sent twice"),
         ({"instances": []}, '"instances" must be a non-empty list'),
         ({"instances": [{"pixels": [0] * 784}]}, "instance 0 names 'pixels', which is not an input of the model"),
-        ({"instances": [[0] * 783]}, "row 0 of instances has 783 values; expected shape (N, 784)"),
+        ({"instances": [[0] * 783]}, 'row 0 of "instances" has 783 values; expected shape (N, 784)'),
         ({"inputs": {"a": [[0] * 784], "b": [[0] * 784]}}, "\"inputs\" names 'a', which is not an input"),
         ({"rows": [[0] * 784]}, 'body has none of "data"'),
         ({"inputs": [{"name": "network/X", "shape": [1, 784], "datatype": ["FP32"], "data": [0] * 784}]},

@@ -59,15 +59,16 @@ def test_built_model_info_and_held_out_accuracy(model_dir):
 
 
 def test_the_built_model_scores_t10k_in_process(model_dir, t10k):
-    """GraphModel on the trained model: one int64 class id per row, most of them right (the rest of GraphModel's
+    """GraphModel on the trained model: ten float32 scores per row, whose argmax is most often right (the rest of GraphModel's
     tests: tests/unit/test_graph_model.py, on the how-to's graph untrained)."""
     images, labels = t10k
     model = GraphModel.load(Settings(azureml_model_dir=model_dir))
     try:
-        predicted = model.infer(images[:1000])
+        (scores,) = model.predict((images[:1000],))  # one session call of all 1000 rows
     finally:
         model.close()
-    assert predicted.dtype == np.int64 and predicted.shape == (1000,)
+    assert scores.dtype == np.float32 and scores.shape == (1000, 10)
+    predicted = scores.argmax(axis=1)
     assert (predicted == labels[:1000]).mean() > 0.85
 
 

@@ -1,14 +1,14 @@
 """Fuzzing the request parsers in-process: whatever the body, a valid batch or a 400/413 with a message, nothing else.
 
-The promise, for a JSON body read as the server reads one (tests/support.py's json_rows: forms.decode_fast, then
-check_json_body and decode_json, for a model of one float32 input of rows), application/octet-stream (decode_raw)
-and application/x-npy (decode_npy), over arbitrary bytes, arbitrary JSON documents and bodies one mutation away
-from valid ones:
+The promise, for a JSON body read as the server reads one (tests/support.py's json_rows: the JSON codecs of
+protocols/registry.py, for a model of one float32 input of rows), application/octet-stream (raw.CODEC) and
+application/x-npy (npy.CODEC), over arbitrary bytes, arbitrary JSON documents and bodies one mutation away from
+valid ones:
 
 - the answer is a float32 array of shape (n, width), 1 <= n <= max_rows, every
   value finite; or a BadRequest / PayloadTooLarge with a non-empty message;
 - no other exception, ever (that would be a 500);
-- the JSON fast path (simdjson) and the careful path (orjson) agree on every
+- the JSON fast path (the how-to's rows in simdjson) and the careful path (orjson) agree on every
   body: same batch bit for bit, or the same error.
 
 Hypothesis runs with a fixed seed, so a CI run is reproducible; FUZZ_RANDOM=1
@@ -43,25 +43,37 @@ from tests.strategies import (
     raw_bodies,
     valid_bodies,
 )
-from tests.support import json_rows
+from tests.support import json_rows, rows_interface
 from tfscoring.errors import BadRequest, PayloadTooLarge
-from tfscoring.interface import TensorSpec
-from tfscoring.protocols import decode
-from tfscoring.protocols.binary import decode_npy, decode_raw
+from tfscoring.protocols import howto, npy, raw
+from tfscoring.protocols.codec import no_reserve
+from tfscoring.protocols.limits import Limits
 
 # ---------------------------------------------------------------------------------------------------------------
 # The contract
 
 
-def rows_of(width: int) -> TensorSpec:
-    """A float32 input of rows of `width` values, as the binary decoders take the model's input."""
-    return TensorSpec("x", "x:0", np.dtype("float32"), (width,))
+def raw_rows(body: bytes, width: int, max_rows: int) -> np.ndarray:
+    """The rows of an application/octet-stream body to a model of one float32 input of `width` values a row."""
+    return raw.CODEC.decode(body, rows_interface(width), Limits(max_rows=max_rows)).arrays[0]
+
+
+def npy_rows(body: bytes, width: int, max_rows: int) -> np.ndarray:
+    """The rows of an application/x-npy body to a model of one float32 input of `width` values a row."""
+    return npy.CODEC.decode(body, rows_interface(width), Limits(max_rows=max_rows)).arrays[0]
+
+
+def fast_rows(body: bytes, width: int, max_rows: int) -> np.ndarray | None:
+    """The rows of a JSON body as the how-to's fast path reads them (simdjson), or None where it leaves the body
+    to the careful path."""
+    decoded = howto.CODEC.decode_fast(body, rows_interface(width), Limits(max_rows=max_rows), no_reserve)
+    return None if decoded is None else decoded.arrays[0]
 
 
 def assert_batch_or_client_error(decoder, body: bytes, width: int, max_rows: int = MAX_ROWS) -> np.ndarray | None:
     """The decoder's answer is a valid batch (returned) or a 400/413 with a message (None); anything else fails."""
     try:
-        batch = decoder(body, width if decoder is json_rows else rows_of(width), max_rows)
+        batch = decoder(body, width, max_rows)
     except (BadRequest, PayloadTooLarge) as err:
         assert err.status_code in (400, 413)
         assert isinstance(err.message, str) and err.message.strip(), f"empty message for {body[:80]!r}"
@@ -156,7 +168,7 @@ def test_plain_bodies_take_the_fast_path_and_hold_the_numbers_sent(case):
     path, which refuses an integer float32 cannot hold exactly and reads the rest as the fast path would."""
     text, width = case
     body = text.encode()
-    fast = decode.fast_rows(body, width, MAX_ROWS)
+    fast = fast_rows(body, width, MAX_ROWS)
     data = json.loads(text)["data"]
     with np.errstate(over="ignore"):
         expected = np.array(data, dtype=np.float32)
@@ -175,20 +187,20 @@ def test_plain_bodies_take_the_fast_path_and_hold_the_numbers_sent(case):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# application/octet-stream (decode_raw)
+# application/octet-stream (raw.CODEC)
 
 
 @fuzz(200)
 @given(body=st.binary(max_size=64), width=WIDTHS)
 def test_raw_any_bytes_give_a_batch_or_a_client_error(body, width):
-    assert_batch_or_client_error(decode_raw, body, width)
+    assert_batch_or_client_error(raw_rows, body, width)
 
 
 @fuzz(300)
 @given(case=raw_bodies())
 def test_raw_rows_are_accepted_exactly_when_whole_finite_and_within_the_limit(case):
     body, width = case
-    batch = assert_batch_or_client_error(decode_raw, body, width)
+    batch = assert_batch_or_client_error(raw_rows, body, width)
     whole = len(body) % (4 * width) == 0
     values = np.frombuffer(body[: len(body) - len(body) % 4], "<f4")
     valid = whole and 1 <= len(values) // width <= MAX_ROWS and np.isfinite(values).all()
@@ -198,13 +210,13 @@ def test_raw_rows_are_accepted_exactly_when_whole_finite_and_within_the_limit(ca
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# application/x-npy (decode_npy)
+# application/x-npy (npy.CODEC)
 
 
 @fuzz(200)
 @given(body=st.binary(max_size=200), width=WIDTHS)
 def test_npy_any_bytes_give_a_batch_or_a_client_error(body, width):
-    assert_batch_or_client_error(decode_npy, body, width)
+    assert_batch_or_client_error(npy_rows, body, width)
 
 
 @fuzz(400)
@@ -212,7 +224,7 @@ def test_npy_any_bytes_give_a_batch_or_a_client_error(body, width):
 def test_npy_any_header_gives_a_batch_or_a_client_error(case):
     """An accepted .npy body holds what numpy's own loader reads from it, as float32."""
     body, width = case
-    batch = assert_batch_or_client_error(decode_npy, body, width)
+    batch = assert_batch_or_client_error(npy_rows, body, width)
     if batch is not None:
         with np.errstate(over="ignore"):
             expected = np.load(io.BytesIO(body), allow_pickle=False).astype(np.float32)
@@ -224,4 +236,4 @@ def test_npy_headers_that_upset_numpys_parser_are_a_bad_request(header):
     """numpy evaluates the header as a Python literal; what that raises on a hostile header is still a 400."""
     body = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode("latin-1")
     with pytest.raises(BadRequest, match=r"body is not a \.npy array"):
-        decode_npy(body, rows_of(WIDTH), MAX_ROWS)
+        npy_rows(body, WIDTH, MAX_ROWS)

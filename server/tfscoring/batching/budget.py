@@ -1,7 +1,7 @@
 """Bound the memory a worker spends on requests it is reading, decoding and scoring.
 
 Each request reserves a first weight before its body is read (declared body
-bytes times a cost per byte, see sizing.JSON_WEIGHT); once the
+bytes times a cost per byte, see protocols/jsonbounds.py's JSON_WEIGHT); once the
 body is read, and before each expensive step, its reservation is resized to
 the request's own bound: an image's decoded size from its header, a JSON
 body's objects counted in its bytes, then its arrays, their batch copies and

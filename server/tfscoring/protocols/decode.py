@@ -25,7 +25,7 @@ import numpy as np
 import orjson
 
 from tfscoring.errors import BadRequest, PayloadTooLarge
-from tfscoring.interface import DATATYPES
+from tfscoring.interface import TensorSpec
 from tfscoring.protocols.limits import Limits
 
 _NUMBERS = frozenset((int, float))  # bool is a subclass of int but its own type, so it is not in here
@@ -233,13 +233,15 @@ def _describe_json_error(err: orjson.JSONDecodeError) -> str:
     return f"body is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}"
 
 
-def to_batch(data: object, width: int, limits: Limits, field: str = '"data"') -> np.ndarray:
-    """The float32 batch of a parsed JSON list of rows of `width` numbers, validated; errors name `field`, where the
-    rows were."""
+def to_batch(data: object, spec: TensorSpec, limits: Limits, field: str, example: str) -> np.ndarray:
+    """The float32 batch of a parsed JSON list of rows of `spec`'s width (a float32 input of one dimension),
+    validated; errors name `field`, where the rows were, and show `example`, a request of the form, where `data` is
+    no list of rows."""
+    (width,) = spec.shape
     if not isinstance(data, list):
-        raise BadRequest(f"{field} must be a list of rows like {expected_shape(width)}, got {json_type(data)}")
+        raise BadRequest(f"{field} must be a list of rows like {example}, got {json_type(data)}")
     if not data:
-        raise BadRequest(f"{field} has no rows; expected {expected_shape(width)}")
+        raise BadRequest(f"{field} has no rows; expected {example}")
     _check_row(0, data[0], width, field)  # a lone flat image gets its own hint before any count
     limits.check_rows(len(data), field)
     for i in range(1, len(data)):
@@ -247,17 +249,17 @@ def to_batch(data: object, width: int, limits: Limits, field: str = '"data"') ->
     with np.errstate(over="ignore"):  # values beyond float32 become inf, reported just below
         batch = np.array(data, dtype=np.float32)
     check_finite(batch, field)
-    check_json_integers(data, batch, np.float32, lambda at: f"row {at[0]}, column {at[1]} of {field}")
+    check_json_integers(data, batch, spec, lambda at: f"row {at[0]}, column {at[1]} of {field}")
     return batch
 
 
-def check_json_integers(value: list, array: np.ndarray, dtype: type, where) -> None:
-    """The JSON integers of `value` (the nested list `array` was made from, of its shape) must be held exactly by
-    the float `dtype`: checked in integer arithmetic where the array has values of 2**(mantissa bits + 1) or more,
+def check_json_integers(value: list, array: np.ndarray, spec: TensorSpec, where) -> None:
+    """The JSON integers of `value` (the list `array` was made from, of its size) must be held exactly by the
+    float input `spec`: checked in integer arithmetic where the array has values of 2**(mantissa bits + 1) or more,
     the first integers the dtype may not hold (float64 reads 2**53 + 1 as 2**53, which float32 holds).
     `where(index)` names a value in messages."""
     with np.errstate(invalid="ignore"):
-        large = np.abs(array) >= 2.0 ** (np.finfo(dtype).nmant + 1)
+        large = np.abs(array) >= 2.0 ** (np.finfo(spec.dtype).nmant + 1)
     if not large.any():
         return
     candidates = np.array(value, dtype=object).reshape(array.shape)[large]
@@ -265,24 +267,26 @@ def check_json_integers(value: list, array: np.ndarray, dtype: type, where) -> N
     if len(integers):
         at = np.argwhere(large)
         for k in integers:
-            check_exact_integer(candidates[k], dtype, where([int(i) for i in at[k]]))
+            check_exact_integer(candidates[k], spec, where([int(i) for i in at[k]]))
 
 
-def check_exact_integer(value: object, dtype: type, where: str) -> None:
+def check_exact_integer(value: object, spec: TensorSpec, where: str) -> None:
     """A JSON integer (a Python int, exact) sent to a float input must be one the input's dtype holds exactly:
     compared in integer arithmetic, as float64 would round 2**53 + 1 before any comparison."""
     if type(value) is not int:
         return
     with np.errstate(over="ignore"):
         try:
-            held = dtype(value)
+            held = spec.dtype.type(value)
         except OverflowError:
             held = np.inf
     if np.isfinite(held) and int(held) == value:
         return
-    name = DATATYPES[np.dtype(dtype)]
     became = f"it would be {int(held)}" if np.isfinite(held) else "beyond its range"
-    raise BadRequest(f"{where} is an integer that {name} cannot hold exactly: {value} ({became}); the input is {name}")
+    raise BadRequest(
+        f"{where} is an integer that {spec.datatype} cannot hold exactly: {value} ({became}); the input "
+        f"{spec.name!r} is {spec.datatype}"
+    )
 
 
 def _check_row(i: int, row: object, width: int, field: str) -> None:

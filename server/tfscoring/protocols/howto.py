@@ -8,9 +8,9 @@ infinities as null.
 Two paths, one contract.  The fast path (decode_fast) parses with simdjson and copies the numbers straight into a
 numpy buffer, building no Python object per value (about 30 us per 784-value row against 70 us for orjson +
 np.array).  It takes only bodies it can prove well-formed: exactly N+1 brackets in the whole body, N rows of
-`width` values each, every value a number.  Anything else, valid or not, goes the careful way of every JSON form
-(jsonforms.decode_json: counted, parsed by orjson, validated by tensors.py), the single source of every error
-message.
+`width` values each, every value a number, no `signature_name`.  Anything else, valid or not, goes the careful way
+of every JSON form (jsonforms.decode_json: counted, parsed by orjson, validated by tensors.py), the single source of
+every error message.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ _parser_lock = threading.Lock()
 
 class HowtoCodec(JsonCodec):
     name = "howto"
+    claimed_by = '"data" (the how-to\'s form)'
 
     def claims(self, document: dict) -> bool:
         return "data" in document
@@ -182,6 +183,8 @@ def _fast_batch(body: bytes, width: int, max_rows: int) -> np.ndarray | None:
         try:
             data = document.get("data") if isinstance(document, simdjson.Object) else None
             if not isinstance(data, simdjson.Array) or not 0 < len(data) <= max_rows:
+                return None
+            if "signature_name" in document:  # TF Serving's, which the parsed document's reading checks (jsonforms)
                 return None
             rows = len(data)
             # With as many brackets as rows + 1 in the whole body, no row holds a nested list; with one "data",

@@ -35,7 +35,7 @@ class ImageCodec(Codec):
     name = "image"
 
     def decode(self, body: bytes, interface: Interface, limits: Limits, reserve: Reserve = no_reserve) -> Decoded:
-        spec = only_input(interface, f"a {self.content_type} body")
+        spec = only_input(interface, f"an {self.content_type} body")
         read = header.inspect(body, spec, limits.max_pixels)  # the header alone: size, frames, structure (400, 413)
         reserve(read.decoded_bytes)
         return Decoded((pixels.decode(read, spec, limits.image_scale),), self)

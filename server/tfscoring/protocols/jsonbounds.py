@@ -63,16 +63,15 @@ def check_json(body: bytes, interface: Interface, limits: Limits, binary: int = 
     nested deeper than the model's inputs."""
     most, nesting = most_values(interface, limits), deepest(interface)
     counts = dataclasses.replace(decode.count(body, most), binary=binary)
-    decode.check_counts(counts, most, nesting, _why(interface, limits, nesting))
+    decode.check_counts(counts, most, nesting, _why(interface, limits))
     return counts
 
 
-def _why(interface: Interface, limits: Limits, nesting: int) -> str:
+def _why(interface: Interface, limits: Limits) -> str:
+    """Where a request's limits come from, as the 413 and 400 of check_json say."""
     if interface.bounded_json:
-        why = f"{limits.max_rows} rows (MAX_REQUEST_ROWS) of {interface.input_list()}"
-    else:
-        why = f"a ceiling for inputs of a free dimension ({interface.input_list()})"
-    return f"{why}, nested at most {nesting} deep"
+        return f"{limits.max_rows} rows (MAX_REQUEST_ROWS) of {interface.input_list()}"
+    return f"a ceiling for inputs of a free dimension ({interface.input_list()})"
 
 
 def _lists_in_row(shape: tuple[int, ...]) -> int:

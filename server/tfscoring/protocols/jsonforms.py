@@ -4,7 +4,7 @@ Every JSON body goes the same way (decode_json): counted over its bytes and refu
 request to the model can (jsonbounds.py), the parse's cost reserved, parsed, then read by a form into the arrays.
 `JsonForms` is the codec of a JSON body at POST /score: TF Serving's `signature_name` checked, the document is read
 by the first of its forms that claims it (registry.py lists them).  A form may read a body it recognises on its
-bytes alone before that (`decode_fast`: the how-to's rows, in C).
+bytes alone before that (`decode_fast`: the how-to's rows, in C), unless the body names a `signature_name`.
 
 Every input is validated on its own (tensors.py) and all of them must have the same number of rows.
 """
@@ -36,6 +36,10 @@ class JsonBody:
 
 class JsonCodec(Codec):
     """A JSON request form."""
+
+    # What claims a document for the form, e.g. '"data" (the how-to\'s form)': the message for a body that no form
+    # claims lists every form's, in the registry's order.
+    claimed_by: str = ""
 
     def first_weight(self, interface: Interface) -> int:
         return jsonbounds.first_weight(interface)
@@ -81,10 +85,9 @@ class JsonForms(JsonCodec):
         for form in self.forms:
             if form.claims(body.document):
                 return form.read(body, interface)
-        raise BadRequest(
-            'body has none of "data" (the how-to\'s form), "instances" or "inputs" (TF Serving\'s row and columnar '
-            'forms) or "inputs" as a list of tensors (the Open Inference Protocol); e.g. ' + example(interface)
-        )
+        *others, last = (form.claimed_by for form in self.forms)
+        listed = f"{', '.join(others)} or {last}" if others else last
+        raise BadRequest(f"body has none of {listed}; e.g. {example(interface)}")
 
     def encode(self, decoded: Decoded, outputs: Batch, interface: Interface) -> Answer:
         return decoded.codec.encode(decoded, outputs, interface)

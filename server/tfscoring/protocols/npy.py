@@ -29,7 +29,7 @@ class NpyCodec(Codec):
     content_type = CONTENT_TYPE
 
     def decode(self, body: bytes, interface: Interface, limits: Limits, reserve: Reserve = no_reserve) -> Decoded:
-        spec = only_input(interface, f"a {CONTENT_TYPE} body")
+        spec = only_input(interface, f"an {CONTENT_TYPE} body")
         reserve(BINARY_WEIGHT * len(body))  # its array, and one conversion
         return Decoded((_array(body, spec, limits),), self)
 
@@ -80,7 +80,9 @@ def _array(body: bytes, spec: TensorSpec, limits: Limits) -> np.ndarray:
     size = math.prod(shape) * dtype.itemsize  # Python ints: numpy's product wraps around in 64 bits
     if len(data) != size:
         raise BadRequest(f".npy array of shape {shape} needs {size} bytes of data, got {len(data)}")
-    array = np.frombuffer(data, dtype).reshape(shape, order="F" if fortran_order else "C")
+    values = np.frombuffer(data, dtype)
+    tensors.check_bool_bytes(values, "body")
+    array = values.reshape(shape, order="F" if fortran_order else "C")
     return tensors.convert(array.reshape(shape[0], *spec.shape) if shape[1:] == flat else array, spec, "body")
 
 

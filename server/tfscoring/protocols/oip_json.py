@@ -24,6 +24,7 @@ _TENSOR_KEYS = {"name", "shape", "datatype"}  # an Open Inference Protocol input
 
 class OipCodec(JsonCodec):
     name = "oip_json"
+    claimed_by = '"inputs" as a list of tensors (the Open Inference Protocol)'
 
     def claims(self, document: dict) -> bool:
         inputs = document.get("inputs")
@@ -191,8 +192,10 @@ def _requested_outputs(document: dict, interface: Interface) -> tuple[tuple[int,
         index = interface.outputs.index(spec)
         if index not in wanted:
             wanted.append(index)
-        options = output.get("parameters") or {}
-        if not isinstance(options, dict):
+        options = output.get("parameters")
+        if options is None:
+            options = {}
+        if not isinstance(options, dict):  # an empty list too, as the request's and the inputs' "parameters"
             raise BadRequest(f'output {spec.name!r} has "parameters" that is not an object')
         if options.get("binary_data", all_binary) is True:
             binary.add(index)

@@ -23,7 +23,7 @@ class RawCodec(Codec):
     content_type = CONTENT_TYPE
 
     def decode(self, body: bytes, interface: Interface, limits: Limits, reserve: Reserve = no_reserve) -> Decoded:
-        spec = only_input(interface, f"a {CONTENT_TYPE} body")
+        spec = only_input(interface, f"an {CONTENT_TYPE} body")
         reserve(BINARY_WEIGHT * len(body))  # its array, and one conversion
         return Decoded((_array(body, spec, limits),), self)
 
@@ -64,4 +64,5 @@ def _array(body: bytes, spec: TensorSpec, limits: Limits) -> np.ndarray:
         )
     batch = np.frombuffer(body, dtype).reshape(-1, *spec.shape)
     limits.check_rows(len(batch), "body")
+    tensors.check_bool_bytes(batch, "body")
     return tensors.convert(batch, spec, "body")

@@ -31,47 +31,52 @@ class TensorReader:
     limits: Limits
     booleans: bool = True
 
-    def from_json(self, value: object, spec: TensorSpec, field: str) -> np.ndarray:
+    def from_json(self, value: object, spec: TensorSpec, field: str, example: str | None = None) -> np.ndarray:
         """The array of `spec` from a parsed JSON list: one item per row, nested to the row's shape, or a fixed
-        row's values flat (row-major)."""
+        row's values flat (row-major).  `example`: a request of the form, which the how-to's kind of rows (float32,
+        one dimension) show where `value` is no list of them (default: the how-to's)."""
         if spec.dtype == np.float32 and len(spec.shape) == 1 and spec.fixed:
-            return decode.to_batch(value, spec.shape[0], self.limits, field)
+            example = example or decode.expected_shape(spec.shape[0])
+            return decode.to_batch(value, spec, self.limits, field, example)
         if not isinstance(value, list) or not value:
             raise BadRequest(f"{field} must be a non-empty list of rows of shape {spec.shown()}, got {_json(value)}")
         self.limits.check_rows(len(value), field)
         integers = spec.dtype if spec.dtype.kind in _INTEGER_KINDS else None
         array = _array(value, field, len(spec.shape) + 1, integers, f"the input {spec.name!r} ({spec.datatype})")
         if spec.dtype.kind == "f" and array.dtype.kind == "f":  # JSON integers among floats were read as float64
-            decode.check_json_integers(value, array, spec.dtype.type, lambda at: f"{field} {_where(at)}")
+            decode.check_json_integers(value, array, spec, lambda at: f"{field} {_where(at)}")
         if len(spec.shape) > 1 and spec.fixed and array.shape[1:] == (spec.row_size,):
             array = array.reshape(len(array), *spec.shape)  # flat rows
         _check_shape(array, spec, field)
         if self.booleans and spec.dtype.kind != "b" and array.dtype.kind != "b":
             _refuse_booleans(value, spec, field)
-        return convert(array, spec, field)
+        return convert(array, spec, field, json=True)
 
     def from_flat(self, data: list, shape: list[int], declared: str, spec: TensorSpec, field: str) -> np.ndarray:
         """The array of `spec` from the Open Inference Protocol's data, flat in row-major order (or nested to
         `shape`), whose values must be of the `declared` datatype."""
         rows = self._declared_rows(shape, spec, field)
+        batch_shape = (rows, *(shape[1:] if spec.shape else ()))  # Triton's [N, 1] for one value a row: (N,)
         integers = DTYPES[declared] if declared.startswith(("INT", "UINT")) else None
-        array = _array(data, field, len(shape), integers, f"its datatype {declared}") if data else np.zeros(0)
+        what = f"its datatype {declared}"
+        array = _array(data, field, len(shape), integers, what, batch_shape) if data else np.zeros(0)
         if array.ndim > 1:  # nested to the shape: the same values
             if list(array.shape) != shape:
                 raise BadRequest(f"{field} has data nested as {list(array.shape)}; its shape is {shape}")
         elif array.size != math.prod(shape):
             raise BadRequest(f"{field} has {array.size} values; its shape {shape} needs {math.prod(shape)}")
+        array = array.reshape(batch_shape)  # flat data too: messages tell a value's row and column, not its flat index
         if (declared == "BOOL") != (array.dtype.kind == "b"):
             raise BadRequest(f"{field} has datatype {declared} but its data holds {_kind(array)}")
         if self.booleans and declared != "BOOL" and _first_boolean(data) is not None:
             raise BadRequest(f"{field} holds true or false among its numbers; its datatype {declared} takes numbers")
         if declared.startswith(("INT", "UINT")):
-            _check_integers(array, DTYPES[declared], field, f"its datatype {declared}")
+            _check_integers(array, DTYPES[declared], field, what, json=True)
         elif declared.startswith("FP"):
             _check_float(array, DTYPES[declared], declared, field)
         if spec.dtype.kind == "f" and array.dtype.kind == "f":  # JSON integers among floats were read as float64
-            decode.check_json_integers(data, array, spec.dtype.type, lambda at: f"{field} {_where(at)}")
-        return convert(array.reshape(rows, *(shape[1:] if spec.shape else ())), spec, field)
+            decode.check_json_integers(data, array, spec, lambda at: f"{field} {_where(at)}")
+        return convert(array, spec, field, json=True)
 
     def from_bytes(self, data: bytes, shape: list[int], declared: str, spec: TensorSpec, field: str) -> np.ndarray:
         """The array of `spec` from a binary tensor (the Open Inference Protocol's binary data extension): the
@@ -84,8 +89,7 @@ class TensorReader:
                 f"{math.prod(shape) * dtype.itemsize}"
             )
         array = np.frombuffer(data, dtype)
-        if declared == "BOOL" and array.view(np.uint8).max(initial=0) > 1:  # numpy keeps any other byte as it is
-            raise BadRequest(f"{field} has BOOL bytes other than 0 and 1")
+        check_bool_bytes(array, field)
         return convert(array.reshape(rows, *(shape[1:] if spec.shape else ())), spec, field)
 
     def _declared_rows(self, shape: object, spec: TensorSpec, field: str) -> int:
@@ -131,8 +135,16 @@ def check_datatype(declared: object, spec: TensorSpec, field: str) -> str:
     return declared
 
 
-def convert(array: np.ndarray, spec: TensorSpec, field: str) -> np.ndarray:
-    """The array in the input's dtype, or a 400 where a value does not fit it."""
+def check_bool_bytes(array: np.ndarray, field: str) -> None:
+    """Booleans read from bytes (a binary body, a binary tensor) are bytes of 0 and 1: numpy keeps any other byte
+    as it is, a boolean that is neither true nor false to the model."""
+    if array.dtype.kind == "b" and array.view(np.uint8).max(initial=0) > 1:
+        raise BadRequest(f"{field} has BOOL bytes other than 0 and 1")
+
+
+def convert(array: np.ndarray, spec: TensorSpec, field: str, json: bool = False) -> np.ndarray:
+    """The array in the input's dtype, or a 400 where a value does not fit it.  `json`: its values were JSON
+    numbers (advice on large integers differs)."""
     wanted = spec.dtype
     if wanted.kind == "b":
         if array.dtype.kind != "b":
@@ -141,7 +153,7 @@ def convert(array: np.ndarray, spec: TensorSpec, field: str) -> np.ndarray:
     if array.dtype.kind == "b":
         raise BadRequest(f"{field} holds true or false; the input {spec.name!r} takes numbers ({spec.datatype})")
     if wanted.kind in _INTEGER_KINDS:
-        _check_integers(array, wanted, field, f"the input {spec.name!r} ({spec.datatype})")
+        _check_integers(array, wanted, field, f"the input {spec.name!r} ({spec.datatype})", json)
         return np.ascontiguousarray(array, wanted)
     with np.errstate(over="ignore", invalid="ignore"):  # beyond the dtype's range becomes inf, refused below
         converted = np.ascontiguousarray(array, wanted)
@@ -184,10 +196,18 @@ def _check_exact(array: np.ndarray, converted: np.ndarray, spec: TensorSpec, fie
 _EXACT_CHUNK = 1 << 18
 
 
-def _array(value: list, field: str, levels: int, integer_dtype: np.dtype | None = None, what: str = "") -> np.ndarray:
+def _array(
+    value: list,
+    field: str,
+    levels: int,
+    integer_dtype: np.dtype | None = None,
+    what: str = "",
+    shape: tuple[int, ...] | None = None,
+) -> np.ndarray:
     """The JSON list as a numpy array of numbers or booleans, or a 400 saying which item is not one, or which
     list is nested deeper than `levels` lists (the batch's and the row's dimensions); `integer_dtype`: the integer
-    type the values must fit (`what`, in messages), where they must."""
+    type the values must fit (`what`, in messages), where they must; `shape`: the shape whose positions messages
+    tell, where the list is flat data of it (the Open Inference Protocol's)."""
     try:
         array = np.array(value)
     except (ValueError, OverflowError):  # lists of different lengths ("inhomogeneous"), integers beyond 64 bits
@@ -216,7 +236,8 @@ def _array(value: list, field: str, levels: int, integer_dtype: np.dtype | None 
             if integer_dtype is not None:
                 info = np.iinfo(integer_dtype)
                 k, item = next((k, v) for k, v in enumerate(items) if not info.min <= v <= info.max)
-                where = _where(np.unravel_index(k, array.shape))
+                flat = shape is not None and array.ndim == 1 and math.prod(shape) == array.size
+                where = _where(np.unravel_index(k, shape if flat else array.shape))
                 raise BadRequest(f"{field} {where} is {item}, outside {what}'s range {info.min} to {info.max}")
     return array
 
@@ -272,7 +293,7 @@ def _refuse_booleans(value: list, spec: TensorSpec, field: str) -> None:
         raise BadRequest(f"{field} {where} is a boolean; the input {spec.name!r} takes numbers ({spec.datatype})")
 
 
-def _check_integers(array: np.ndarray, dtype: np.dtype, field: str, what: str) -> None:
+def _check_integers(array: np.ndarray, dtype: np.dtype, field: str, what: str, json: bool) -> None:
     info = np.iinfo(dtype)
     if array.dtype.kind == "f":
         fractional = array != np.floor(array)
@@ -286,14 +307,19 @@ def _check_integers(array: np.ndarray, dtype: np.dtype, field: str, what: str) -
             raise BadRequest(
                 f"{field} {_where(at)} is {float(array[tuple(at)])!r}, outside {what}'s range {info.min} to {info.max}"
             )
-        # Beside a number written with a fraction (or as 1e3), JSON's integers were read as float64, which is
-        # exact only up to 2**53: a larger one may already be another integer.
+        # A float64 is exact only up to 2**53: a larger one may already be another integer.  In JSON, integers beside
+        # a number written with a fraction (or as 1e3) were read as float64; a binary body sent floats.
         inexact = np.abs(array) >= 2**53
         if inexact.any():
-            where = _where(np.argwhere(inexact)[0])
+            at = np.argwhere(inexact)[0]
+            if json:
+                raise BadRequest(
+                    f"{field} {_where(at)} is an integer beyond 2**53 written among numbers with a fraction or "
+                    "exponent, which cannot be read exactly; write every value of this input as a plain integer"
+                )
             raise BadRequest(
-                f"{field} {where} is an integer beyond 2**53 written among numbers with a fraction or exponent, "
-                "which cannot be read exactly; write every value of this input as a plain integer"
+                f"{field} {_where(at)} is a float beyond 2**53 ({float(array[tuple(at)])!r}), which need not be the "
+                f"integer meant; send integers: {what} takes integers"
             )
     if array.size:
         low, high = array.min(), array.max()

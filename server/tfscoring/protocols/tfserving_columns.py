@@ -3,31 +3,40 @@
 
 A value holds all the rows of one input; a model of one input takes it alone, several inputs an object keyed by
 input names.  One output answers its values, several an object keyed by output names.  A list of tensors under
-"inputs" is the Open Inference Protocol's request (oip_json.py), not this form.
+"inputs" is the Open Inference Protocol's request (oip_json.py), not this form: the registry lets that form claim a
+document before this one.
 """
 
 from __future__ import annotations
 
 from tfscoring.interface import Batch, Interface
-from tfscoring.protocols import oip_json, schemas
-from tfscoring.protocols.codec import Answer, Decoded, Schema, json_answer, only_input
+from tfscoring.protocols import schemas
+from tfscoring.protocols.codec import Answer, Decoded, Schema, example, json_answer, only_input
 from tfscoring.protocols.jsonforms import JsonBody, JsonCodec, check_names, check_same_rows, named_outputs, value_of
 
 
 class ColumnsCodec(JsonCodec):
     name = "tfserving_columns"
+    claimed_by = '"inputs" (TF Serving\'s columnar form)'
 
     def claims(self, document: dict) -> bool:
-        return "inputs" in document and not oip_json.CODEC.claims(document)
+        return "inputs" in document  # after the Open Inference Protocol's, which claims a list of tensors
+
+    def example(self, interface: Interface) -> str:
+        if interface.howto_width:
+            return f'{{"inputs": [[{interface.howto_width} numbers], ...]}}'
+        return example(interface)  # the inputs by name, in this form
 
     def read(self, body: JsonBody, interface: Interface) -> Decoded:
         inputs = body.document.get("inputs")
+        request_example = self.example(interface)  # shown where an input's rows are no list
         if not isinstance(inputs, dict):
             spec = only_input(interface, 'the columnar form {"inputs": value}')
-            return Decoded((body.tensors.from_json(inputs, spec, '"inputs"'),), self)
+            return Decoded((body.tensors.from_json(inputs, spec, '"inputs"', request_example),), self)
         check_names(inputs, interface, '"inputs"')
         arrays = tuple(
-            body.tensors.from_json(value_of(inputs, spec), spec, f"input {spec.name!r}") for spec in interface.inputs
+            body.tensors.from_json(value_of(inputs, spec), spec, f"input {spec.name!r}", request_example)
+            for spec in interface.inputs
         )
         check_same_rows(arrays, interface)
         return Decoded(arrays, self)

@@ -15,6 +15,7 @@ from tfscoring.protocols.jsonforms import JsonBody, JsonCodec, check_names, name
 
 class RowsCodec(JsonCodec):
     name = "tfserving_rows"
+    claimed_by = '"instances" (TF Serving\'s row form)'
 
     def claims(self, document: dict) -> bool:
         return "instances" in document
@@ -28,7 +29,7 @@ class RowsCodec(JsonCodec):
                 f'"instances" must be a non-empty list of inputs, one per row, got {decode.json_type(instances)}'
             )
         if len(interface.inputs) == 1 and not all(isinstance(instance, dict) for instance in instances):
-            return Decoded((body.tensors.from_json(instances, interface.inputs[0], "instances"),), self)
+            return Decoded((body.tensors.from_json(instances, interface.inputs[0], '"instances"'),), self)
         for i, instance in enumerate(instances):
             if not isinstance(instance, dict):
                 raise BadRequest(
@@ -39,7 +40,7 @@ class RowsCodec(JsonCodec):
         body.tensors.limits.check_rows(len(instances), '"instances"')
         arrays = tuple(
             body.tensors.from_json(
-                [value_of(instance, spec) for instance in instances], spec, f"input {spec.name!r} of instances"
+                [value_of(instance, spec) for instance in instances], spec, f'input {spec.name!r} of "instances"'
             )
             for spec in interface.inputs
         )

@@ -226,6 +226,20 @@ def receive(
     return outcome(picked)
 
 
+def decode_fast(body: object, model: Interface, *, max_rows: int = MAX_ROWS) -> np.ndarray | None:
+    """The rows of a JSON body at POST /score where a form reads it on its bytes alone (the how-to's rows in C, no
+    Python object per value), or None where the body is left to the careful path every JSON form takes (counted,
+    parsed, validated: what `decode` and `receive` go on to)."""
+    decoded = registry.JSON.decode_fast(as_body(body), model, Limits(max_rows=max_rows), codec.no_reserve)
+    return None if decoded is None else decoded.arrays[0]
+
+
+def json_forms() -> dict[str, str]:
+    """The JSON forms a body at POST /score may be in, in the order they claim a document: each form's name and
+    what claims a document for it, as messages say it."""
+    return {form.name: form.claimed_by for form in registry.JSON_FORMS}
+
+
 def encode(form: str, outputs: tuple[np.ndarray, ...], model: Interface, request: Decoded | None = None) -> Answer:
     """The answer to a request of `form` (its Decoded value where it matters: the Open Inference Protocol's id and
     outputs asked for) whose outputs are `outputs`."""

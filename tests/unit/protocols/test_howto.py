@@ -11,9 +11,11 @@ from tests.unit.protocols.conftest import (
     HOWTO,
     PAIR,
     array,
+    as_body,
     assert_outcome,
     bad_request,
     decode,
+    decode_fast,
     encode,
     interface,
     one_input,
@@ -59,11 +61,11 @@ ROWS = [
     pytest.param(PAIR, {"data": [[16777216, 0]]}, array([[16777216, 0]], "FP32"), id="2**24, held exactly"),
     pytest.param(PAIR, {"data": [[16777217, 0]]},
                  bad_request('row 0, column 0 of "data" is an integer that FP32 cannot hold exactly: 16777217 (it '
-                             "would be 16777216); the input is FP32"),
+                             "would be 16777216); the input 'x' is FP32"),
                  id="2**24 + 1, which float32 rounds"),
     pytest.param(PAIR, {"data": [[0.5, 16777217]]},
                  bad_request('row 0, column 1 of "data" is an integer that FP32 cannot hold exactly: 16777217 (it '
-                             "would be 16777216); the input is FP32"),
+                             "would be 16777216); the input 'x' is FP32"),
                  id="2**24 + 1 among fractions"),
     pytest.param(PAIR, {"data": [[16777217.0, 0]]}, array([[16777216, 0]], "FP32"),
                  id="a number written with a fraction is rounded as floats are"),
@@ -72,19 +74,48 @@ ROWS = [
                  id="data a string"),
     pytest.param(PAIR, {"data": {"x": [[1, 2]]}},
                  bad_request(f'"data" must be a list of rows like {EXAMPLE}, got an object'), id="data an object"),
+    pytest.param(PAIR, {"data": None}, bad_request(f'"data" must be a list of rows like {EXAMPLE}, got null'),
+                 id="data null"),
     pytest.param(PAIR, {"data": []}, bad_request(f'"data" has no rows; expected {EXAMPLE}'), id="no rows"),
+    pytest.param(PAIR, {"data": [[1, 2], "x"]},
+                 bad_request("row 1 of \"data\" is a string ('x'), not a list of 2 numbers; expected shape (N, 2)"),
+                 id="a later row that is no list"),
+    pytest.param(PAIR, {"data": [[1, {"v": 1}]]},
+                 bad_request('row 0, column 1 of "data" is an object; every value must be a number'), id="an object"),
+    pytest.param(PAIR, {"data": [[1, 2], [3, 1e39]]},
+                 bad_request('row 1, column 1 of "data" is outside the float32 range; values must be finite'),
+                 id="a number beyond float32 in a later row"),
+    # As many values in all as N full rows, but not N rows of 2: flattening alone would accept them.
+    pytest.param(PAIR, {"data": [[1], [1, 2, 3]]}, bad_request('row 0 of "data" has 1 values; expected shape (N, 2)'),
+                 id="rows that only add up to full rows"),
+    pytest.param(PAIR, {"data": [[[1, 2], 3], [[], 4]]},
+                 bad_request('row 0, column 0 of "data" is a list of 2 items; every value must be a number'),
+                 id="rows that only add up to full rows, nested"),
+    pytest.param(PAIR, {"data": [1, [[1, 2], 3]]},
+                 bad_request('row 0 of "data" is a number (1), not a list of 2 numbers; wrap a single image as '
+                             "[[...]]; expected shape (N, 2)"),
+                 id="rows that only add up to full rows, one not a list"),
     pytest.param(PAIR, b'{"data": [[1, 2]], "data": [[3, 4]]}', array([[3, 4]], "FP32"),
                  id="the last of two data keys"),
     pytest.param(PAIR, b'{"data": [[1, 2]], "da\\u0074a": [[3, 4]]}', array([[3, 4]], "FP32"),
                  id="the last of two data keys, one escaped"),
+    pytest.param(PAIR, b'{"data": [[1, 2]], "data": "x"}',
+                 bad_request(f"\"data\" must be a list of rows like {EXAMPLE}, got a string ('x')"),
+                 id="the last of two data keys, no rows"),
+    pytest.param(PAIR, b'{"data": [[1, 2]], "d\\u0061ta": 5}',
+                 bad_request(f'"data" must be a list of rows like {EXAMPLE}, got a number (5)'),
+                 id="the last of two data keys, escaped, no rows"),
     pytest.param(PAIR, b'\xef\xbb\xbf{"data": [[1, 2]]}', array([[1, 2]], "FP32"), id="a UTF-8 byte order mark"),
     pytest.param(PAIR, {"data": [[1, 2]], "instances": [[3, 4]], "inputs": [[5, 6]]}, array([[1, 2]], "FP32"),
                  id="data beside the other forms' keys"),
+    pytest.param(PAIR, {"id": 7, "data": [[1, 2]]}, array([[1, 2]], "FP32"), id="other fields are ignored"),
     pytest.param(PAIR, {"data": [[1, 2]], "signature_name": "serving_default"}, array([[1, 2]], "FP32"),
                  id="the signature served, named"),
     pytest.param(one_input("FP32", (1,)), {"data": [[1], [2]], "id": "," * 40}, array([[1], [2]], "FP32"),
                  id="commas in a string are no values, however narrow the rows"),
-    # Not PAIR: the how-to's rows read in C skip signature_name (reported), which only the parsed document checks.
+    pytest.param(PAIR, {"data": [[1, 2]], "signature_name": "other"},
+                 bad_request("signature_name 'other' is not served; this server serves 'serving_default'"),
+                 id="another signature, of a body of plain rows"),
     pytest.param(one_input("INT32", (2,)), {"data": [[1, 2]], "signature_name": "other"},
                  bad_request("signature_name 'other' is not served; this server serves 'serving_default'"),
                  id="another signature"),
@@ -122,14 +153,26 @@ BODIES = [
                                        "column 1"), id="not JSON"),
     pytest.param(b'{"data": [[1, 2', bad_request("body is not valid JSON: unexpected end of data at line 1 column 16"),
                  id="cut short"),
+    pytest.param(b'{"data": []} trailing',
+                 bad_request("body is not valid JSON: unexpected content after document at line 1 column 14"),
+                 id="text after the document"),
     pytest.param(b'{"data": [["\xff"]]}', bad_request("body is not valid UTF-8; send JSON encoded as UTF-8"),
                  id="not UTF-8"),
+    pytest.param(b'\xef\xbb\xbf\xef\xbb\xbf{"data": [[1, 2]]}',
+                 bad_request("body is not valid UTF-8; send JSON encoded as UTF-8"), id="a second byte order mark"),
     pytest.param(b"[[1, 2]]", bad_request(f"body must be a JSON object like {EXAMPLE}, got a list of 1 items"),
                  id="not an object"),
+    pytest.param(b'"data"', bad_request(f"body must be a JSON object like {EXAMPLE}, got a string ('data')"),
+                 id="a string"),
     pytest.param(b'{"data": [[1, NaN]]}',
                  bad_request(f"body has a non-finite number at line 1 column 15; {NON_FINITE}"), id="NaN"),
     pytest.param(b'{"data": [[1, -Infinity]]}',
                  bad_request(f"body has a non-finite number at line 1 column 16; {NON_FINITE}"), id="-Infinity"),
+    pytest.param(b'{"data": [[Infinity, 1]]}',
+                 bad_request(f"body has a non-finite number at line 1 column 12; {NON_FINITE}"), id="Infinity"),
+    pytest.param('{"note": "\u00e9\u00e9\u00e9", "data": [[1, NaN]]}'.encode(),
+                 bad_request(f"body has a non-finite number at line 1 column 30; {NON_FINITE}"),
+                 id="the column counted in characters, not bytes"),
     pytest.param(b'{"data": [[1, 1e400]]}',
                  bad_request(f"body has a non-finite number at line 1 column 15; {NON_FINITE}"), id="1e400"),
     pytest.param(b'{"data": [[np.float64(0.5), 2]]}',
@@ -143,18 +186,17 @@ BODIES = [
                              "is meant"),
                  id="an integer beyond 64 bits"),
     pytest.param(b'{"rows": [[1, 2]]}',
-                 bad_request('body has none of "data" (the how-to\'s form), "instances" or "inputs" (TF Serving\'s row '
-                             'and columnar forms) or "inputs" as a list of tensors (the Open Inference Protocol); '
-                             f"e.g. {EXAMPLE}"),
+                 bad_request('body has none of "data" (the how-to\'s form), "instances" (TF Serving\'s row form), '
+                             '"inputs" as a list of tensors (the Open Inference Protocol) or "inputs" (TF Serving\'s '
+                             f"columnar form); e.g. {EXAMPLE}"),
                  id="no form's key"),
     pytest.param(b'{"data": [' + b"1," * 4199 + b"1]}",
                  too_large("body holds up to 4203 JSON values (counting its commas, colons and brackets), more than "
-                           "the 4190 a request may hold: 4 rows (MAX_REQUEST_ROWS) of 'x' FP32 (N, 2), nested at most "
-                           "8 deep"),
+                           "the 4190 a request may hold: 4 rows (MAX_REQUEST_ROWS) of 'x' FP32 (N, 2)"),
                  id="more values than a request of the limit's rows holds, counted before parsing"),
     pytest.param(b'{"data": [[[[[[[[[]]]]]]]]]}',
                  bad_request("body is nested 10 deep; a request is nested at most 8 deep: 4 rows (MAX_REQUEST_ROWS) "
-                             "of 'x' FP32 (N, 2), nested at most 8 deep"),
+                             "of 'x' FP32 (N, 2)"),
                  id="nested deeper than any request"),
 ]  # fmt: skip
 
@@ -172,6 +214,50 @@ def test_any_one_input_model_takes_the_data_field_as_its_rows(model, body, expec
 @pytest.mark.parametrize(("body", "expected"), BODIES)
 def test_a_body_that_is_no_json_object_or_over_the_limits_is_refused_saying_why(body, expected):
     assert_outcome(decode("howto", body, PAIR), expected)
+
+
+HOWTO_ROW = np.linspace(0, 1, 784)  # a row of the how-to's model: 784 values
+# The how-to's client: '{"data": [' + str(list(X_test[i])) + ']}', which numpy 2 prints as np.float64(0.0), ...
+HOWTO_CLIENT = ('{"data": [' + str(list(HOWTO_ROW)) + "]}").encode()
+
+HOWTO_BODIES = [
+    pytest.param({"data": [list(HOWTO_ROW)] * 2}, np.tile(HOWTO_ROW.astype(np.float32), (2, 1)),
+                 id="the limit's rows"),
+    pytest.param({"data": [list(HOWTO_ROW)] * 3},
+                 too_large('"data" has 3 rows; the limit is 2 rows per request (MAX_REQUEST_ROWS)'),
+                 id="a row over the limit"),
+    pytest.param({"data": [[0] * 3138]}, bad_request('row 0 of "data" has 3138 values; expected shape (N, 784)'),
+                 id="a row of 3138 values, parsed: within the values a request may hold"),
+    pytest.param(b'{"data": [[' + b"0," * 7000 + b"0]]}",
+                 too_large("body holds up to 7005 JSON values (counting its commas, colons and brackets), more than "
+                           "the 6524 a request may hold: 2 rows (MAX_REQUEST_ROWS) of 'network/X' FP32 (N, 784)"),
+                 id="more values than a request may hold, counted before parsing"),
+    pytest.param(HOWTO_CLIENT,
+                 bad_request("body is not valid JSON: it holds numpy's np.float64(...) at line 1 column 12, which is "
+                             "how str(list(array)) prints values under numpy 2 (the how-to's client builds its body "
+                             'that way); send json.dumps({"data": X.tolist()}) instead'),
+                 id="the how-to's client's body under numpy 2"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("body", "expected"), HOWTO_BODIES)
+def test_the_howto_model_takes_rows_of_784_values_up_to_the_limit(body, expected):
+    assert_outcome(decode("howto", body, HOWTO, max_rows=2), expected)
+
+
+def test_plain_rows_are_read_in_c_as_the_careful_path_reads_them():
+    body = as_body({"data": [[i / 7 + j for j in range(784)] for i in range(5)]})
+    fast = decode_fast(body, HOWTO, max_rows=10)
+    assert fast is not None
+    careful = body.replace(b'"data"', b'"d\\u0061ta"')  # a backslash: the careful path (orjson), same document
+    assert decode_fast(careful, HOWTO, max_rows=10) is None
+    assert_outcome(decode("howto", careful, HOWTO, max_rows=10), fast)
+
+
+@pytest.mark.parametrize("name", ["serving_default", "other"])
+def test_a_body_that_names_a_signature_is_left_to_the_careful_path_which_checks_it(name):
+    assert decode_fast({"data": [[1, 2]], "signature_name": name}, PAIR) is None
+    assert_outcome(decode_fast({"data": [[1, 2]]}, PAIR), array([[1, 2]], "FP32"))
 
 
 def test_the_rows_limit_is_the_one_given():

@@ -62,6 +62,7 @@ PALETTE.putpalette([255, 0, 0, 0, 0, 255])
 FIRST_FRAME, SECOND_FRAME = (Image.new("L", (2, 2), value) for value in (50, 200))
 PNG = gray(PIXELS)
 IDAT = PNG.index(b"IDAT")
+WEBP = gray(PIXELS, "WEBP", lossless=True)  # RIFF, its size, WEBP, then its first chunk's type (VP8L) at 12
 
 
 def does_not_take_images(shown: str, why: str) -> object:
@@ -128,10 +129,9 @@ REFUSED = [
                  bad_request(f"body is not a valid PNG, JPEG or WebP image {WHERE}: the PNG is truncated: it ends "
                              "before its IEND chunk"),
                  id="a PNG cut before its end"),
-    # Looks wrong (reported): the chunk's type as Python bytes, where the other messages write 'IDAT'.
     pytest.param(GRAY, PNG[:IDAT + 8],
                  bad_request(f"body is not a valid PNG, JPEG or WebP image {WHERE}: the PNG is truncated: its "
-                             "b'IDAT' chunk runs past the end of the body"),
+                             "'IDAT' chunk runs past the end of the body"),
                  id="a PNG cut in its pixels"),
     pytest.param(GRAY, PNG[:IDAT + 4] + bytes([PNG[IDAT + 4] ^ 0xFF]) + PNG[IDAT + 5:],
                  bad_request(f"body is not a valid PNG, JPEG or WebP image {WHERE}: the PNG's 'IDAT' chunk has a "
@@ -149,9 +149,13 @@ REFUSED = [
                  bad_request(f"JPEG image has more than 1024 marker segments before its image data {WHERE}; the limit "
                              "is 1024 (real files have under 300)"),
                  id="a JPEG padded with empty segments"),
-    pytest.param(GRAY, gray(PIXELS, "WEBP", lossless=True)[:30],
+    pytest.param(GRAY, WEBP[:12] + b"VP9L" + WEBP[16:],
+                 bad_request(f"body is not a valid PNG, JPEG or WebP image {WHERE}: the WebP's first chunk 'VP9L' is "
+                             "not a valid VP8, VP8L or VP8X header"),
+                 id="a WebP of another first chunk"),
+    pytest.param(GRAY, WEBP[:30],
                  bad_request(f"body is not a valid PNG, JPEG or WebP image {WHERE}: the WebP is truncated: its RIFF "
-                             f"header says {len(gray(PIXELS, 'WEBP', lossless=True))} bytes, the body has 30"),
+                             f"header says {len(WEBP)} bytes, the body has 30"),
                  id="a WebP cut"),
     pytest.param(GRAY, png_declaring(4097, 4097),
                  too_large(f"image is 4097x4097 = 16785409 pixels {WHERE}; the limit is 16777216 pixels (width x "
@@ -172,7 +176,7 @@ REFUSED = [
     pytest.param(one_input("FP32", (2, 2, 2), "image"), PNG, does_not_take_images("FP32 (N, 2, 2, 2)", IMAGE_SHAPES),
                  id="two channels"),
     pytest.param(DEMO, PNG,
-                 bad_request("a image/png body is for a model with one input; this model has 2 ('image' FP32 (N, 2, "
+                 bad_request("an image/png body is for a model with one input; this model has 2 ('image' FP32 (N, 2, "
                              "2, 1), 'offset' INT64 (N)): name each, e.g. {\"inputs\": {\"image\": [rows of shape (2, "
                              '2, 1)], "offset": [one value per row]}}'),
                  id="a model of two inputs"),

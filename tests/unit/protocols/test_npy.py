@@ -115,6 +115,10 @@ BODIES = [
                  id="one value a row, over the limit"),
     pytest.param(one_input("INT32", (2,)), npy(np.array([[1.0, -2.0]])), array([[1, -2]], "INT32"),
                  id="integers written as floats for an integer input"),
+    pytest.param(one_input("INT64", (2,)), npy(np.array([[1.0, 2.0**53]])),
+                 bad_request("body row 0, column 1 is a float beyond 2**53 (9007199254740992.0), which need not be the "
+                             "integer meant; send integers: the input 'x' (INT64) takes integers"),
+                 id="a float64 beyond 2**53 for an integer input"),
     pytest.param(one_input("INT32", (2,)), npy(np.array([[1.5, 2]])),
                  bad_request("body row 0, column 0 is not an integer; the input 'x' (INT32) takes integers"),
                  id="a fraction for an integer input"),
@@ -122,13 +126,15 @@ BODIES = [
                  bad_request("body holds 300, outside the input 'x' (UINT8)'s range 0 to 255"), id="beyond uint8"),
     pytest.param(one_input("BOOL", (2,)), npy(np.array([[True, False]])), array([[True, False]], "BOOL"),
                  id="booleans"),
+    pytest.param(one_input("BOOL", (2,)), npy(np.array([[1, 2]], "u1").view(bool)),
+                 bad_request("body has BOOL bytes other than 0 and 1"), id="a boolean byte of 2"),
     pytest.param(one_input("BOOL", (2,)), npy(np.array([[1, 0]], "u1")),
                  bad_request("body holds integers; the input 'x' takes true or false (BOOL)"),
                  id="integers for a boolean input"),
     pytest.param(DEMO, npy(ROWS),
-                 bad_request("a application/x-npy body is for a model with one input; this model has 2 ('image' FP32 "
-                             "(N, 2, 2, 1), 'offset' INT64 (N)): name each, e.g. {\"inputs\": {\"image\": [rows of "
-                             'shape (2, 2, 1)], "offset": [one value per row]}}'),
+                 bad_request("an application/x-npy body is for a model with one input; this model has 2 ('image' "
+                             "FP32 (N, 2, 2, 1), 'offset' INT64 (N)): name each, e.g. {\"inputs\": {\"image\": [rows "
+                             'of shape (2, 2, 1)], "offset": [one value per row]}}'),
                  id="a model of two inputs"),
 ]  # fmt: skip
 

@@ -53,11 +53,13 @@ BODIES = [
     pytest.param(one_input("INT32", (2,)), le([3, -4], "i4"), array([[3, -4]], "INT32"), id="int32"),
     pytest.param(one_input("UINT8", ()), bytes([1, 2, 255]), array([1, 2, 255], "UINT8"), id="uint8"),
     pytest.param(one_input("BOOL", (2,)), bytes([1, 0]), array([[True, False]], "BOOL"), id="booleans, a byte each"),
+    pytest.param(one_input("BOOL", (2,)), bytes([1, 0, 0, 2]), bad_request("body has BOOL bytes other than 0 and 1"),
+                 id="a boolean byte of 2, as the binary tensors' refuse it"),
     pytest.param(one_input("FP32", (-1,)), le([1, 2], "f4"),
                  bad_request("the input 'x' has a free dimension (N, any); send it as .npy (application/x-npy)"),
                  id="an input of a free dimension"),
     pytest.param(DEMO, le([1, 2], "f4"),
-                 bad_request("a application/octet-stream body is for a model with one input; this model has 2 "
+                 bad_request("an application/octet-stream body is for a model with one input; this model has 2 "
                              "('image' FP32 (N, 2, 2, 1), 'offset' INT64 (N)): name each, e.g. {\"inputs\": "
                              '{"image": [rows of shape (2, 2, 1)], "offset": [one value per row]}}'),
                  id="a model of two inputs"),

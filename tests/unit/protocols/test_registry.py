@@ -19,6 +19,7 @@ from tests.unit.protocols.conftest import (
     assert_outcome,
     bad_request,
     binary_body,
+    json_forms,
     one_input,
     receive,
 )
@@ -66,9 +67,9 @@ def test_a_json_body_at_score_is_read_in_the_form_its_keys_say(body, form):
 
 NOT_CLAIMED = [
     pytest.param({"rows": ROWS},
-                 bad_request('body has none of "data" (the how-to\'s form), "instances" or "inputs" (TF Serving\'s row '
-                             'and columnar forms) or "inputs" as a list of tensors (the Open Inference Protocol); e.g. '
-                             '{"data": [[2 numbers], ...]}'),
+                 bad_request('body has none of "data" (the how-to\'s form), "instances" (TF Serving\'s row form), '
+                             '"inputs" as a list of tensors (the Open Inference Protocol) or "inputs" (TF Serving\'s '
+                             'columnar form); e.g. {"data": [[2 numbers], ...]}'),
                  id="no form's key"),
     pytest.param({"instances": ROWS, "inputs": ROWS},
                  bad_request('body has both "instances" and "inputs"; TF Serving\'s forms take one or the other'),
@@ -88,6 +89,12 @@ NOT_CLAIMED = [
 @pytest.mark.parametrize(("body", "expected"), NOT_CLAIMED)
 def test_a_json_body_that_no_form_or_another_claims_says_so(body, expected):
     assert_outcome(receive(body, PAIR), expected)
+
+
+def test_a_body_that_no_form_claims_is_refused_naming_every_json_form_registered():
+    refused = receive({"rows": ROWS}, PAIR)
+    *others, last = json_forms().values()
+    assert refused.message.startswith(f"body has none of {', '.join(others)} or {last}; e.g. ")
 
 
 @pytest.mark.parametrize(
@@ -187,9 +194,10 @@ def test_binary_data_after_a_body_of_another_form_makes_it_the_open_inference_pr
 
 
 @pytest.mark.parametrize(
-    ("content_type", "what"),  # "a application/...": the article looks wrong (reported)
-    [("application/octet-stream", "a application/octet-stream body"), ("application/x-npy", "a application/x-npy body"),
-     ("image/png", "a image/png body"), (None, 'the how-to\'s {"data": ...} form')],
+    ("content_type", "what"),
+    [("application/octet-stream", "an application/octet-stream body"),
+     ("application/x-npy", "an application/x-npy body"), ("image/png", "an image/png body"),
+     (None, 'the how-to\'s {"data": ...} form')],
 )  # fmt: skip
 def test_the_forms_without_names_are_for_models_of_one_input(content_type, what):
     body = {"data": [[1, 2]]} if content_type is None else RAW

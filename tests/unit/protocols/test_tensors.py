@@ -105,7 +105,7 @@ JSON_VALUES = [
                  id="an integer float64 would round"),
     pytest.param(FP64, [[2**53 + 1, 0.5]],
                  bad_request("x row 0, column 0 is an integer that FP64 cannot hold exactly: 9007199254740993 (it "
-                             "would be 9007199254740992); the input is FP64"),
+                             "would be 9007199254740992); the input 'x' is FP64"),
                  id="an integer float64 would round, among fractions"),
     pytest.param(FP16, [[2048], [2049]],
                  bad_request("x row 1, column 0 is an integer that FP16 cannot hold exactly: 2049 (it would be 2048); "
@@ -134,10 +134,29 @@ TENSORS = [
                  id="nested, of a narrower type"),
     pytest.param(SCALAR, [1, 2], [2, 1], "INT64", array([1, 2], "INT64"), id="one value per row as [N, 1]"),
     pytest.param(SCALAR, [[1], [2]], [2, 1], "INT64", array([1, 2], "INT64"), id="one value per row as [N, 1], nested"),
-    # Looks wrong (reported): in flat data the index is a value's, not a row's (row 1, column 1 here).
+    # In flat data, a value's position is told as its row and column, not as its index (3 here).
     pytest.param(INT64, [1, 2, 3, 4.5], [2, 2], "INT64",
-                 bad_request("x row 3 is not an integer; its datatype INT64 takes integers"),
-                 id="a fraction, where the flat position is told as a row"),
+                 bad_request("x row 1, column 1 is not an integer; its datatype INT64 takes integers"),
+                 id="a fraction in flat data"),
+    pytest.param(INT64, [[1, 2], [3, 4.5]], [2, 2], "INT64",
+                 bad_request("x row 1, column 1 is not an integer; its datatype INT64 takes integers"),
+                 id="a fraction in nested data"),
+    pytest.param(SCALAR, [1, 2.5], [2, 1], "INT64",
+                 bad_request("x row 1 is not an integer; its datatype INT64 takes integers"),
+                 id="a fraction, one value per row as [N, 1]"),
+    pytest.param(INT64, [1, 2, 3, 2.0**53], [2, 2], "INT64",
+                 bad_request("x row 1, column 1 is an integer beyond 2**53 written among numbers with a fraction or "
+                             "exponent, which cannot be read exactly; write every value of this input as a plain "
+                             "integer"),
+                 id="a large integer among fractions in flat data"),
+    pytest.param(INT32, [1, 2, -1, 2**63], [2, 2], "INT32",
+                 bad_request("x row 1, column 1 is 9223372036854775808, outside its datatype INT32's range "
+                             "-2147483648 to 2147483647"),
+                 id="beyond 64-bit signed integers beside a negative, in flat data"),
+    pytest.param(FP32_PAIR, [0.5, 0.25, 16777217, 1], [2, 2], "FP32",
+                 bad_request("x row 1, column 0 is an integer that FP32 cannot hold exactly: 16777217 (it would be "
+                             "16777216); the input 'x' is FP32"),
+                 id="an integer float32 would round among fractions, in flat data"),
     pytest.param(INT64, [1, 2, 3, 4], [2, 2], "INT8", array([[1, 2], [3, 4]], "INT64"), id="int8 declared"),
     pytest.param(INT64, [1, 2, 3, 400], [2, 2], "INT8",
                  bad_request("x holds 400, outside its datatype INT8's range -128 to 127"),
@@ -145,9 +164,8 @@ TENSORS = [
     pytest.param(INT32, [1, 2**40], [1, 2], "INT64",
                  bad_request("x holds 1099511627776, outside the input 'x' (INT32)'s range -2147483648 to 2147483647"),
                  id="beyond the input's int32"),
-    # Looks wrong (reported): value 1 of the flat data is told as row 1.
     pytest.param(FP32_PAIR, [0.5, 70000.0], [1, 2], "FP16",
-                 bad_request("x row 1 is not a finite FP16 value"), id="beyond the declared float16"),
+                 bad_request("x row 0, column 1 is not a finite FP16 value"), id="beyond the declared float16"),
     pytest.param(BOOL, [True, 1], [1, 2], "BOOL", bad_request("x has datatype BOOL but its data holds integers"),
                  id="numbers declared BOOL"),
     pytest.param(FP32_PAIR, [True, 1], [1, 2], "FP32",
@@ -247,6 +265,10 @@ CONVERSIONS = [
     pytest.param(np.array([[1.5]]), "INT32",
                  bad_request("x row 0, column 0 is not an integer; the input 'x' (INT32) takes integers"),
                  id="a fraction to int32"),
+    pytest.param(np.array([[1, 2.0**53]]), "INT64",
+                 bad_request("x row 0, column 1 is a float beyond 2**53 (9007199254740992.0), which need not be the "
+                             "integer meant; send integers: the input 'x' (INT64) takes integers"),
+                 id="a float64 beyond 2**53 to int64, which may not be the integer meant"),
     pytest.param(np.array([[np.inf]]), "INT32",
                  bad_request("x row 0, column 0 is not an integer; the input 'x' (INT32) takes integers"),
                  id="infinity to int32"),

@@ -16,14 +16,18 @@ from tests.unit.protocols.conftest import (
     bad_request,
     decode,
     encode,
+    interface,
     one_input,
+    spec,
     too_large,
 )
 
 IMAGE_ROW = [[[0.5], [0.25]], [[1], [0]]]  # one row of DEMO's image input, (2, 2, 1)
 ROW = {"ids": [2], "half": [[1.5, -3.0]], "flag": [True], "pixels": [[200, 100]]}  # one row of every DTYPED input
 DTYPED_ROW = (array([2], "INT32"), array([[1.5, -3]], "FP16"), array([True], "BOOL"), array([[200, 100]], "UINT8"))
-PAIR_EXAMPLE = '{"data": [[2 numbers], ...]}'
+EXAMPLE = '{"inputs": [[2 numbers], ...]}'  # this form's request for PAIR's input of 2 values a row
+ROWS_AND_OFFSET = interface([spec("x", "FP32", (2,)), spec("offset", "INT64", ())], spec("y", "FP32", ()))
+NAMED_EXAMPLE = '{"inputs": {"x": [rows of shape (2)], "offset": [one value per row]}}'
 
 ONE_INPUT = [
     pytest.param(PAIR, {"inputs": [[1, 2], [3, 4.5]]}, array([[1, 2], [3, 4.5]], "FP32"), id="the input's rows"),
@@ -35,11 +39,12 @@ ONE_INPUT = [
     pytest.param(PAIR, {"inputs": {"x": [[1, 2]] * 5}},
                  too_large("input 'x' has 5 rows; the limit is 4 rows per request (MAX_REQUEST_ROWS)"),
                  id="a row over the limit, named"),
-    # The how-to's rows are validated as the how-to's form's, whose example the messages show (reported: not
-    # this form's).
-    pytest.param(PAIR, {"inputs": []}, bad_request(f'"inputs" has no rows; expected {PAIR_EXAMPLE}'), id="no rows"),
-    pytest.param(PAIR, {"inputs": 5}, bad_request(f'"inputs" must be a list of rows like {PAIR_EXAMPLE}, got a '
+    # The how-to's kind of rows (float32, one dimension) go the how-to's way, but show this form's example.
+    pytest.param(PAIR, {"inputs": []}, bad_request(f'"inputs" has no rows; expected {EXAMPLE}'), id="no rows"),
+    pytest.param(PAIR, {"inputs": 5}, bad_request(f'"inputs" must be a list of rows like {EXAMPLE}, got a '
                                                   "number (5)"), id="a number for the rows"),
+    pytest.param(PAIR, {"inputs": {"x": 5}}, bad_request(f"input 'x' must be a list of rows like {EXAMPLE}, got a "
+                                                         "number (5)"), id="a number for the rows, named"),
     pytest.param(PAIR, {"inputs": [[]]}, bad_request('row 0 of "inputs" has 0 values; expected shape (N, 2)'),
                  id="an empty row"),
     pytest.param(one_input("INT32", ()), {"inputs": []},
@@ -135,6 +140,12 @@ SEVERAL_INPUTS = [
     pytest.param(DTYPED, {"inputs": {**ROW, "ids": [True]}},
                  bad_request("input 'ids' holds true or false; the input 'ids' takes numbers (INT32)"),
                  id="a boolean for an integer"),
+    pytest.param(ROWS_AND_OFFSET, {"inputs": {"x": 5, "offset": [1]}},
+                 bad_request(f"input 'x' must be a list of rows like {NAMED_EXAMPLE}, got a number (5)"),
+                 id="a number for the how-to's kind of rows, beside another input"),
+    pytest.param(ROWS_AND_OFFSET, {"inputs": {"x": [], "offset": [1]}},
+                 bad_request(f"input 'x' has no rows; expected {NAMED_EXAMPLE}"),
+                 id="no rows of the how-to's kind, beside another input"),
     pytest.param(DEMO, {"inputs": {"image": [IMAGE_ROW], "offset": [1]}, "signature_name": "serving_default"},
                  (array([IMAGE_ROW], "FP32"), array([1], "INT64")), id="the signature served, named"),
     pytest.param(DEMO, {"inputs": {"image": [IMAGE_ROW], "offset": [1]}, "signature_name": "other"},
@@ -159,7 +170,7 @@ def test_inputs_of_a_free_dimension_are_bounded_by_a_ceiling_of_values_not_by_ro
         decode("tfserving_columns", body, one_input("FP32", (-1,))),
         too_large(
             "body holds up to 8388613 JSON values (counting its commas, colons and brackets), more than the 8388608 "
-            "a request may hold: a ceiling for inputs of a free dimension ('x' FP32 (N, any)), nested at most 8 deep"
+            "a request may hold: a ceiling for inputs of a free dimension ('x' FP32 (N, any))"
         ),
     )
 

@@ -33,22 +33,22 @@ ONE_INPUT = [
                  id="instances name an integer input"),
     pytest.param(PAIR, {"instances": [[1, 2]] * 4}, array([[1, 2]] * 4, "FP32"), id="as many rows as the limit"),
     pytest.param(PAIR, {"instances": [[1, 2]] * 5},
-                 too_large("instances has 5 rows; the limit is 4 rows per request (MAX_REQUEST_ROWS)"),
+                 too_large('"instances" has 5 rows; the limit is 4 rows per request (MAX_REQUEST_ROWS)'),
                  id="a row over the limit"),
     pytest.param(INTEGERS, {"instances": [[1, 2]] * 5},
-                 too_large("instances has 5 rows; the limit is 4 rows per request (MAX_REQUEST_ROWS)"),
+                 too_large('"instances" has 5 rows; the limit is 4 rows per request (MAX_REQUEST_ROWS)'),
                  id="a row over the limit, integers"),
     pytest.param(INTEGERS, {"instances": [{"x": [1, 2]}] * 5},
                  too_large('"instances" has 5 rows; the limit is 4 rows per request (MAX_REQUEST_ROWS)'),
                  id="a row over the limit, named"),
     pytest.param(PAIR, {"instances": [[1, 2], [3]]},
-                 bad_request("row 1 of instances has 1 values; expected shape (N, 2)"),
+                 bad_request('row 1 of "instances" has 1 values; expected shape (N, 2)'),
                  id="a row of another width"),
     pytest.param(PAIR, {"instances": [{"x": [1, 2]}, [3, 4]]},
-                 bad_request("row 0 of instances is an object, not a list of 2 numbers; expected shape (N, 2)"),
+                 bad_request('row 0 of "instances" is an object, not a list of 2 numbers; expected shape (N, 2)'),
                  id="named and unnamed instances mixed"),
     pytest.param(INTEGERS, {"instances": [[1, 2], {"x": [3, 4]}]},
-                 bad_request("instances at [1] is an object; every value must be a number"),
+                 bad_request('"instances" at [1] is an object; every value must be a number'),
                  id="named and unnamed instances mixed, integers"),
     pytest.param(PAIR, {"instances": [{"x": [1, 2], "x:0": [3, 4]}]},
                  bad_request("instance 0 names the input 'x' twice ('x' and 'x:0')"), id="an input named twice"),
@@ -68,15 +68,15 @@ ONE_INPUT = [
                  id="instances a string"),
     pytest.param(one_input("BOOL", ()), {"instances": [True, False]}, array([True, False], "BOOL"), id="booleans"),
     pytest.param(one_input("BOOL", ()), {"instances": [1, 0]},
-                 bad_request("instances holds integers; the input 'x' takes true or false (BOOL)"),
+                 bad_request("\"instances\" holds integers; the input 'x' takes true or false (BOOL)"),
                  id="integers for a boolean input"),
     pytest.param(INTEGERS, {"instances": [[1, 2], [3, True]]},
-                 bad_request("instances row 1, column 1 is a boolean; the input 'x' takes numbers (INT32)"),
+                 bad_request("\"instances\" row 1, column 1 is a boolean; the input 'x' takes numbers (INT32)"),
                  id="a boolean among integers"),
     pytest.param(one_input("FP32", (-1,)), {"instances": [[1, 2, 3], [4, 5, 6]]},
                  array([[1, 2, 3], [4, 5, 6]], "FP32"), id="rows of a free dimension"),
     pytest.param(one_input("FP32", (-1,)), {"instances": [[1, 2, 3], [4, 5]]},
-                 bad_request("instances holds lists of different lengths; its rows must be nested to one shape"),
+                 bad_request('"instances" holds lists of different lengths; its rows must be nested to one shape'),
                  id="rows of a free dimension, of different lengths"),
 ]  # fmt: skip
 
@@ -106,23 +106,23 @@ SEVERAL_INPUTS = [
                  bad_request("instance 0 names the input 'offset' twice ('offset' and 'inputs/shift:0')"),
                  id="an input named twice"),
     pytest.param({"instances": [{"image": [0.5, 0.25, 1], "offset": 3}]},
-                 bad_request("input 'image' of instances has rows of shape (3,); the input 'image' takes rows of shape "
-                             "(2, 2, 1), or rows of 4 values flat: a batch of shape (N, 2, 2, 1)"),
+                 bad_request("input 'image' of \"instances\" has rows of shape (3,); the input 'image' takes rows of "
+                             "shape (2, 2, 1), or rows of 4 values flat: a batch of shape (N, 2, 2, 1)"),
                  id="a row of another shape"),
     pytest.param({"instances": [{"image": IMAGE_ROW, "offset": [3]}]},
-                 bad_request("input 'offset' of instances is nested 2 lists deep, deeper than the input's rank "
+                 bad_request("input 'offset' of \"instances\" is nested 2 lists deep, deeper than the input's rank "
                              "allows: the input 'offset' takes one value per row: a batch of shape (N)"),
                  id="a list for one value"),
     pytest.param({"instances": [{"image": IMAGE_ROW, "offset": 3.5}]},
-                 bad_request("input 'offset' of instances row 0 is not an integer; the input 'offset' (INT64) takes "
-                             "integers"),
+                 bad_request("input 'offset' of \"instances\" row 0 is not an integer; the input 'offset' (INT64) "
+                             "takes integers"),
                  id="a fraction for an integer"),
     pytest.param({"instances": [{"image": IMAGE_ROW, "offset": True}]},
-                 bad_request("input 'offset' of instances holds true or false; the input 'offset' takes numbers "
+                 bad_request("input 'offset' of \"instances\" holds true or false; the input 'offset' takes numbers "
                              "(INT64)"),
                  id="a boolean for an integer"),
     pytest.param({"instances": [{"image": [0.5, 0.25, 1, True], "offset": 1}]},
-                 bad_request("input 'image' of instances row 0, column 3 is a boolean; the input 'image' takes "
+                 bad_request("input 'image' of \"instances\" row 0, column 3 is a boolean; the input 'image' takes "
                              "numbers (FP32)"),
                  id="a boolean among numbers"),
     pytest.param({"instances": [{"image": IMAGE_ROW, "offset": 1}], "signature_name": "serving_default"},

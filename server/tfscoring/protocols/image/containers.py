@@ -143,7 +143,7 @@ def check_webp(body: bytes, max_chunks: int = WEBP_MAX_CHUNKS, max_frames: int |
         kind, length = struct.unpack_from("<4sI", view, pos)
         data = pos + 8
         if length > _WEBP_MAX_PAYLOAD or data + length > end:
-            raise ContainerError(f"the WebP's {_name(kind)} chunk runs past the end of its RIFF data")
+            raise ContainerError(f"the WebP's {chunk_name(kind)} chunk runs past the end of its RIFF data")
         nxt = data + length + (length & 1)
         if kind == b"ANMF":
             frames += 1
@@ -171,14 +171,16 @@ def check_webp(body: bytes, max_chunks: int = WEBP_MAX_CHUNKS, max_frames: int |
                     int.from_bytes(view[data + 7 : data + 10], "little") + 1,
                 )
             else:
-                raise ContainerError(f"the WebP's first chunk is {_name(kind)}, not VP8, VP8L or VP8X")
+                raise ContainerError(f"the WebP's first chunk is {chunk_name(kind)}, not VP8, VP8L or VP8X")
         elif first != b"VP8X":
-            raise ContainerError(f"the simple ({_name(first)}) WebP has a {_name(kind)} chunk after its image")
+            raise ContainerError(
+                f"the simple ({chunk_name(first)}) WebP has a {chunk_name(kind)} chunk after its image"
+            )
         else:
             animated = bool(flags & _VP8X_ANIMATION)
             if kind in _WEBP_ONCE:
                 if kind in sizes:
-                    raise ContainerError(f"the WebP has two {_name(kind)} chunks")
+                    raise ContainerError(f"the WebP has two {chunk_name(kind)} chunks")
                 sizes[kind] = length
                 if kind == b"EXIF":
                     exif = (data, length)
@@ -196,9 +198,9 @@ def check_webp(body: bytes, max_chunks: int = WEBP_MAX_CHUNKS, max_frames: int |
                 _check_frame(view, data, length, canvas, frames)
             elif kind == b"ALPH" or kind in _WEBP_IMAGE:
                 if animated:
-                    raise ContainerError(f"the animated WebP has a {_name(kind)} chunk outside its frames")
+                    raise ContainerError(f"the animated WebP has a {chunk_name(kind)} chunk outside its frames")
                 if image:
-                    raise ContainerError(f"the WebP has a {_name(kind)} chunk after its image")
+                    raise ContainerError(f"the WebP has a {chunk_name(kind)} chunk after its image")
                 if kind == b"ALPH":
                     if alpha:
                         raise ContainerError("the WebP has two 'ALPH' chunks")
@@ -272,7 +274,7 @@ def _check_frame(view: memoryview, data: int, length: int, canvas: tuple[int, in
     if pos > end + 1 or (pos == end + 1 and (end - data) & 1 == 0):
         raise ContainerError(f"the WebP's animation frame {number} has a chunk that runs past its end")
     if kinds not in ([b"VP8 "], [b"VP8L"], [b"ALPH", b"VP8 "]):
-        shown = ", ".join(_name(k) for k in kinds) or "nothing"
+        shown = ", ".join(chunk_name(k) for k in kinds) or "nothing"
         raise ContainerError(f"the WebP's animation frame {number} holds {shown}, not [ALPH] VP8 or VP8L")
 
 
@@ -341,15 +343,15 @@ def _walk_png(view: memoryview, max_chunks: int | None) -> tuple[PngInfo, list[t
         length, kind = struct.unpack_from(">I4s", view, pos)
         data = pos + 8
         if length > _MAX_CHUNK or data + length + 4 > size:
-            raise ContainerError(f"the PNG is truncated: its {_name(kind)} chunk runs past the end of the body")
+            raise ContainerError(f"the PNG is truncated: its {chunk_name(kind)} chunk runs past the end of the body")
         if not kind.isalpha():
-            raise ContainerError(f"the PNG has a chunk of invalid type {kind!r}")
+            raise ContainerError(f"the PNG has a chunk of invalid type {chunk_name(kind)}")
         chunks += 1
         if chunks > max_chunks:
             raise ContainerError(f"the PNG has more than {max_chunks} chunks")
         crc = struct.unpack_from(">I", view, data + length)[0]
         if zlib.crc32(view[data : data + length], zlib.crc32(kind)) != crc:
-            raise ContainerError(f"the PNG's {_name(kind)} chunk has a wrong CRC")
+            raise ContainerError(f"the PNG's {chunk_name(kind)} chunk has a wrong CRC")
         if ihdr is None:
             if kind != b"IHDR" or length != 13:
                 raise ContainerError("the PNG does not start with its IHDR chunk")
@@ -378,7 +380,7 @@ def _walk_png(view: memoryview, max_chunks: int | None) -> tuple[PngInfo, list[t
                 idat_done = True
             if kind in _PNG_CRITICAL:  # IHDR or PLTE
                 if kind == b"IHDR" or palette:
-                    raise ContainerError(f"the PNG has two {_name(kind)} chunks")
+                    raise ContainerError(f"the PNG has two {chunk_name(kind)} chunks")
                 if color in (0, 4):
                     raise ContainerError("the grayscale PNG has a PLTE chunk")
                 if idats:
@@ -389,13 +391,13 @@ def _walk_png(view: memoryview, max_chunks: int | None) -> tuple[PngInfo, list[t
                     raise ContainerError("the PNG's PLTE chunk comes after its tRNS, bKGD or hIST chunk")
                 palette = length // 3
             elif not kind[0] & 0x20:
-                raise ContainerError(f"the PNG has an unknown critical chunk {_name(kind)}")
+                raise ContainerError(f"the PNG has an unknown critical chunk {chunk_name(kind)}")
             elif kind in _PNG_ONCE and kind in seen:
-                raise ContainerError(f"the PNG has two {_name(kind)} chunks")
+                raise ContainerError(f"the PNG has two {chunk_name(kind)} chunks")
             elif kind in _PNG_BEFORE_IDAT and idats:
-                raise ContainerError(f"the PNG's {_name(kind)} chunk comes after its image data")
+                raise ContainerError(f"the PNG's {chunk_name(kind)} chunk comes after its image data")
             elif kind in _PNG_BEFORE_PLTE and palette:
-                raise ContainerError(f"the PNG's {_name(kind)} chunk comes after its PLTE chunk")
+                raise ContainerError(f"the PNG's {chunk_name(kind)} chunk comes after its PLTE chunk")
             elif kind == b"tRNS":
                 if color in (4, 6):
                     raise ContainerError("the PNG has a tRNS chunk but an alpha channel already")
@@ -485,5 +487,6 @@ def _exif_payload(body: bytes, span: tuple[int, int] | None) -> bytes | None:
     return payload if payload.startswith(_EXIF_PREFIX) else _EXIF_PREFIX + payload
 
 
-def _name(kind: bytes) -> str:
+def chunk_name(kind: bytes) -> str:
+    """A chunk's type as messages write it: 'IDAT' (any byte shown, as Latin-1)."""
     return repr(kind.decode("latin-1"))

@@ -144,7 +144,9 @@ def _png_header(body: bytes, layout: ImageLayout, spec: TensorSpec, where: str) 
         length, kind = struct.unpack_from(">I4s", body, pos)
         end = pos + 12 + length
         if length > 0x7FFFFFFF or end > len(body):
-            raise invalid(where, f"the PNG is truncated: its {kind!r} chunk runs past the end of the body")
+            raise invalid(
+                where, f"the PNG is truncated: its {containers.chunk_name(kind)} chunk runs past the end of the body"
+            )
         chunks += 1
         if chunks > limit:
             raise BadRequest(
@@ -216,7 +218,9 @@ def _webp_header(body: bytes, layout: ImageLayout, spec: TensorSpec, where: str)
         height = int.from_bytes(data[7:10], "little") + 1
         name = "animated" if data[0] & 0x02 else "extended"
     else:
-        raise invalid(where, f"the WebP's first chunk {kind!r} is not a valid VP8, VP8L or VP8X header")
+        raise invalid(
+            where, f"the WebP's first chunk {containers.chunk_name(kind)} is not a valid VP8, VP8L or VP8X header"
+        )
     # Every chunk, walked and checked (containers.py): libwebp's demuxer keeps a record per chunk, holding the GIL.
     try:
         info = containers.check_webp(body, max_frames=PNG_CHUNKS_BASE + len(body) // PNG_CHUNK_BODY)
