@@ -59,8 +59,8 @@ def test_built_model_info_and_held_out_accuracy(model_dir):
 
 
 def test_the_built_model_scores_t10k_in_process(model_dir, t10k):
-    """GraphModel on the trained model: ten float32 scores per row, whose argmax is most often right (the rest of GraphModel's
-    tests: tests/unit/test_graph_model.py, on the how-to's graph untrained)."""
+    """GraphModel on the trained model: ten float32 scores per row, whose argmax is most often right (the rest of
+    GraphModel's tests: tests/unit/test_graph_model.py, on the how-to's graph untrained)."""
     images, labels = t10k
     model = GraphModel.load(Settings(azureml_model_dir=model_dir))
     try:
