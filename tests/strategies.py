@@ -5,7 +5,8 @@ Arbitrary JSON documents, bodies one or two mutations away from a valid `{"data"
 wrongly, duplicate keys, valid documents; raw float32 bodies and .npy bodies, valid or mutated.  Each composite
 strategy draws a body and the width of the rows it was made for (WIDTHS); MAX_ROWS is small so that a body one row
 over the limit (413) is reached.  `fuzz(n)` is the settings of every property: n examples (times FUZZ_SCALE),
-reproducible unless FUZZ_RANDOM is set.
+reproducible unless FUZZ_RANDOM is set.  `requests_to_send` pairs bodies with a Content-Type, the body's own or any
+other, for the server.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import warnings
 import numpy as np
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
+
+from tfscoring.protocols import npy, raw
 
 WIDTH = 784
 MAX_ROWS = 3  # small, so that "too many rows" (413) is reached
@@ -348,3 +351,36 @@ def npy_bodies(draw) -> tuple[bytes, int]:
     if "data size" in mutations:
         data = data[: draw(st.integers(0, max(0, len(data) - 1)))] if data and draw(st.booleans()) else data + b"\0"
     return magic + bytes(version) + length_field + header_bytes + data, width
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Requests: a body and a Content-Type
+
+CONTENT_TYPES = st.sampled_from(
+    [
+        *(None, "application/json", "application/json; charset=utf-8", "text/plain", "", "*/*"),
+        *("image/png", "image/jpeg", "IMAGE/PNG"),
+        *("application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "multipart/form-data"),
+        *("application/octet-stream", "APPLICATION/OCTET-STREAM", "application/x-npy", "application/x-npy; v=1"),
+        *('application/json; charset="', "application/json; charset=utf-16", ";;", "application/"),
+    ]
+) | st.text(st.characters(min_codepoint=33, max_codepoint=126), max_size=30)
+
+
+def _with_type(bodies: st.SearchStrategy[bytes], own_type: str) -> st.SearchStrategy[tuple[bytes, str | None]]:
+    """(body, Content-Type): the body's own type most of the time, any other now and then."""
+    return st.tuples(bodies, st.sampled_from([own_type] * 3) | CONTENT_TYPES)
+
+
+def _body(case: tuple[bytes, int]) -> bytes:
+    return case[0]  # the width it was made for aside: the server's is 784
+
+
+# What the fuzzing of the server sends: any bytes, or a body of each kind, as (body, Content-Type).
+requests_to_send = st.one_of(
+    st.tuples(st.binary(max_size=300), CONTENT_TYPES),
+    _with_type(json_bodies, "application/json"),
+    _with_type(near_valid_bodies().map(_body), "application/json"),
+    _with_type(raw_bodies().map(_body), raw.CONTENT_TYPE),
+    _with_type(npy_bodies().map(_body), npy.CONTENT_TYPE),
+)

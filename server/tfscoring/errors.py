@@ -26,11 +26,20 @@ class BadRequest(ScoringError):
 
 class RowsRefused(BadRequest):
     """The graph refused the request's values (TensorFlow's InvalidArgumentError: an index out of range, a
-    shape its ops cannot take); batched with others, the request is scored again on its own (batching.py)."""
+    shape its ops cannot take); batched with others, the request is scored again on its own (batching/batcher.py)."""
 
     def __init__(self, reason: str):
         super().__init__(f"the model refused this request's values: {reason}")
         self.reason = reason
+
+
+class OutOfMemory(Exception):
+    """A session call the device had no memory for: raised by the model's predict (tf/model.py), handled by the
+    session calls (batching/calls.py), which retry the rows in smaller calls; never a client's answer."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason  # TensorFlow's, for the log
 
 
 class Unauthorized(ScoringError):

@@ -1,12 +1,13 @@
 """The model's interface as clients see it: named input and output tensors, each with a dtype and a row shape.
 
-Read from the graph by model.py (its serving signature, or the tensor settings); every protocol in
-protocols.py, the metadata answer and the published schema (swagger.py) are built from it.
+Read from the graph by tf/load.py (its serving signature, or the tensor settings); every request form's codec in
+protocols/, the metadata answer and the published schema (protocols/swagger.py) are built from it.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +25,8 @@ DTYPES = {name: dtype for dtype, name in DATATYPES.items()}
 # One array per input (or output), in the interface's order, rows first: what the decoders give the batcher, the
 # batcher the model, and the model back.
 Batch = tuple[np.ndarray, ...]
+# The model's predict: one array per input in, one per output out, one output row per input row.
+Predict = Callable[[Batch], Batch]
 
 
 @dataclass(frozen=True)

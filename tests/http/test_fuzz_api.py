@@ -17,48 +17,18 @@ import numpy as np
 import pytest
 import requests
 from hypothesis import event, given
-from hypothesis import strategies as st
 from werkzeug.http import parse_options_header
 
 from tests.http.conftest import SERVER_ENV
-from tests.strategies import fuzz, json_bodies, near_valid_bodies, npy_bodies, raw_bodies
+from tests.strategies import fuzz, requests_to_send
 from tests.support import data_body, post
 from tfscoring.errors import ScoringError
 from tfscoring.interface import Interface, TensorSpec
-from tfscoring.protocols import npy, raw, registry
+from tfscoring.protocols import raw, registry
 from tfscoring.protocols.limits import Limits
 
 WIDTH = 784
 LIMITS = Limits(max_rows=int(SERVER_ENV["MAX_REQUEST_ROWS"]))  # and the server's default IMAGE_SCALE
-
-CONTENT_TYPES = st.sampled_from(
-    [
-        *(None, "application/json", "application/json; charset=utf-8", "text/plain", "", "*/*"),
-        *("image/png", "image/jpeg", "IMAGE/PNG"),
-        *("application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "multipart/form-data"),
-        *("application/octet-stream", "APPLICATION/OCTET-STREAM", "application/x-npy", "application/x-npy; v=1"),
-        *('application/json; charset="', "application/json; charset=utf-16", ";;", "application/"),
-    ]
-) | st.text(st.characters(min_codepoint=33, max_codepoint=126), max_size=30)
-
-
-def _with_type(bodies: st.SearchStrategy[bytes], own_type: str) -> st.SearchStrategy[tuple[bytes, str | None]]:
-    """(body, Content-Type): the body's own type most of the time, any other now and then."""
-    return st.tuples(bodies, st.sampled_from([own_type] * 3) | CONTENT_TYPES)
-
-
-def _body(case: tuple[bytes, int]) -> bytes:
-    return case[0]  # the width it was made for aside: the server's is 784
-
-
-requests_to_send = st.one_of(
-    st.tuples(st.binary(max_size=300), CONTENT_TYPES),
-    _with_type(json_bodies, "application/json"),
-    _with_type(near_valid_bodies().map(_body), "application/json"),
-    _with_type(raw_bodies().map(_body), raw.CONTENT_TYPE),
-    _with_type(npy_bodies().map(_body), npy.CONTENT_TYPE),
-)
-
 
 # The how-to's model as the server names it (tests/http/conftest.py serves models/tf-dnn-mnist/1).
 INPUT = TensorSpec("network/X", "network/X:0", np.dtype("float32"), (WIDTH,))

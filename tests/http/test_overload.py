@@ -88,7 +88,7 @@ def crowd(port: int, bodies: list[list[tuple[np.ndarray, bytes]]]) -> list[Answe
     for thread in threads:
         thread.join(120)
     assert not any(thread.is_alive() for thread in threads), "a client thread is still waiting for an answer"
-    return [answer for mine in answers for answer in mine]
+    return [answer for client_answers in answers for answer in client_answers]
 
 
 def test_a_crowd_of_256_connections_gets_only_200_or_503_with_retry_after(overloaded_server, howto_server, t10k):

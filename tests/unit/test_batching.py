@@ -13,8 +13,8 @@ import pytest
 
 from tests.support import SETTLE_S, wait_for
 from tfscoring.batching.batcher import Batcher
-from tfscoring.batching.calls import OutOfMemory, SessionCalls
-from tfscoring.errors import RowsRefused, ServiceUnavailable
+from tfscoring.batching.calls import SessionCalls
+from tfscoring.errors import OutOfMemory, RowsRefused, ServiceUnavailable
 
 
 class RowBatcher(Batcher):
@@ -193,8 +193,9 @@ def test_an_interrupted_session_call_fails_its_requests_and_leaves_the_batcher_w
             first.result(30)
         with pytest.raises(ServiceUnavailable, match="scoring was interrupted"):
             second.result(30)
+    assert scoring.queued_rows == 0
     assert scoring.predict(images[:3]).tolist() == model.predict(images[:3]).tolist()
-    assert not scoring._queue and scoring.queued_rows == 0
+    assert calls[-1] == 3, "rows of the failed requests were left in the queue"
 
 
 def test_a_sync_worker_whose_alarm_cut_the_lead_hand_off_short_takes_the_lead_back(model, t10k):
@@ -224,15 +225,16 @@ def test_a_gathering_leader_is_woken_when_the_last_expected_request_leaves(recor
     # leader waiting for it; without that, the leader waits out MAX_BATCH_DELAY_MS (here a minute).
     images, _ = t10k
     scoring = batcher(recorded, max_delay_s=60.0)
-    leave = threading.Event()
+    expected, leave = threading.Event(), threading.Event()
 
     def expected_then_refused():
         with scoring.expecting():
+            expected.set()
             assert leave.wait(30)
 
     with ThreadPoolExecutor(2) as pool:
         other = pool.submit(expected_then_refused)
-        wait_for(lambda: len(scoring._expected) == 1, 10, "a request expected")
+        assert expected.wait(10), "a request expected"
         leader = pool.submit(scoring.predict, images[:2])
         wait_for(lambda: scoring._gathering, 10, "the leader gathering")
         leave.set()

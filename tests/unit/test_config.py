@@ -80,7 +80,7 @@ def test_opentelemetrys_variables_give_where_and_how_spans_go(env):
 
 
 @pytest.mark.parametrize(
-    ("name", "value", "said"),
+    ("name", "value", "shown"),
     [
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", "'grpc'"),  # not silently sent as HTTP
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318", "<hidden>"),  # no scheme; a URL may hold a token
@@ -88,11 +88,13 @@ def test_opentelemetrys_variables_give_where_and_how_spans_go(env):
         ("OTEL_TRACES_EXPORTER", "zipkin", "'zipkin'"),
     ],
 )
-def test_opentelemetry_settings_this_server_cannot_honour_stop_start_up_without_showing_secrets(env, name, value, said):
+def test_opentelemetry_settings_this_server_cannot_honour_stop_start_up_without_showing_secrets(
+    env, name, value, shown
+):
     env.setenv(name, value)
     with pytest.raises(StartupError) as refused:
         Settings.from_env()
-    assert f"{name}={said}" in str(refused.value) and "s3cret" not in str(refused.value)
+    assert f"{name}={shown}" in str(refused.value) and "s3cret" not in str(refused.value)
 
 
 def test_an_empty_opentelemetry_variable_is_an_unset_one(env):

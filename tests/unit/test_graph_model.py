@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfscoring.batching.calls import OutOfMemory, SessionCalls
+from tfscoring.batching.calls import SessionCalls
 from tfscoring.config import Settings
-from tfscoring.errors import DeviceFailed, RowsRefused, StartupError
+from tfscoring.errors import DeviceFailed, OutOfMemory, RowsRefused, StartupError
 from tfscoring.tf.devices import claim_worker_slot
 from tfscoring.tf.load import LoadedGraph, load_graph, session_callable
 from tfscoring.tf.model import GraphModel

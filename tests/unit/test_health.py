@@ -25,6 +25,11 @@ def write(state_dir, pid: int, phase: str = "serving", age: float = 0.0, queued:
     (state_dir / f"{pid}.json").write_text(json.dumps(state))
 
 
+def written_at(state_dir, pid: int) -> float:
+    """When the worker's state file says it was written (monotonic)."""
+    return json.loads((state_dir / f"{pid}.json").read_text())["at"]
+
+
 @pytest.fixture
 def health(tmp_path):
     return PodHealth(tmp_path, configured=2, hang_s=10, busy_s=120)
@@ -162,7 +167,7 @@ def test_a_silent_worker_using_cpu_is_busy_not_frozen_and_counts_as_serving_satu
         assert busy.pid in health.busy()
         assert busy.poll() is None  # silent for more than QUIET_S + a window, alive
         # Still busy past the hang limit and the state's staleness: not killed, serving and saturated.
-        _silent_until(health, tmp_path, busy.pid, lambda: time.monotonic() - health._states[busy.pid]["at"] > 4)
+        _silent_until(health, tmp_path, busy.pid, lambda: time.monotonic() - written_at(tmp_path, busy.pid) > 4)
         assert busy.poll() is None and busy.pid in health.busy()
         status, body = health.answer("ready")
         assert status == 503 and "full" in body["reason"] and body["workers"]["serving"] == 1

@@ -1,4 +1,4 @@
-"""The small HTTP responder of the metrics port and the probes (http/responder.py), on a loopback port of its own:
+"""The small HTTP responder of the metrics port and the probes (responder.py), on a loopback port of its own:
 one request per connection, bounded connections, a deadline for each, a bounded head (the metrics port as a server
 serves it: tests/http/test_metrics_port.py)."""
 
@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tfscoring.http.responder import Answer, Request, Responder
+from tfscoring.responder import Answer, Request, Responder
 
 HELLO = Answer(200, (("Content-Type", "text/plain"),), b"hello\n")
 

@@ -36,3 +36,12 @@ def test_the_schema_describes_the_request_and_the_answers(version):
         *images.CONTENT_TYPES,
     }
     assert "/" in spec["paths"] and "/swagger.json" in spec["paths"]
+
+
+def test_swagger_2_describes_a_key_two_forms_share_as_the_first_form_in_the_registry_has_it():
+    """Swagger 2.0 has no alternatives: ScoreRequest merges the JSON forms, and "inputs" (TF Serving's columns, and
+    the Open Inference Protocol's tensor list) is described as the columns: the rows of the input."""
+    schemas = published(2)["definitions"]
+    inputs = schemas["ScoreRequest"]["properties"]["inputs"]
+    assert inputs == schemas["ColumnarRequest"]["properties"]["inputs"]
+    assert inputs["items"]["items"]["type"] == "number"  # rows of numbers, not tensor objects

@@ -1,53 +1,40 @@
 """The one place a batch is cut into session calls, and where the size of a call adapts to the device's memory.
 
-A session call takes at most `rows` rows: MAX_BATCH_ROWS (`max_rows`), fewer after the device ran out of memory.
-The batcher fills each batch up to `rows`, so a batch is one session call; warm-up hands over the largest batch
-whole, and a batch whose call runs out of memory is cut here.
+A session call takes at most `rows` rows: MAX_BATCH_ROWS (`max_batch_rows`), fewer after the device ran out of
+memory.  The batcher fills each batch up to `rows`, so a batch is one session call; warm-up hands over the largest
+batch whole, and a batch whose call runs out of memory is cut here.
 
 A session call that runs out of device memory (OutOfMemory: TensorFlow's ResourceExhaustedError, e.g. a GPU
 shared with other processes) is split in halves and retried, down to one row; the size it was split to becomes
 `rows`, so later batches do not fail first.  After RETRY_LARGER_AFTER calls that fit, `rows` is doubled again (up
-to `max_rows`), so a passing shortage does not cost throughput for good.  One row that does not fit is a 503: the
-device is full, not the request wrong.
+to `max_batch_rows`), so a passing shortage does not cost throughput for good.  One row that does not fit is a 503:
+the device is full, not the request wrong.
 
 One caller at a time (the worker's warm-up, then its batcher's leader), so the size it learns needs no lock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 from tfscoring import log
 from tfscoring.batching.observer import BatchObserver, NullObserver
 from tfscoring.config import RETRY_LARGER_AFTER
-from tfscoring.errors import ServiceUnavailable
-from tfscoring.interface import Batch
-
-# The model's predict: one session call, one array per input in, one per output out, one output row per input row.
-Predict = Callable[[Batch], Batch]
-
-
-class OutOfMemory(Exception):
-    """A session call the device had no memory for: raised by the model's predict, handled here."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason  # TensorFlow's, for the log
+from tfscoring.errors import OutOfMemory, ServiceUnavailable
+from tfscoring.interface import Batch, Predict
 
 
 class SessionCalls:
     def __init__(
         self,
         predict: Predict,
-        max_rows: int,
+        max_batch_rows: int,
         observer: BatchObserver | None = None,
         retry_larger_after: int = RETRY_LARGER_AFTER,
     ):
         self._predict = predict
-        self.max_rows = max_rows
-        self.rows = max_rows  # rows of one session call now: lowered when a call runs out of device memory
+        self.max_batch_rows = max_batch_rows
+        self.rows = max_batch_rows  # rows of one session call now: lowered when a call runs out of device memory
         self._observer = NullObserver() if observer is None else observer
         self._retry_larger_after = retry_larger_after
         self._fitted = 0  # calls that fitted since the last split
@@ -75,8 +62,8 @@ class SessionCalls:
             return self._split(arrays, err)
         self._fitted += 1
         # Raised right after the call that makes the count, so that the batcher fills its next batch to the new size.
-        if self.rows < self.max_rows and self._fitted >= self._retry_larger_after:
-            self.rows = min(2 * self.rows, self.max_rows)
+        if self.rows < self.max_batch_rows and self._fitted >= self._retry_larger_after:
+            self.rows = min(2 * self.rows, self.max_batch_rows)
             self._fitted = 0
         return outputs
 

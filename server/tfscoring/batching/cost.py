@@ -19,10 +19,10 @@ INPUT_COPIES = 3  # the request's arrays, the batch's, TensorFlow's tensor
 ANSWER_BYTES_PER_VALUE = 25
 
 
-def decoded_bytes(rows: Batch, interface: Interface) -> int:
+def decoded_bytes(arrays: Batch, interface: Interface) -> int:
     """The inputs' share, and the outputs' where their row shapes are fixed (free ones: see scored_bytes)."""
-    count = len(rows[0]) if rows else 0
-    inputs = sum(array.nbytes for array in rows)
+    count = len(arrays[0]) if arrays else 0
+    inputs = sum(array.nbytes for array in arrays)
     outputs = sum(
         count * spec.row_size * (2 * spec.dtype.itemsize + ANSWER_BYTES_PER_VALUE)
         for spec in interface.outputs
@@ -31,8 +31,8 @@ def decoded_bytes(rows: Batch, interface: Interface) -> int:
     return INPUT_COPIES * inputs + outputs
 
 
-def scored_bytes(rows: Batch, outputs: Batch) -> int:
+def scored_bytes(arrays: Batch, outputs: Batch) -> int:
     """Once scored: the inputs' share and the outputs as they are, whatever their shapes."""
-    inputs = sum(array.nbytes for array in rows)
+    inputs = sum(array.nbytes for array in arrays)
     answers = sum(array.nbytes * 2 + array.size * ANSWER_BYTES_PER_VALUE for array in outputs)
     return INPUT_COPIES * inputs + answers

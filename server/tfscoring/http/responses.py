@@ -30,7 +30,7 @@ def options() -> AMLResponse:
 
 
 def exposed(response):
-    """`response` (any answer of run(): protocols.answer's, too) with the headers a browser may read."""
+    """`response` (any answer of run(): a codec's, too) with the headers a browser may read."""
     for name, value in EXPOSE.items():
         response.headers.setdefault(name, value)
     return response

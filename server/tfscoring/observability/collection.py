@@ -173,15 +173,15 @@ class _PackageErrors(logging.Handler):
     def __init__(self, metrics: Metrics):
         super().__init__(logging.WARNING)
         self._metrics = metrics
-        self._said = False
+        self._warned = False
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
         # Two payloads a request, each failing on its own: its outputs' failure counts the request once.
         if record.name == "mdc.worker" and "failed" in message and "model_outputs" in message:
             self._metrics.collection_dropped.labels("send_failed").inc()
-        if not self._said:
-            self._said = True
+        if not self._warned:
+            self._warned = True
             log.warning("data collector: %s (further errors of the collector are counted, not logged)",
                         record.getMessage())  # fmt: skip
 

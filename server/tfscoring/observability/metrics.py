@@ -14,7 +14,7 @@ reads PROMETHEUS_MULTIPROC_DIR once, when it is imported.  One
 worker at a time, the holder of a lock file in that directory, serves
 everyone's metrics on METRICS_BIND:METRICS_PORT; when it dies the kernel
 releases the lock and another takes over.  It serves them from one thread, an
-asyncio loop (http/responder.py), with a bounded number of connections and a deadline for each, so
+asyncio loop (responder.py), with a bounded number of connections and a deadline for each, so
 that idle or slow clients cannot pile up threads or file descriptors in a
 scoring worker.  A worker that replaces a dead one clears the dead
 one's live gauges.  If the directory cannot be made, scoring goes on and the
@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tfscoring import log
-from tfscoring.http.responder import Answer, Request, Responder, plain_refusal
+from tfscoring.responder import Answer, Request, Responder, plain_refusal
 
 if TYPE_CHECKING:  # prometheus_client is imported by setup(), not here: see above
     from prometheus_client import CollectorRegistry
@@ -219,7 +219,7 @@ class Metrics:
         from prometheus_client import multiprocess
 
         if self.directory is None:
-            log.warning("metrics off: %s", self._off or "metrics.setup() was not called")
+            log.warning("metrics off: %s", self._off or "Metrics.setup() was not called")
             return "off (see the warning above)"
         for stale in Path(self.directory).glob("gauge_live*_*.db"):
             pid = int(stale.stem.rsplit("_", 1)[1])

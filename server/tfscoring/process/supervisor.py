@@ -30,9 +30,9 @@ from pathlib import Path
 
 from tfscoring import log
 from tfscoring.config import ServerSettings
-from tfscoring.http.responder import REASONS, Answer, Request, Responder
 from tfscoring.process import frontdoor, rundir
 from tfscoring.process.health import PodHealth
+from tfscoring.responder import REASONS, Answer, Request, Responder
 
 REFRESH_S = 0.25
 DRAIN_S = 30  # per child: gunicorn's own --graceful-timeout is 30 s

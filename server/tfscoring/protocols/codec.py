@@ -74,6 +74,7 @@ class Schema:
 
 class Codec(ABC):
     name: str  # the form's name, as its module's
+    content_type: str | None = None  # a body of a content type of its own (the registry's BODY_CODECS); JSON: None
 
     def first_weight(self, interface: Interface) -> int:
         """Bytes of the in-flight budget reserved per declared body byte, before the body is read."""

@@ -113,6 +113,18 @@ def decode_json(
     return decoded
 
 
+# What an Open Inference Protocol input tensor has (one of them is enough to tell it from TF Serving's columns).
+TENSOR_KEYS = frozenset({"name", "shape", "datatype"})
+
+
+def is_tensor_list(value: object) -> bool:
+    """A non-empty list of objects that look like tensors: the Open Inference Protocol's "inputs", which the TF Serving
+    columnar form's "inputs" never is."""
+    return (
+        isinstance(value, list) and bool(value) and all(isinstance(i, dict) and TENSOR_KEYS & i.keys() for i in value)
+    )
+
+
 def check_signature_name(document: dict, interface: Interface) -> None:
     """TF Serving's `signature_name`: the one signature served (serving_default where the graph has none)."""
     name = document.get("signature_name")

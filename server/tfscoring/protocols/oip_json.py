@@ -16,10 +16,9 @@ from tfscoring.errors import BadRequest
 from tfscoring.interface import DATATYPES, Batch, Interface
 from tfscoring.protocols import decode, schemas, tensors
 from tfscoring.protocols.codec import JSON_CONTENT_TYPE, Answer, Decoded, Schema, dumps
-from tfscoring.protocols.jsonforms import JsonBody, JsonCodec, check_same_rows, names
+from tfscoring.protocols.jsonforms import JsonBody, JsonCodec, check_same_rows, is_tensor_list, names
 
 HEADER_LENGTH = "Inference-Header-Content-Length"  # Triton's binary extension: the JSON part's length
-_TENSOR_KEYS = {"name", "shape", "datatype"}  # an Open Inference Protocol input tensor has these
 
 
 class OipCodec(JsonCodec):
@@ -27,8 +26,7 @@ class OipCodec(JsonCodec):
     claimed_by = '"inputs" as a list of tensors (the Open Inference Protocol)'
 
     def claims(self, document: dict) -> bool:
-        inputs = document.get("inputs")
-        return isinstance(inputs, list) and bool(inputs) and all(_is_tensor(i) for i in inputs)
+        return is_tensor_list(document.get("inputs"))
 
     def example(self, interface: Interface) -> str:
         first = interface.inputs[0]
@@ -150,10 +148,6 @@ class OipCodec(JsonCodec):
 
 
 CODEC = OipCodec()
-
-
-def _is_tensor(item: object) -> bool:
-    return isinstance(item, dict) and bool(_TENSOR_KEYS & item.keys())
 
 
 def _binary_size(tensor: dict, where: str) -> int | None:

@@ -17,9 +17,9 @@ from tfscoring.protocols import howto, images, npy, oip_binary, oip_json, raw, t
 from tfscoring.protocols.codec import Codec
 from tfscoring.protocols.jsonforms import JsonForms
 
-# In order: the first that claims a document reads it ("data" wins over the others' keys; "inputs" is the Open
-# Inference Protocol's where it is a list of tensors, else TF Serving's columns).
-JSON_FORMS = (howto.CODEC, tfserving_rows.CODEC, oip_json.CODEC, tfserving_columns.CODEC)
+# In order: the first that claims a document reads it ("data" wins over the others' keys); /swagger.json describes
+# them in this order too (Swagger 2.0, which has no alternatives, takes a key named twice from the first).
+JSON_FORMS = (howto.CODEC, tfserving_rows.CODEC, tfserving_columns.CODEC, oip_json.CODEC)
 BODY_CODECS = (raw.CODEC, npy.CODEC, *images.CODECS)
 
 JSON = JsonForms(JSON_FORMS)

@@ -3,8 +3,7 @@
 
 A value holds all the rows of one input; a model of one input takes it alone, several inputs an object keyed by
 input names.  One output answers its values, several an object keyed by output names.  A list of tensors under
-"inputs" is the Open Inference Protocol's request (oip_json.py), not this form: the registry lets that form claim a
-document before this one.
+"inputs" is the Open Inference Protocol's request (oip_json.py), not this form.
 """
 
 from __future__ import annotations
@@ -12,7 +11,15 @@ from __future__ import annotations
 from tfscoring.interface import Batch, Interface
 from tfscoring.protocols import schemas
 from tfscoring.protocols.codec import Answer, Decoded, Schema, example, json_answer, only_input
-from tfscoring.protocols.jsonforms import JsonBody, JsonCodec, check_names, check_same_rows, named_outputs, value_of
+from tfscoring.protocols.jsonforms import (
+    JsonBody,
+    JsonCodec,
+    check_names,
+    check_same_rows,
+    is_tensor_list,
+    named_outputs,
+    value_of,
+)
 
 
 class ColumnsCodec(JsonCodec):
@@ -20,7 +27,7 @@ class ColumnsCodec(JsonCodec):
     claimed_by = '"inputs" (TF Serving\'s columnar form)'
 
     def claims(self, document: dict) -> bool:
-        return "inputs" in document  # after the Open Inference Protocol's, which claims a list of tensors
+        return "inputs" in document and not is_tensor_list(document["inputs"])  # that is the Open Inference Protocol
 
     def example(self, interface: Interface) -> str:
         if interface.howto_width:

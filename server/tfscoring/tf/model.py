@@ -15,10 +15,9 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from tfscoring import log
-from tfscoring.batching.calls import OutOfMemory, Predict
 from tfscoring.config import Settings
-from tfscoring.errors import DeviceFailed, RowsRefused, StartupError
-from tfscoring.interface import Batch
+from tfscoring.errors import DeviceFailed, OutOfMemory, RowsRefused, StartupError
+from tfscoring.interface import Batch, Predict
 from tfscoring.tf.load import LoadedGraph, load_graph
 from tfscoring.tf.messages import first_line
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.unit.protocols.conftest import (
+from tests.unit.protocols.tables import (
     DEMO,
     HOWTO,
     PAIR,
@@ -187,8 +187,8 @@ BODIES = [
                  id="an integer beyond 64 bits"),
     pytest.param(b'{"rows": [[1, 2]]}',
                  bad_request('body has none of "data" (the how-to\'s form), "instances" (TF Serving\'s row form), '
-                             '"inputs" as a list of tensors (the Open Inference Protocol) or "inputs" (TF Serving\'s '
-                             f"columnar form); e.g. {EXAMPLE}"),
+                             '"inputs" (TF Serving\'s columnar form) or "inputs" as a list of tensors '
+                             f"(the Open Inference Protocol); e.g. {EXAMPLE}"),
                  id="no form's key"),
     pytest.param(b'{"data": [' + b"1," * 4199 + b"1]}",
                  too_large("body holds up to 4203 JSON values (counting its commas, colons and brackets), more than "

@@ -1,7 +1,7 @@
 """Image bodies (image/png, image/jpeg, image/webp), for a model of one input that takes images: (H, W, C) with C 1, 3
 or 4, (H, W) grayscale, or (H*W,) grayscale flattened; one image is one row, converted to the input's channels,
 resized to its H x W where fixed, its pixels scaled by IMAGE_SCALE for a float input; answered as the how-to's
-form.  The decoders' own rules in depth: tests/unit/test_images.py and test_containers.py."""
+form.  The decoders' own rules in depth: test_image_decoding.py and test_image_containers.py."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.unit.protocols.conftest import (
+from tests.unit.protocols.tables import (
     DEMO,
     array,
     assert_outcome,

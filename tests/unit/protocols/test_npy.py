@@ -9,7 +9,7 @@ import io
 import numpy as np
 import pytest
 
-from tests.unit.protocols.conftest import (
+from tests.unit.protocols.tables import (
     DEMO,
     PAIR,
     array,

@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.unit.protocols.conftest import (
+from tests.unit.protocols.tables import (
     DEMO,
     HEADER_LENGTH,
     PAIR,

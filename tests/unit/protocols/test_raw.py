@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.unit.protocols.conftest import (
+from tests.unit.protocols.tables import (
     DEMO,
     PAIR,
     array,

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.unit.protocols.conftest import (
+from tests.unit.protocols.tables import (
     DEMO,
     PAIR,
     array,
@@ -68,8 +68,8 @@ def test_a_json_body_at_score_is_read_in_the_form_its_keys_say(body, form):
 NOT_CLAIMED = [
     pytest.param({"rows": ROWS},
                  bad_request('body has none of "data" (the how-to\'s form), "instances" (TF Serving\'s row form), '
-                             '"inputs" as a list of tensors (the Open Inference Protocol) or "inputs" (TF Serving\'s '
-                             'columnar form); e.g. {"data": [[2 numbers], ...]}'),
+                             '"inputs" (TF Serving\'s columnar form) or "inputs" as a list of tensors '
+                             '(the Open Inference Protocol); e.g. {"data": [[2 numbers], ...]}'),
                  id="no form's key"),
     pytest.param({"instances": ROWS, "inputs": ROWS},
                  bad_request('body has both "instances" and "inputs"; TF Serving\'s forms take one or the other'),
