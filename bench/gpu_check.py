@@ -314,7 +314,7 @@ class Checker:
             if self.reference is None:
                 check.failed("no CPU reference to compare the answers with")
                 return
-            warm_up = _splits(server.log())
+            warm_up = split_lines(server.log())
             check.details += [
                 f"warm-up: {rows} rows did not fit in {OOM_LIMIT_MB} MiB -> {fits}" for rows, fits in warm_up
             ]
@@ -335,7 +335,7 @@ class Checker:
             rows = self.images[np.arange(2 * fits) % len(self.images)]
             answers = np.asarray(_post(server.url, rows.astype("<f4").tobytes(), "application/octet-stream"))
             expected = self.reference[np.arange(2 * fits) % len(self.images)]
-            in_request = _splits(server.log())[len(warm_up) :]
+            in_request = split_lines(server.log())[len(warm_up) :]
             check.details += [f"request: {r} rows did not fit -> {f}" for r, f in in_request]
             differ = int((answers != expected).sum())
             if not in_request:
@@ -749,7 +749,7 @@ def _log_excerpts(work: Path) -> list[str]:
     return lines
 
 
-def _splits(log: str) -> list[tuple[str, str]]:
+def split_lines(log: str) -> list[tuple[str, str]]:
     """(rows that did not fit, rows a call from then on) for each out-of-memory split a worker logged."""
     return re.findall(r"out of device memory scoring (\d+) rows .*?at most (\d+) rows per session call", log)
 

@@ -54,12 +54,12 @@ def run(url: str, body: bytes, content_type: str, concurrency: int, seconds: flo
         errors=sum(part[1] for part in parts),
         shed=sum(part[3] for part in parts),
         seconds=max(part[2] for part in parts),
-        p50_ms=_percentile(latencies, 0.50) * 1e3,
-        p99_ms=_percentile(latencies, 0.99) * 1e3,
+        p50_ms=percentile(latencies, 0.50) * 1e3,
+        p99_ms=percentile(latencies, 0.99) * 1e3,
     )
 
 
-def _percentile(sorted_values: list[float], q: float) -> float:
+def percentile(sorted_values: list[float], q: float) -> float:
     """Nearest-rank percentile: the smallest value at or above a share q of the values."""
     if not sorted_values:
         return float("nan")

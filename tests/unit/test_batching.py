@@ -236,7 +236,7 @@ def test_a_gathering_leader_is_woken_when_the_last_expected_request_leaves(recor
         other = pool.submit(expected_then_refused)
         assert expected.wait(10), "a request expected"
         leader = pool.submit(scoring.predict, images[:2])
-        wait_for(lambda: scoring._gathering, 10, "the leader gathering")
+        wait_for(lambda: scoring.gathering, 10, "the leader gathering")
         leave.set()
         assert leader.result(20).tolist() == recorded.model.predict(images[:2]).tolist()
         other.result(5)

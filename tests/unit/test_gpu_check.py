@@ -42,11 +42,11 @@ def test_the_placement_check_fails_workers_not_spread_round_robin_over_two_gpus(
 
 
 def test_the_split_lines_of_the_h100_run_are_read_as_splits():
-    assert gpu_check._splits(h100_server("oom").log()) == [("65536", "32768"), ("32768", "16384")]
+    assert gpu_check.split_lines(h100_server("oom").log()) == [("65536", "32768"), ("32768", "16384")]
 
 
 def test_load_generator_percentiles_are_nearest_rank():
     values = [float(v) for v in range(1, 101)]
-    assert loadgen._percentile(values, 0.50) == 50.0
-    assert loadgen._percentile(values, 0.99) == 99.0
-    assert loadgen._percentile([7.0], 0.99) == 7.0
+    assert loadgen.percentile(values, 0.50) == 50.0
+    assert loadgen.percentile(values, 0.99) == 99.0
+    assert loadgen.percentile([7.0], 0.99) == 7.0

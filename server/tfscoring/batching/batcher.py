@@ -132,6 +132,11 @@ class Batcher:
         """Rows waiting in the queue (the health probes read it; a stale value by a moment is fine)."""
         return self._queued_rows
 
+    @property
+    def gathering(self) -> bool:
+        """A leader is waiting for requests still being read or decoded (expecting()) before it runs its batch."""
+        return self._gathering
+
     @contextmanager
     def expecting(self) -> Iterator[None]:
         """Mark a request on its way to the queue, so a batch being formed may wait for it."""

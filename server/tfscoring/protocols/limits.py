@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tfscoring.config import Settings
 from tfscoring.errors import PayloadTooLarge
 
 # An image's width x height, at most (413 above): 16 megapixels, a 4096 x 4096 square.
@@ -12,8 +13,9 @@ MAX_PIXELS = 4096 * 4096
 
 @dataclass(frozen=True)
 class Limits:
-    max_rows: int = 4096  # MAX_REQUEST_ROWS
-    image_scale: str = "unit"  # IMAGE_SCALE: how an image's pixels reach a float input ("unit", "signed", "raw")
+    # The settings' defaults (a test's or a benchmark's Limits() is the server's as make serve runs it).
+    max_rows: int = Settings.model_fields["max_request_rows"].default  # MAX_REQUEST_ROWS
+    image_scale: str = Settings.model_fields["image_scale"].default  # IMAGE_SCALE: how pixels reach a float input
     max_pixels: int = MAX_PIXELS
 
     def check_rows(self, rows: int, where: str) -> None:

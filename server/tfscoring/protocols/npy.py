@@ -16,25 +16,21 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from tfscoring.errors import BadRequest
-from tfscoring.interface import Batch, Interface, TensorSpec
-from tfscoring.protocols import howto, schemas, tensors
-from tfscoring.protocols.codec import BINARY_WEIGHT, Answer, Codec, Decoded, Reserve, Schema, no_reserve, only_input
+from tfscoring.interface import Interface, TensorSpec
+from tfscoring.protocols import schemas, tensors
+from tfscoring.protocols.arraybody import ArrayBodyCodec
+from tfscoring.protocols.codec import Schema
 from tfscoring.protocols.limits import Limits
 
 CONTENT_TYPE = "application/x-npy"
 
 
-class NpyCodec(Codec):
+class NpyCodec(ArrayBodyCodec):
     name = "npy"
     content_type = CONTENT_TYPE
 
-    def decode(self, body: bytes, interface: Interface, limits: Limits, reserve: Reserve = no_reserve) -> Decoded:
-        spec = only_input(interface, f"an {CONTENT_TYPE} body")
-        reserve(BINARY_WEIGHT * len(body))  # its array, and one conversion
-        return Decoded((_array(body, spec, limits),), self)
-
-    def encode(self, decoded: Decoded, outputs: Batch, interface: Interface) -> Answer:
-        return howto.CODEC.encode(decoded, outputs, interface)
+    def read(self, body: bytes, spec: TensorSpec, limits: Limits) -> np.ndarray:
+        return _array(body, spec, limits)
 
     def schema(self, interface: Interface) -> Schema | None:
         if len(interface.inputs) != 1:

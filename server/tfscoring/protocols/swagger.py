@@ -20,6 +20,7 @@ from collections.abc import Callable
 from tfscoring import log
 from tfscoring.interface import Interface
 from tfscoring.protocols import howto, metadata, registry
+from tfscoring.protocols.limits import Limits
 from tfscoring.protocols.schemas import REF, shown
 
 _ERROR = {"content": {"application/json": {"schema": {"$ref": REF + "ErrorResponse"}}}}
@@ -143,7 +144,8 @@ def _openapi3(interface: Interface, schemas: dict[str, dict], bodies: dict[str, 
         "`Authorization: Bearer <key>` (401 otherwise); without it no key is needed.",
         "security": [{"Bearer": []}, {}],
         "requestBody": {
-            "description": f"1 to MAX_REQUEST_ROWS (default 4096) {rows}, at most MAX_REQUEST_BYTES (default 64 MiB).",
+            "description": f"1 to MAX_REQUEST_ROWS (default {Limits().max_rows}) {rows}, at most MAX_REQUEST_BYTES "
+            "(default 64 MiB).",
             "required": True,
             "content": content,
         },

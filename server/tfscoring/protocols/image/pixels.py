@@ -12,7 +12,8 @@ input's H x W where they are fixed (a free one keeps the image's own).  Pixels r
 IMAGE_SCALE (unit = /255, signed = /127.5 - 1, raw = 0-255 as they are), and an integer input raw.  Broken,
 truncated or unknown bodies are a worded 400, never an exception.
 
-JPEG pixels against Pillow's (both libjpeg-turbo, islow DCT, fancy upsampling; tests/unit/test_images.py):
+JPEG pixels against Pillow's (both libjpeg-turbo, islow DCT, fancy upsampling;
+tests/unit/protocols/test_image_decoding.py):
 identical at full scale for an RGB input, for a grayscale JPEG (the how-to's case) and for CMYK; a grayscale
 input takes a colour JPEG's luma (Y) plane, identical to Pillow's RGB -> L on a smooth picture, while on
 colour noise a few pixels differ where Pillow's upsampled RGB clips (up to 16 levels at 4:2:0, mean under

@@ -1,0 +1,32 @@
+"""A body of a content type of its own that holds the one input's array (raw bytes, .npy): what those codecs share.
+
+Such a form names no input, so it is for one-input models; its decode reserves the array and one conversion of it
+(BINARY_WEIGHT per body byte) before reading it, and its answer is the how-to's form.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+
+import numpy as np
+
+from tfscoring.interface import Batch, Interface, TensorSpec
+from tfscoring.protocols import howto
+from tfscoring.protocols.codec import BINARY_WEIGHT, Answer, Codec, Decoded, Reserve, no_reserve, only_input
+from tfscoring.protocols.limits import Limits
+
+
+class ArrayBodyCodec(Codec):
+    content_type: str
+
+    def decode(self, body: bytes, interface: Interface, limits: Limits, reserve: Reserve = no_reserve) -> Decoded:
+        spec = only_input(interface, f"an {self.content_type} body")
+        reserve(BINARY_WEIGHT * len(body))  # its array, and one conversion
+        return Decoded((self.read(body, spec, limits),), self)
+
+    @abstractmethod
+    def read(self, body: bytes, spec: TensorSpec, limits: Limits) -> np.ndarray:
+        """The input's rows in `body`, validated (BadRequest, PayloadTooLarge)."""
+
+    def encode(self, decoded: Decoded, outputs: Batch, interface: Interface) -> Answer:
+        return howto.CODEC.encode(decoded, outputs, interface)
