@@ -32,9 +32,12 @@ from tfscoring.interface import Interface, TensorSpec
 try:
     from tfscoring.protocols import registry
     from tfscoring.protocols.limits import Limits
-except ImportError:
+except ImportError:  # before the codecs: the JSON forms in one module, flat (tfscoring/) or in protocols/
     registry = None
-    from tfscoring.protocols import binary, images, forms as protocols
+    try:
+        from tfscoring.protocols import binary, images, forms as protocols
+    except ImportError:
+        from tfscoring import binary, images, protocols
 
 spec = TensorSpec("network/X", "network/X:0", np.dtype(np.float32), (784,))
 out = TensorSpec("network/output/MatMul", "network/output/MatMul:0", np.dtype(np.float32), (10,))

@@ -18,7 +18,7 @@ The other decoders run as the server runs them: the codec its registry finds (tf
 JSON body through the how-to's fast path, and where that declines it the count, the parse and the validation; raw
 and .npy through their codecs.  Their bodies: each JSON form at 4096 rows of long floats (as many rows as
 fit 64 MiB) and of
-0/1 values (the most values per byte), and the worst bodies that pass the count of values (jsonbounds.most_values):
+0/1 values (the most values per byte), and the worst bodies that pass the count of values (registry.JSON.most_values):
 `{"instances": [{}, {}, ...]}` and `{"inputs": [[], [], ...]}` just under it; and `{"data"}` of 8192 rows of 0/1,
 which holds more values than a request may: refused on its count, before any parse.  Their memory ratio is the
 growth against what the codec reserves of the budget for the step that answered, the body left out (it is read
@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT / "server"))
 
 from tfscoring.errors import ScoringError  # noqa: E402
 from tfscoring.interface import Interface, TensorSpec  # noqa: E402
-from tfscoring.protocols import images, jsonbounds, npy, oip_binary, raw, registry  # noqa: E402
+from tfscoring.protocols import images, npy, oip_binary, raw, registry  # noqa: E402
 from tfscoring.protocols.image import header as image_header  # noqa: E402
 from tfscoring.protocols.limits import Limits  # noqa: E402
 
@@ -175,10 +175,10 @@ def _json_values(short: bool) -> list[list]:
 
 
 def _just_under(head: bytes, item: bytes, tail: bytes) -> bytes:
-    """head + item, item, ... + tail with as many items as keep its count of values within jsonbounds.most_values'."""
+    """head + item, item, ... + tail with as many items as keep its count of values within registry.JSON.most_values."""
     from tfscoring.protocols import decode
 
-    most = jsonbounds.most_values(HOWTO, Limits(max_rows=MAX_ROWS))
+    most = registry.JSON.most_values(HOWTO, Limits(max_rows=MAX_ROWS))
     one = decode.count(head + item + tail, depth=False).values
     two = decode.count(head + item + b"," + item + tail, depth=False).values
     items = 1 + (most - one) // (two - one)

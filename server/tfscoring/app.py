@@ -130,8 +130,8 @@ class Application:
             record.error = err.message
             discard_unread(request)
             return responses.error(err)
-        if route.action == "infer":
-            return self._score(request, record, oip=True)
+        if route.action in registry.BY_ROUTE:  # a form of its own path (the Open Inference Protocol's infer)
+            return self._score(request, record, route.action)
         if route.action == "metadata":
             return _answered(metadata(self.interface))
         if route.action == "ready":
@@ -140,12 +140,12 @@ class Application:
             return routes.config(self.interface, self.model.max_batch_rows)
         return routes.server_metadata(__version__)
 
-    def _score(self, request: flask.Request, record: RequestRecord, oip: bool = False):
+    def _score(self, request: flask.Request, record: RequestRecord, route: str | None = None):
         settings, interface = self.settings, self.interface
         try:
             require_key(request.headers.get("Authorization"), settings.api_key)  # 401, before the body is read
             size = check_declared(request, settings.max_request_bytes)  # 405, 413 from the headers alone
-            codec = registry.find(request.mimetype, request.headers, oip)  # the request's form
+            codec = registry.find(request.mimetype, request.headers, route)  # the request's form
             # A first weight from the declared size; each step below resizes it to its own bound before it runs.
             weight = size * codec.first_weight(interface)
             with self.budget.reserve(weight) as reservation:  # 503 when the worker's memory in flight is taken

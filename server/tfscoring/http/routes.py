@@ -35,7 +35,9 @@ _JSON = {"Content-Type": "application/json"}
 
 @dataclass(frozen=True)
 class Route:
-    action: str  # "server", "metadata", "ready", "config" or "infer"
+    # "server", "metadata", "ready", "config" or "infer": a POST route whose name protocols/registry.py's BY_ROUTE
+    # lists is scored in that codec's form (a new form of a path of its own: its route here, its line there)
+    action: str
 
 
 def resolve(path: str, method: str, interface: Interface) -> Route:

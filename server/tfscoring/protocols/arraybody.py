@@ -12,8 +12,13 @@ import numpy as np
 
 from tfscoring.interface import Batch, Interface, TensorSpec
 from tfscoring.protocols import howto
-from tfscoring.protocols.codec import BINARY_WEIGHT, Answer, Codec, Decoded, Reserve, no_reserve, only_input
+from tfscoring.protocols.codec import BINARY_WEIGHT, Answer, Body, Codec, Decoded, Reserve, no_reserve, only_input
 from tfscoring.protocols.limits import Limits
+
+
+def body(description: str) -> Body:
+    """Such a body in /swagger.json: what it holds."""
+    return Body(description, selects="the binary formats", answered_as=howto.ANSWERED_AS)
 
 
 class ArrayBodyCodec(Codec):

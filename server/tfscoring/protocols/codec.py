@@ -10,6 +10,23 @@ A decode is bounded before its expensive step: it tells `reserve(bytes)` the mos
 the body itself (the app resizes the request's share of the in-flight budget to the body and that, or answers
 503), from what it has read so far (a JSON body's counts, an image's header, a binary body's size).  Before the
 body is read, `first_weight(interface)` bytes per declared body byte are reserved.
+
+A new request form is one module with a codec and one line in registry.py; nothing else changes (the app, the
+routes, swagger.py and the bounds take it from the codec).  What the codec provides:
+
+    name                       the form's name, as its module's (logs, tests)
+    decode, encode             as above; errors only as tfscoring.errors' BadRequest and PayloadTooLarge
+    schema(interface)          a Schema, or None where the model does not take the form (the default)
+  a JSON form (jsonforms.JsonCodec, a line in registry.JSON_FORMS; its decode is jsonforms.decode_json's pipeline):
+    read(body, interface)      the Decoded of a parsed document (instead of decode)
+    claims(document)           whether a document at POST /score is in the form (its keys); `claimed_by` says what
+    depth                      its nesting down to the list of rows, the rows' own dimensions aside (default 2)
+    row_overhead(interface)    the JSON values a row holds besides its inputs' values and lists (default: an object
+                               and a key per input, and the row's slot), for the count of values before the parse
+  a body of a content type of its own (a line in registry.BODY_CODECS):
+    content_type               the mimetype that selects it; its Schema's `content` (and `answer_content` where
+                               its answer is not JSON) describe it as Body values
+  a form chosen by its path (a line in registry.BY_ROUTE, and the path's route in http/routes.py).
 """
 
 from __future__ import annotations
@@ -61,15 +78,32 @@ class Answer:
 
 
 @dataclass(frozen=True)
+class Body:
+    """A body of a content type of its own, as /swagger.json describes it: what it holds, and for a request, what
+    POST /score's description says its content type selects and how it is answered."""
+
+    description: str  # what the body holds: its schema's description
+    selects: str = ""  # e.g. "the binary formats": content types of the same `selects` are named together
+    answered_as: str = ""  # e.g. "the how-to's form"
+    schema: dict = field(default_factory=lambda: {"type": "string", "format": "binary"})  # its schema, but the text
+
+    def media_type(self) -> dict:
+        """The OpenAPI media type object of the body."""
+        return {"schema": {**self.schema, "description": self.description}}
+
+
+@dataclass(frozen=True)
 class Schema:
     """What /swagger.json says of a form, for one model (swagger.py puts them together).
 
     `request`, `answer`: named JSON schemas of a JSON body and of its answer, the form's own first, then any it
-    refers to; `content`: the schema of a body of a content type of its own, by content type."""
+    refers to; `content`: a request body of a content type of its own, by content type; `answer_content`: an answer
+    of a content type other than JSON, by content type."""
 
     request: dict[str, dict] = field(default_factory=dict)
     answer: dict[str, dict] = field(default_factory=dict)
-    content: dict[str, dict] = field(default_factory=dict)
+    content: dict[str, Body] = field(default_factory=dict)
+    answer_content: dict[str, Body] = field(default_factory=dict)
 
 
 class Codec(ABC):

@@ -23,12 +23,13 @@ import numpy as np
 import simdjson
 
 from tfscoring.interface import Batch, Interface
-from tfscoring.protocols import decode, jsonbounds, schemas
+from tfscoring.protocols import decode, schemas
 from tfscoring.protocols.codec import Answer, Decoded, Reserve, Schema, json_answer, only_input
 from tfscoring.protocols.jsonforms import JsonBody, JsonCodec, named_outputs
 from tfscoring.protocols.limits import Limits
 
 FORM = 'the how-to\'s {"data": ...} form'
+ANSWERED_AS = "the how-to's form"  # what /swagger.json says of the bodies answered as this form (raw, .npy, images)
 # The fast path's memory: simdjson's padded copy of the body and its document (2 bytes a body byte), and per value
 # its tape, the float64 array and the float32 batch with their checks: measured about 43 bytes a value in a fresh
 # worker (bench/results/gil-hold.md: 138 MB for 4096 rows of 0 and 1).
@@ -58,7 +59,7 @@ class HowtoCodec(JsonCodec):
         commas = body.count(b",")
         # More values than a request may hold: declined unparsed, the count refuses it.  Fewer commas than
         # MAX_REQUEST_ROWS full rows hold is always within (and spares the common request the sum).
-        if commas >= limits.max_rows * width and commas >= jsonbounds.most_values(interface, limits):
+        if commas >= limits.max_rows * width and commas >= self.most_values(interface, limits):
             return None
         reserve(FAST_BODY_WEIGHT * len(body) + FAST_VALUE_BYTES * (commas + 1))
         batch = _fast_batch(decode.without_bom(body), width, limits.max_rows)

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from tfscoring.interface import Batch, Interface, TensorSpec
-from tfscoring.protocols import howto, schemas
-from tfscoring.protocols.codec import Answer, Codec, Decoded, Reserve, Schema, no_reserve, only_input
+from tfscoring.protocols import howto
+from tfscoring.protocols.codec import Answer, Body, Codec, Decoded, Reserve, Schema, no_reserve, only_input
 from tfscoring.protocols.image import header, pixels
 from tfscoring.protocols.image.layout import takes_images
 from tfscoring.protocols.limits import MAX_PIXELS, Limits
@@ -47,7 +47,7 @@ class ImageCodec(Codec):
         if len(interface.inputs) != 1 or not takes_images(interface.inputs[0]):
             return None
         picture = "One image, one row: converted, resized to the input's shape and scaled by IMAGE_SCALE."
-        return Schema(content={self.content_type: schemas.binary_body(picture)})
+        return Schema(content={self.content_type: Body(picture, selects="images", answered_as=howto.ANSWERED_AS)})
 
 
 CODECS = tuple(ImageCodec(content_type) for content_type in CONTENT_TYPES)

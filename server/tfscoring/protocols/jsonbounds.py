@@ -2,7 +2,9 @@
 
 Before a JSON body is parsed, its bytes are counted (decode.count: no Python object per value): a body holding more
 JSON values than a request to the model can (most_values) gets 413, one nested deeper than the deepest input's rank
-and the forms' wrapping (deepest) 400; parse_cost() is what its parse will take, for the in-flight budget.
+and the forms' wrapping (deepest) 400; parse_cost() is what its parse will take, for the in-flight budget.  What the
+forms add to their inputs' values and nesting is theirs (JsonCodec.row_overhead and .depth): the codec that reads a
+body passes the largest of the forms it may be in.
 
 After a parse, an integer literal beyond 64 bits, which JSON parsers round to a float silently, is looked for where
 the request failed or holds a value that large (check_wide_integers).
@@ -29,39 +31,40 @@ FREE_JSON_WEIGHT = 16
 # and validation hold the GIL about 1 to 1.4 s, RSS rises about 500 MB; parse_cost() says 905 MB, inside the
 # FREE_JSON_WEIGHT x 64 MiB (1 GiB) that such a body reserves before it is read.
 FREE_JSON_VALUES = 1 << 23
-# Nesting of the deepest form around an input's batch: the Open Inference Protocol's document, its "inputs"
-# list, the tensor object and its "data" (the batch dimension); the row's own dimensions come on top.
-FORM_DEPTH = 4
 
 
 def first_weight(interface: Interface) -> int:
     return JSON_WEIGHT if interface.bounded_json else FREE_JSON_WEIGHT
 
 
-def most_values(interface: Interface, limits: Limits) -> int:
-    """The most JSON values a request to the model may hold.
+def most_values(interface: Interface, limits: Limits, row_overhead: int) -> int:
+    """The most JSON values a request to the model may hold, in forms whose rows hold at most `row_overhead` values
+    besides their inputs' values and lists (JsonCodec.row_overhead).
 
     Fixed-shape inputs: MAX_REQUEST_ROWS + 1 rows (one over, so that it gets its own message) of each input's
-    values and the lists of a row nested to its shape, an object and a key for each input (TF Serving's
-    instances), and decode.KEY_VALUES besides (ids, names, parameters).  Free-shape: FREE_JSON_VALUES."""
+    values and the lists of a row nested to its shape, and the form's overhead, and decode.KEY_VALUES besides (ids,
+    names, parameters).  Free-shape: FREE_JSON_VALUES."""
     if not interface.bounded_json:
         return FREE_JSON_VALUES
-    per_row = 1 + sum(max(spec.row_size, 1) + _lists_in_row(spec.shape) + 2 for spec in interface.inputs)
+    per_row = row_overhead + sum(max(spec.row_size, 1) + _lists_in_row(spec.shape) for spec in interface.inputs)
     return (limits.max_rows + 1) * per_row + decode.KEY_VALUES + 32 * (len(interface.inputs) + len(interface.outputs))
 
 
-def deepest(interface: Interface) -> int:
+def deepest(interface: Interface, form_depth: int) -> int:
     """The deepest nesting of a request to the model: the deepest input's rank (one value per row: 1, Triton's
-    [N, 1]) + FORM_DEPTH + decode.EXTRA_DEPTH."""
+    [N, 1]) + `form_depth` (the forms' nesting down to the list of rows: JsonCodec.depth) + decode.EXTRA_DEPTH."""
     rank = max(max((len(spec.shape) for spec in interface.inputs), default=0), 1)
-    return rank + FORM_DEPTH + decode.EXTRA_DEPTH
+    return rank + form_depth + decode.EXTRA_DEPTH
 
 
-def check_json(body: bytes, interface: Interface, limits: Limits, binary: int = 0) -> decode.Counts:
+def check_json(
+    body: bytes, interface: Interface, limits: Limits, row_overhead: int, form_depth: int, binary: int = 0
+) -> decode.Counts:
     """Once a JSON body is read, before anything parses it: its counts (decode.count; `binary`: the bytes of binary
     tensors after it), or a 413 where it holds more JSON values than a request to the model can, a 400 where it is
-    nested deeper than the model's inputs."""
-    most, nesting = most_values(interface, limits), deepest(interface)
+    nested deeper than the model's inputs (in forms of that `row_overhead` and `form_depth`: see most_values and
+    deepest)."""
+    most, nesting = most_values(interface, limits, row_overhead), deepest(interface, form_depth)
     counts = dataclasses.replace(decode.count(body, most), binary=binary)
     decode.check_counts(counts, most, nesting, _why(interface, limits))
     return counts

@@ -40,6 +40,35 @@ class JsonCodec(Codec):
     # What claims a document for the form, e.g. '"data" (the how-to\'s form)': the message for a body that no form
     # claims lists every form's, in the registry's order.
     claimed_by: str = ""
+    # The lists and objects around a row's values in the form (the how-to's {"data": [row, ...]}: the document and
+    # the list of rows, 2): a body nested deeper than its forms' deepest and the rows' own dimensions gets a 400.
+    depth: int = 2
+
+    def row_overhead(self, interface: Interface) -> int:
+        """The JSON values a row of this form holds besides its inputs' values and lists (as decode.count counts:
+        a value per comma, colon, list and object): its slot in the list of rows, and an object and a key for each
+        input (TF Serving's instances).  The count before the parse refuses (413) a body of more values than
+        MAX_REQUEST_ROWS + 1 rows of its forms' largest overhead hold."""
+        return 1 + 2 * len(interface.inputs)
+
+    def bounding_forms(self) -> tuple[JsonCodec, ...]:
+        """The forms a body this codec decodes may be in: their largest row_overhead and depth bound its count."""
+        return (self,)
+
+    def most_values(self, interface: Interface, limits: Limits) -> int:
+        """The most JSON values a body decoded by this codec may hold (jsonbounds.most_values)."""
+        overhead = max(form.row_overhead(interface) for form in self.bounding_forms())
+        return jsonbounds.most_values(interface, limits, overhead)
+
+    def deepest(self, interface: Interface) -> int:
+        """The deepest nesting of a body decoded by this codec (jsonbounds.deepest)."""
+        return jsonbounds.deepest(interface, max(form.depth for form in self.bounding_forms()))
+
+    def check_json(self, body: bytes, interface: Interface, limits: Limits, binary: int = 0) -> decode.Counts:
+        """jsonbounds.check_json within the bounds of this codec's forms."""
+        overhead = max(form.row_overhead(interface) for form in self.bounding_forms())
+        depth = max(form.depth for form in self.bounding_forms())
+        return jsonbounds.check_json(body, interface, limits, overhead, depth, binary)
 
     def first_weight(self, interface: Interface) -> int:
         return jsonbounds.first_weight(interface)
@@ -73,6 +102,9 @@ class JsonForms(JsonCodec):
     def __init__(self, forms: tuple[JsonCodec, ...]):
         self.forms = forms
 
+    def bounding_forms(self) -> tuple[JsonCodec, ...]:
+        return self.forms
+
     def decode_fast(self, body: bytes, interface: Interface, limits: Limits, reserve: Reserve) -> Decoded | None:
         for form in self.forms:
             decoded = form.decode_fast(body, interface, limits, reserve)
@@ -99,7 +131,7 @@ def decode_json(
     """A JSON body read by `codec`: counted (413, 400), its parse's cost reserved, parsed (400), read.  `binary`: the
     binary tensors after it (the Open Inference Protocol's binary extension), which only the counts and the reading
     see."""
-    counts = jsonbounds.check_json(body, interface, limits, len(binary))
+    counts = codec.check_json(body, interface, limits, len(binary))
     reserve(jsonbounds.parse_cost(counts))
     booleans = b"true" in body or b"false" in body  # only then is a boolean among numbers worth looking for
     try:

@@ -17,7 +17,7 @@ from numpy.lib import format as npy_format
 
 from tfscoring.errors import BadRequest
 from tfscoring.interface import Interface, TensorSpec
-from tfscoring.protocols import schemas, tensors
+from tfscoring.protocols import arraybody, tensors
 from tfscoring.protocols.arraybody import ArrayBodyCodec
 from tfscoring.protocols.codec import Schema
 from tfscoring.protocols.limits import Limits
@@ -42,7 +42,7 @@ class NpyCodec(ArrayBodyCodec):
         takes = {"b": "bool", "i": "any integer", "u": "any integer"}.get(spec.dtype.kind, "any real number")
         description = f"One array in NumPy's .npy format (np.save), of shape {shape} and {takes} dtype; converted to "
         description += f"{spec.dtype.name}."
-        return Schema(content={CONTENT_TYPE: schemas.binary_body(description)})
+        return Schema(content={CONTENT_TYPE: arraybody.body(description)})
 
 
 CODEC = NpyCodec()

@@ -32,6 +32,9 @@ class BinaryTensorsCodec(JsonCodec):
     def example(self, interface: Interface) -> str:
         return self.json.example(interface)
 
+    def bounding_forms(self) -> tuple[JsonCodec, ...]:
+        return (*self.json.bounding_forms(), oip_json.CODEC)  # with binary data after it, the JSON is the protocol's
+
     def decode(self, body: bytes, interface: Interface, limits: Limits, reserve: Reserve = no_reserve) -> Decoded:
         document, binary = _split(body, self.header_length)
         # 8: the widest dtype.  Refused before the parse's cost, which counts the binary data's conversion, is reserved.

@@ -24,6 +24,7 @@ HEADER_LENGTH = "Inference-Header-Content-Length"  # Triton's binary extension: 
 class OipCodec(JsonCodec):
     name = "oip_json"
     claimed_by = '"inputs" as a list of tensors (the Open Inference Protocol)'
+    depth = 4  # its document, the "inputs" list, a tensor object and its "data" (the rows)
 
     def claims(self, document: dict) -> bool:
         return is_tensor_list(document.get("inputs"))

@@ -11,7 +11,7 @@ import numpy as np
 
 from tfscoring.errors import BadRequest
 from tfscoring.interface import Interface, TensorSpec
-from tfscoring.protocols import schemas, tensors
+from tfscoring.protocols import arraybody, tensors
 from tfscoring.protocols.arraybody import ArrayBodyCodec
 from tfscoring.protocols.codec import Schema
 from tfscoring.protocols.limits import Limits
@@ -37,7 +37,7 @@ class RawCodec(ArrayBodyCodec):
             if spec.fixed
             else "Not for this input, which has a free dimension: send .npy."
         )
-        return Schema(content={CONTENT_TYPE: schemas.binary_body(description)})
+        return Schema(content={CONTENT_TYPE: arraybody.body(description)})
 
 
 CODEC = RawCodec()

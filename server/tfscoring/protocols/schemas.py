@@ -88,8 +88,3 @@ def takes(spec: TensorSpec) -> list[str]:
     integer input any integer type (the values must fit)."""
     kinds = {"b": "b", "i": "iu", "u": "iu"}.get(spec.dtype.kind, "iuf")
     return [spec.datatype, *(name for dtype, name in DATATYPES.items() if dtype.kind in kinds)]
-
-
-def binary_body(description: str) -> dict:
-    """The schema of a body of a content type of its own (raw, .npy, an image)."""
-    return {"schema": {"type": "string", "format": "binary", "description": description}}

@@ -2,10 +2,11 @@
 
 documents() builds the OpenAPI 3.0 document from a skeleton of what does not depend on the model (paths,
 headers, error answers, the API key) and the schemas each request form's codec gives for the model
-(Codec.schema: its JSON request and answer, or the content type of a body of its own; registry.codecs() in
-order), GET /score's model metadata besides.  The Swagger 2.0 document is converted from it; 2.0 has no anyOf
-and no nullable (x-nullable instead), so there the request is its first form (the how-to's, where the model has
-one input) with the other forms' keys, an alternative inside a request its first one, and the answer any JSON.
+(Codec.schema: its JSON request and answer, or the Body of a content type of its own and of its answer where
+that is not JSON; registry.codecs() in order), GET /score's model metadata besides.  The Swagger 2.0 document is
+converted from it; 2.0 has no anyOf and no nullable (x-nullable instead), so there the request is its first form
+(the how-to's, where the model has one input) with the other forms' keys, an alternative inside a request its first
+one, and the answer any JSON.
 The 3.1 document is the 3.0 one under its version, with `nullable` written as 3.1 writes it (a "null" type).
 
 install() makes azmlinfsrv serve them instead of swagger{version}.json files.
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from tfscoring import log
 from tfscoring.interface import Interface
 from tfscoring.protocols import howto, metadata, registry
+from tfscoring.protocols.codec import Body
 from tfscoring.protocols.limits import Limits
 from tfscoring.protocols.schemas import REF, shown
 
@@ -43,8 +45,8 @@ _STATIC_SCHEMAS = {
 
 def documents(interface: Interface) -> dict[str, dict]:
     """{"2": the Swagger 2.0 document, "3": the OpenAPI 3.0 one, "3.1": the OpenAPI 3.1 one} of the API."""
-    requests, answers, content = _codec_schemas(interface)
-    v3 = _openapi3(interface, {**requests, **answers, **_STATIC_SCHEMAS}, content)
+    requests, answers, bodies, answer_bodies = _codec_schemas(interface)
+    v3 = _openapi3(interface, {**requests, **answers, **_STATIC_SCHEMAS}, bodies, answer_bodies)
     v2_schemas = {name: _each_schema(schema, _swagger2_request) for name, schema in requests.items()}
     v2_schemas["ScoreRequest"] = _merged(requests["ScoreRequest"], v2_schemas)
     v2_schemas |= {name: _each_schema(schema, _swagger2_answer) for name, schema in answers.items()}
@@ -93,10 +95,12 @@ def _reader(doc: dict | None, original: Callable) -> Callable:
 # The model-specific schemas: each form's, from its codec.
 
 
-def _codec_schemas(interface: Interface) -> tuple[dict[str, dict], dict[str, dict], dict[str, dict]]:
+def _codec_schemas(
+    interface: Interface,
+) -> tuple[dict[str, dict], dict[str, dict], dict[str, Body], dict[str, Body]]:
     """The JSON requests' schemas, ScoreRequest (any of the forms), the answers' schemas, ScoreResponse and the
-    model metadata; and the schemas of bodies of a content type of their own, by content type."""
-    requests, answers, content = {}, {}, {}
+    model metadata; and the bodies of a content type of their own, of requests and of answers, by content type."""
+    requests, answers, content, answer_content = {}, {}, {}, {}
     forms, answered = [], []
     for codec in registry.codecs():
         schema = codec.schema(interface)
@@ -109,6 +113,7 @@ def _codec_schemas(interface: Interface) -> tuple[dict[str, dict], dict[str, dic
             answered.append(next(iter(schema.answer)))
             answers |= schema.answer
         content |= schema.content
+        answer_content |= schema.answer_content
     requests["ScoreRequest"] = {
         "description": f"A request in one of these forms, for the model's inputs {shown(interface.inputs)}.",
         "anyOf": [{"$ref": REF + name} for name in forms],
@@ -118,25 +123,43 @@ def _codec_schemas(interface: Interface) -> tuple[dict[str, dict], dict[str, dic
         "anyOf": [{"$ref": REF + name} for name in answered],
     }
     answers["ModelMetadata"] = metadata.schema(interface)
-    return requests, answers, content
+    return requests, answers, content, answer_content
 
 
 # The documents.
 
 
-def _openapi3(interface: Interface, schemas: dict[str, dict], bodies: dict[str, dict]) -> dict:
-    """`bodies`: the schema of each content type with a codec of its own (raw, .npy, images)."""
+def _selected(bodies: dict[str, Body]) -> str:
+    """What POST /score's description says of the bodies of a content type of their own: the first kind's content
+    types, what they select and how they are answered; each other kind in parentheses, with how it is answered
+    where that differs (e.g. "; application/octet-stream and application/x-npy select the binary formats, answered
+    as the how-to's form (and images, image/png, image/jpeg)")."""
+    kinds: dict[tuple[str, str], list[str]] = {}
+    for media, body in bodies.items():
+        kinds.setdefault((body.selects, body.answered_as), []).append(media)
+    if not kinds:
+        return ""
+    ((selects, answered_as), first), *others = kinds.items()
+    said = f"; {' and '.join(first)} select {selects}, answered as {answered_as}"
+    for (selects_too, answered_too), media in others:
+        how = "" if answered_too == answered_as else f", answered as {answered_too}"
+        said += f" (and {selects_too}, {', '.join(media)}{how})"
+    return said
+
+
+def _openapi3(
+    interface: Interface, schemas: dict[str, dict], bodies: dict[str, Body], answer_bodies: dict[str, Body]
+) -> dict:
+    """`bodies`: each content type with a codec of its own (raw, .npy, images); `answer_bodies`: each content type
+    other than JSON that an answer comes in."""
     classes = howto.class_count(interface)
     answer = f"class id 0-{classes - 1}" if classes else shown(interface.outputs)
     rows = f"rows of {shown(interface.inputs)}"
-    content = {"application/json": {"schema": {"$ref": REF + "ScoreRequest"}}, **bodies}
-    formats = [content_type for content_type in bodies if not content_type.startswith("image/")]
-    pictures = [content_type for content_type in bodies if content_type.startswith("image/")]
-    binary = ""
-    if formats:  # the one input's rows, answered as the how-to's form
-        binary = f"; {' and '.join(formats)} select the binary formats, answered as the how-to's form"
-    if pictures:
-        binary += " (and images, " + ", ".join(pictures) + ")"
+    json_request = {"schema": {"$ref": REF + "ScoreRequest"}}
+    content = {"application/json": json_request, **{media: body.media_type() for media, body in bodies.items()}}
+    json_answer = {"schema": {"$ref": REF + "ScoreResponse"}}
+    answered = {"application/json": json_answer, **{media: body.media_type() for media, body in answer_bodies.items()}}
+    binary = _selected(bodies)
     score = {
         "operationId": "RunMLService",
         "description": f"Score {rows}. A JSON body is read whatever its Content-Type (none, text/plain and curl's "
@@ -152,7 +175,7 @@ def _openapi3(interface: Interface, schemas: dict[str, dict], bodies: dict[str, 
         "responses": {
             "200": {
                 "description": "The answer, one per row in the order of the rows, in the form of the request.",
-                "content": {"application/json": {"schema": {"$ref": REF + "ScoreResponse"}}},
+                "content": answered,
             },
             "400": {
                 "description": f"The body is not a request of 1 or more {rows}: the error says what is wrong and "

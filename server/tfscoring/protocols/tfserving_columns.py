@@ -25,6 +25,7 @@ from tfscoring.protocols.jsonforms import (
 class ColumnsCodec(JsonCodec):
     name = "tfserving_columns"
     claimed_by = '"inputs" (TF Serving\'s columnar form)'
+    depth = 3  # its document, "inputs" naming the inputs and each input's rows
 
     def claims(self, document: dict) -> bool:
         return "inputs" in document and not is_tensor_list(document["inputs"])  # that is the Open Inference Protocol

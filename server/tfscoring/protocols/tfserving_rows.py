@@ -16,6 +16,7 @@ from tfscoring.protocols.jsonforms import JsonBody, JsonCodec, check_names, name
 class RowsCodec(JsonCodec):
     name = "tfserving_rows"
     claimed_by = '"instances" (TF Serving\'s row form)'
+    depth = 3  # its document, "instances" (the rows) and an instance naming the inputs
 
     def claims(self, document: dict) -> bool:
         return "instances" in document

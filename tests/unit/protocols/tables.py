@@ -18,17 +18,24 @@ import numpy as np
 from tfscoring.errors import BadRequest, PayloadTooLarge, ScoringError
 from tfscoring.http import routes
 from tfscoring.interface import DTYPES, Interface, TensorSpec
-from tfscoring.protocols import codec, images, npy, oip_json, raw, registry, tensors
+from tfscoring.protocols import codec, oip_json, registry, tensors
 from tfscoring.protocols.limits import Limits
 
 MAX_ROWS = 4  # MAX_REQUEST_ROWS of these tables: small, so that a body one row over it stays small
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
-# The request forms, by the names of this folder's files.
-JSON_FORMS = ("howto", "tfserving_rows", "tfserving_columns", "oip_json", "oip_binary")
-BODY_FORMS = ("raw", "npy", "image")  # a content type of their own, one-input models
-_CONTENT_TYPES = {"raw": raw.CONTENT_TYPE, "npy": npy.CONTENT_TYPE, "image": "image/png"}
+# The request forms, by their codecs' names (the names of this folder's files), as the registry lists them: the
+# JSON forms and the Open Inference Protocol's binary extension; the bodies of a content type of their own (one-input
+# models), each sent as its codec's first content type.
+JSON_FORMS = (*(form.name for form in registry.JSON_FORMS), "oip_binary")
+_CONTENT_TYPES: dict[str, str] = {}
+for _body in registry.BODY_CODECS:
+    _CONTENT_TYPES.setdefault(_body.name, _body.content_type)
+BODY_FORMS = tuple(_CONTENT_TYPES)
 OIP_PATH = "/v2/models/m/infer"  # the Open Inference Protocol's infer path of these tables' models (named "m")
+# A path of each route that chooses a form (the registry's BY_ROUTE), and so the path of each such form.
+_ROUTE_PATHS = {"infer": OIP_PATH}
+_FORM_PATHS = {form.name: _ROUTE_PATHS[route] for route, form in registry.BY_ROUTE.items()}
 
 
 # Interfaces
@@ -102,7 +109,8 @@ class Decoded:
 
 @dataclass(frozen=True)
 class Answer:
-    status: int
+    """An answer's headers and body (always a 200: the layer's refusals are Refused values)."""
+
     headers: dict[str, str]
     body: bytes
 
@@ -188,7 +196,7 @@ def decode(
         body,
         model,
         content_type=_CONTENT_TYPES.get(form, "application/json"),
-        path=OIP_PATH if form == "oip_json" else None,
+        path=_FORM_PATHS.get(form),
         headers=headers,
         max_rows=max_rows,
         image_scale=image_scale,
@@ -214,8 +222,8 @@ def receive(
     headers = headers or {}
 
     def picked() -> Decoded:
-        oip_path = path is not None and routes.resolve(path, "POST", model).action == "infer"
-        decoded = registry.find(mimetype, headers, oip_path).decode(
+        route = None if path is None else routes.resolve(path, "POST", model).action
+        decoded = registry.find(mimetype, headers, route).decode(
             as_body(body), model, Limits(max_rows=max_rows, image_scale=image_scale)
         )
         form = decoded.codec.name
@@ -247,16 +255,14 @@ def encode(form: str, outputs: tuple[np.ndarray, ...], model: Interface, request
     answering = _codec(request.form)
     decoded = codec.Decoded(request.arrays, answering, request.id, request.outputs, request.binary)
     answer = answering.encode(decoded, outputs, model)
-    return Answer(200, dict(answer.headers), answer.body)
+    return Answer(dict(answer.headers), answer.body)
 
 
 def _codec(form: str) -> codec.Codec:
     """The codec that reads and answers a request of `form`."""
-    if form == "oip_binary":
+    if form == "oip_binary":  # the binary extension's answer is the protocol's
         return oip_json.CODEC
-    if form == "image":
-        return images.CODECS[0]
-    return next(found for found in registry.codecs() if found.name == form)
+    return next(found for found in registry.codecs() if found.name == form)  # an image: the first content type's
 
 
 def validate(value: object, input_spec: TensorSpec, field: str = "x", max_rows: int = MAX_ROWS) -> np.ndarray | Refused:

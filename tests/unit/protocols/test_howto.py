@@ -299,5 +299,5 @@ ANSWERS = [
 @pytest.mark.parametrize(("model", "outputs", "expected"), ANSWERS)
 def test_the_answer_is_class_ids_or_the_outputs_as_json(model, outputs, expected):
     answer = encode("howto", outputs, model)
-    assert (answer.status, answer.headers["Content-Type"]) == (200, "application/json")
+    assert answer.headers["Content-Type"] == "application/json"
     assert answer.body == expected

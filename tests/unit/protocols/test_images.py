@@ -195,5 +195,5 @@ def test_a_body_that_is_no_image_the_input_takes_is_refused_saying_why(model, bo
 
 def test_the_answer_is_the_howto_forms_class_ids():
     answer = encode("image", (np.array([[0.1, 0.9, 0.3]], np.float32),), GRAY)
-    assert (answer.status, answer.headers["Content-Type"]) == (200, "application/json")
+    assert answer.headers["Content-Type"] == "application/json"
     assert answer.body == b"[1]"

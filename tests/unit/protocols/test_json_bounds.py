@@ -20,7 +20,7 @@ from tfscoring.errors import BadRequest, PayloadTooLarge
 from tfscoring.interface import Interface, TensorSpec
 from tfscoring.protocols import decode, howto, jsonbounds, npy, oip_binary, oip_json, registry, tfserving_rows
 from tfscoring.protocols.codec import Decoded
-from tfscoring.protocols.jsonforms import JsonBody, check_signature_name
+from tfscoring.protocols.jsonforms import JsonBody, JsonForms, check_signature_name
 from tfscoring.protocols.limits import Limits
 from tfscoring.protocols.tensors import TensorReader
 
@@ -65,13 +65,45 @@ def test_empty_lists_count_as_values_and_are_refused_before_parsing(no_parse):
     # 2 empty lists per comma: under the old bound (twice the request's values, in commas), over the new one.
     max_rows = 4096
     body = b'{"inputs": [' + b"[[]]," * 2_000_000 + b"[[]]]}"
-    most = jsonbounds.most_values(HOWTO, Limits(max_rows=max_rows))
+    most = registry.JSON.most_values(HOWTO, Limits(max_rows=max_rows))
     assert body.count(b",") < 2 * max_rows * 784 and decode.count(body).values > most
     for interface in (HOWTO, IMAGE):
         with pytest.raises(PayloadTooLarge) as caught:
             decode_json(body, interface, max_rows)
         assert caught.value.status_code == 413
         assert "more than the" in caught.value.message and "MAX_REQUEST_ROWS" in caught.value.message
+
+
+def test_the_bounds_are_the_largest_of_the_forms_a_body_may_be_in():
+    # 2 rows + 1 of 784 values, their list and a slot, an object and a key (TF Serving's instances); keys and ids.
+    assert registry.JSON.most_values(HOWTO, Limits(max_rows=2)) == 3 * (784 + 1 + 3) + 4096 + 32 * 2
+    assert oip_json.CODEC.most_values(HOWTO, Limits(max_rows=2)) == 6524  # the protocol's path: the same overhead
+    assert oip_json.CODEC.deepest(HOWTO) == registry.JSON.deepest(HOWTO)  # and the deepest form
+
+    class Records(tfserving_rows.RowsCodec):  # {"batch": {"records": [{"id", "tag", "x": row}]}}: 3 more a row
+        name, depth = "records", 5  # the document, "batch", "records", a record and "x" enclose a row's values
+
+        def row_overhead(self, interface: Interface) -> int:
+            return super().row_overhead(interface) + 3
+
+    forms = JsonForms((*registry.JSON_FORMS, Records()))
+    assert forms.most_values(HOWTO, Limits(max_rows=2)) == 6524 + 3 * 3
+    assert forms.deepest(HOWTO) == registry.JSON.deepest(HOWTO) + 1
+
+
+def test_a_body_of_more_backslashes_than_a_request_holds_is_refused_before_parsing(no_parse):
+    escapes = b"\\\\" * (decode.MAX_ESCAPES // 2)  # escaped backslashes in a string the how-to's form ignores
+    with pytest.raises(PayloadTooLarge) as caught:
+        decode_json(b'{"data": [[1, 2]], "note": "' + escapes + b'\\\\"}', INTS, 4)
+    assert caught.value.message == (
+        f"body holds {decode.MAX_ESCAPES + 2} backslashes, more than the {decode.MAX_ESCAPES} a request may hold"
+    )
+
+
+def test_a_body_of_as_many_backslashes_as_a_request_holds_is_read():
+    escapes = b"\\\\" * (decode.MAX_ESCAPES // 2)
+    decoded = decode_json(b'{"data": [[1, 2]], "note": "' + escapes + b'"}', INTS, 4)
+    np.testing.assert_array_equal(decoded.arrays[0], np.array([[1, 2]], np.int64), strict=True)
 
 
 def test_a_full_request_of_every_form_is_within_the_bounds():
@@ -155,8 +187,9 @@ def test_the_depth_masks_strings_and_their_escapes():
 
 
 def test_the_depth_allowed_follows_the_deepest_input():
-    assert jsonbounds.deepest(HOWTO) == 1 + jsonbounds.FORM_DEPTH + decode.EXTRA_DEPTH
-    assert jsonbounds.deepest(IMAGE) == 2 + jsonbounds.FORM_DEPTH + decode.EXTRA_DEPTH
+    # 4: the deepest form's nesting down to its rows, the Open Inference Protocol's {"inputs": [{"data": [...]}]}.
+    assert registry.JSON.deepest(HOWTO) == 1 + 4 + decode.EXTRA_DEPTH
+    assert registry.JSON.deepest(IMAGE) == 2 + 4 + decode.EXTRA_DEPTH
     body = orjson.dumps({"inputs": [{"name": "x", "shape": [1, 2, 2], "datatype": "FP32", "data": [[[1, 2], [3, 4]]],
                                      "parameters": {"a": [[1]]}}]})  # fmt: skip
     assert decode_json(body, IMAGE, 1).arrays[0].shape == (1, 2, 2)
@@ -372,7 +405,7 @@ def test_an_integer_beyond_64_bits_is_out_of_range_not_a_fraction(body):
 def test_parse_cost_bounds_the_objects_and_arrays_a_parse_makes(document):
     body = orjson.dumps(document)
     cost = jsonbounds.parse_cost(decode.count(body, depth=False))
-    counts = jsonbounds.check_json(body, HOWTO, Limits())
+    counts = registry.JSON.check_json(body, HOWTO, Limits())
     assert cost == jsonbounds.parse_cost(counts)
     tracemalloc.start()
     with contextlib.suppress(BadRequest):
@@ -386,7 +419,7 @@ def test_parse_cost_bounds_the_objects_and_arrays_a_parse_makes(document):
 def test_the_counts_are_of_the_json_part_and_refuse_before_parsing(no_parse):
     header = orjson.dumps({"inputs": [{"name": "x", "shape": [1, 784], "datatype": "FP32",
                                        "parameters": {"binary_data_size": 784 * 4}}]})  # fmt: skip
-    counts = jsonbounds.check_json(header, HOWTO, Limits(max_rows=4), binary=784 * 4)
+    counts = registry.JSON.check_json(header, HOWTO, Limits(max_rows=4), binary=784 * 4)
     assert counts.size == len(header) and counts.binary == 784 * 4 and counts.depth == 4
     with_binary = jsonbounds.parse_cost(counts)
     assert with_binary >= 18 * 784 * 4
@@ -397,9 +430,9 @@ def test_the_counts_are_of_the_json_part_and_refuse_before_parsing(no_parse):
         codec.decode(header + bytes(784 * 4), HOWTO, Limits(max_rows=4), reserved.append)
     assert reserved == [with_binary]
     with pytest.raises(PayloadTooLarge):
-        jsonbounds.check_json(b'{"inputs": [' + b"[]," * 10_000 + b"[]]}", HOWTO, Limits(max_rows=4))
+        registry.JSON.check_json(b'{"inputs": [' + b"[]," * 10_000 + b"[]]}", HOWTO, Limits(max_rows=4))
     with pytest.raises(BadRequest, match="body is nested 1000 deep"):
-        jsonbounds.check_json(nested(DEEP), HOWTO, Limits(max_rows=4))
+        registry.JSON.check_json(nested(DEEP), HOWTO, Limits(max_rows=4))
 
 
 def test_the_collector_is_paused_while_orjson_parses_and_left_as_it_was(monkeypatch):

@@ -146,5 +146,5 @@ def test_a_npy_body_is_one_array_of_the_inputs_rows(model, body, expected):
 
 def test_the_answer_is_the_howto_forms_class_ids():
     answer = encode("npy", (np.array([[0.1, 0.9, 0.3], [np.nan, 1, 0]], np.float32),), PAIR)
-    assert (answer.status, answer.headers["Content-Type"]) == (200, "application/json")
+    assert answer.headers["Content-Type"] == "application/json"
     assert answer.body == b"[1,null]"

@@ -374,7 +374,7 @@ JSON_ANSWERS = [
 def test_the_answer_names_each_output_asked_for_with_its_shape_datatype_and_data(fields, expected):
     decoded = decode("oip_json", request(IMAGE, OFFSET, **fields), DEMO)
     answer = encode("oip_json", (LABELS, SCORES), DEMO, decoded)
-    assert (answer.status, answer.headers["Content-Type"]) == (200, "application/json")
+    assert answer.headers["Content-Type"] == "application/json"
     assert HEADER_LENGTH not in answer.headers
     assert answer.body == expected
 
@@ -423,6 +423,6 @@ def test_outputs_asked_as_binary_data_follow_the_json_little_endian(fields, expe
     decoded = decode("oip_json", request(IMAGE, OFFSET, **fields), DEMO)
     answer = encode("oip_json", (LABELS, SCORES), DEMO, decoded)
     length = int(answer.headers[HEADER_LENGTH])
-    assert (answer.status, answer.headers["Content-Type"]) == (200, "application/octet-stream")
+    assert answer.headers["Content-Type"] == "application/octet-stream"
     assert answer.body[:length] == NAMES + expected_json
     assert answer.body[length:] == expected_binary
