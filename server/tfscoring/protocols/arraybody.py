@@ -12,7 +12,17 @@ import numpy as np
 
 from tfscoring.interface import Batch, Interface, TensorSpec
 from tfscoring.protocols import howto
-from tfscoring.protocols.codec import BINARY_WEIGHT, Answer, Body, Codec, Decoded, Reserve, no_reserve, only_input
+from tfscoring.protocols.codec import (
+    BINARY_WEIGHT,
+    Answer,
+    Body,
+    Codec,
+    Decoded,
+    Reserve,
+    Schema,
+    no_reserve,
+    only_input,
+)
 from tfscoring.protocols.limits import Limits
 
 
@@ -35,3 +45,12 @@ class ArrayBodyCodec(Codec):
 
     def encode(self, decoded: Decoded, outputs: Batch, interface: Interface) -> Answer:
         return howto.CODEC.encode(decoded, outputs, interface)
+
+    def schema(self, interface: Interface) -> Schema | None:
+        if len(interface.inputs) != 1:
+            return None  # a model of several inputs takes no such body
+        return Schema(content={self.content_type: body(self.describe(interface.inputs[0]))})
+
+    @abstractmethod
+    def describe(self, spec: TensorSpec) -> str:
+        """What such a body holds for the input `spec`, as /swagger.json says it."""

@@ -16,10 +16,9 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from tfscoring.errors import BadRequest
-from tfscoring.interface import Interface, TensorSpec
-from tfscoring.protocols import arraybody, tensors
+from tfscoring.interface import TensorSpec
+from tfscoring.protocols import tensors
 from tfscoring.protocols.arraybody import ArrayBodyCodec
-from tfscoring.protocols.codec import Schema
 from tfscoring.protocols.limits import Limits
 
 CONTENT_TYPE = "application/x-npy"
@@ -32,17 +31,14 @@ class NpyCodec(ArrayBodyCodec):
     def read(self, body: bytes, spec: TensorSpec, limits: Limits) -> np.ndarray:
         return _array(body, spec, limits)
 
-    def schema(self, interface: Interface) -> Schema | None:
-        if len(interface.inputs) != 1:
-            return None
-        (spec,) = interface.inputs
+    def describe(self, spec: TensorSpec) -> str:
         shape = "(" + ", ".join(["N", *("any" if n < 0 else str(n) for n in spec.shape)]) + ")"
         if spec.fixed and len(spec.shape) != 1:
             shape += f" or (N, {spec.row_size})"
         takes = {"b": "bool", "i": "any integer", "u": "any integer"}.get(spec.dtype.kind, "any real number")
         description = f"One array in NumPy's .npy format (np.save), of shape {shape} and {takes} dtype; converted to "
         description += f"{spec.dtype.name}."
-        return Schema(content={CONTENT_TYPE: arraybody.body(description)})
+        return description
 
 
 CODEC = NpyCodec()

@@ -10,10 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from tfscoring.errors import BadRequest
-from tfscoring.interface import Interface, TensorSpec
-from tfscoring.protocols import arraybody, tensors
+from tfscoring.interface import TensorSpec
+from tfscoring.protocols import tensors
 from tfscoring.protocols.arraybody import ArrayBodyCodec
-from tfscoring.protocols.codec import Schema
 from tfscoring.protocols.limits import Limits
 
 CONTENT_TYPE = "application/octet-stream"
@@ -26,10 +25,7 @@ class RawCodec(ArrayBodyCodec):
     def read(self, body: bytes, spec: TensorSpec, limits: Limits) -> np.ndarray:
         return _array(body, spec, limits)
 
-    def schema(self, interface: Interface) -> Schema | None:
-        if len(interface.inputs) != 1:
-            return None
-        (spec,) = interface.inputs
+    def describe(self, spec: TensorSpec) -> str:
         dtype = spec.dtype.newbyteorder("<") if spec.dtype.itemsize > 1 else spec.dtype
         description = (
             f"Raw little-endian {spec.dtype.name} values, N x {spec.row_size} of them, row after row (numpy: "
@@ -37,7 +33,7 @@ class RawCodec(ArrayBodyCodec):
             if spec.fixed
             else "Not for this input, which has a free dimension: send .npy."
         )
-        return Schema(content={CONTENT_TYPE: arraybody.body(description)})
+        return description
 
 
 CODEC = RawCodec()
