@@ -58,13 +58,11 @@ def deepest(interface: Interface, form_depth: int) -> int:
 
 
 def check_json(
-    body: bytes, interface: Interface, limits: Limits, row_overhead: int, form_depth: int, binary: int = 0
+    body: bytes, interface: Interface, limits: Limits, most: int, nesting: int, binary: int = 0
 ) -> decode.Counts:
     """Once a JSON body is read, before anything parses it: its counts (decode.count; `binary`: the bytes of binary
-    tensors after it), or a 413 where it holds more JSON values than a request to the model can, a 400 where it is
-    nested deeper than the model's inputs (in forms of that `row_overhead` and `form_depth`: see most_values and
-    deepest)."""
-    most, nesting = most_values(interface, limits, row_overhead), deepest(interface, form_depth)
+    tensors after it), or a 413 where it holds more than `most` JSON values (most_values), a 400 where it is nested
+    deeper than `nesting` (deepest)."""
     counts = dataclasses.replace(decode.count(body, most), binary=binary)
     decode.check_counts(counts, most, nesting, _why(interface, limits))
     return counts

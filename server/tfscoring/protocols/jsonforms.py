@@ -65,10 +65,9 @@ class JsonCodec(Codec):
         return jsonbounds.deepest(interface, max(form.depth for form in self.bounding_forms()))
 
     def check_json(self, body: bytes, interface: Interface, limits: Limits, binary: int = 0) -> decode.Counts:
-        """jsonbounds.check_json within the bounds of this codec's forms."""
-        overhead = max(form.row_overhead(interface) for form in self.bounding_forms())
-        depth = max(form.depth for form in self.bounding_forms())
-        return jsonbounds.check_json(body, interface, limits, overhead, depth, binary)
+        """jsonbounds.check_json within the bounds of this codec's forms (most_values, deepest)."""
+        most, nesting = self.most_values(interface, limits), self.deepest(interface)
+        return jsonbounds.check_json(body, interface, limits, most, nesting, binary)
 
     def first_weight(self, interface: Interface) -> int:
         return jsonbounds.first_weight(interface)
