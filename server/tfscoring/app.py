@@ -68,8 +68,9 @@ class Application:
         calls = SessionCalls(model.predict, model.max_batch_rows, metrics)  # the one place batches become calls
         model.warm_up(calls.predict)  # through the calls serving makes: a size the device cannot take is learnt now
         budget = InflightBudget(settings.inflight_budget)
+        served = settings.served_folder()
         interface = Interface(
-            *settings.served_name, model.inputs, model.outputs, model.signature_key, settings.data_answer
+            served.name, served.version, model.inputs, model.outputs, model.signature_key, settings.data_answer
         )
         swagger.install(swagger.documents(interface))  # what azmlinfsrv serves at /swagger.json, read after init()
         batcher = Batcher(

@@ -8,7 +8,6 @@ tensors `network/X:0` and `network/output/MatMul:0`.
 from __future__ import annotations
 
 import ipaddress
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -17,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 import pydantic
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tfscoring import versions
 from tfscoring.errors import StartupError
 from tfscoring.process import sizing
 
@@ -47,14 +47,19 @@ class _FromEnv(BaseSettings):
 class Settings(_FromEnv):
     """The scoring script's settings, read by every worker in init()."""
 
-    azureml_model_dir: Path = pydantic.Field(description="registered model directory (set by Azure ML / --model_dir)")
+    azureml_model_dir: Path = pydantic.Field(
+        description="registered model directory (set by Azure ML / --model_dir); a folder of <version>/ subfolders "
+        "(TF Serving's layout) serves the highest version, or MODEL_VERSION"
+    )
     model_folder: str = pydantic.Field("model", description="folder inside AZUREML_MODEL_DIR holding the checkpoint")
     model_file_prefix: str = pydantic.Field("mnist-tf.model", description="checkpoint prefix (.meta, .index, .data-*)")
     model_name: str | None = pydantic.Field(
         None, description="the model's name in Open Inference Protocol answers; default: the folder above the version"
     )
     model_version: str | None = pydantic.Field(
-        None, description="the model's version in those answers; default: AZUREML_MODEL_DIR's own folder name"
+        None,
+        description="where AZUREML_MODEL_DIR holds <version>/ subfolders: the version served (default: the highest); "
+        "otherwise the model's version in answers and labels (default: AZUREML_MODEL_DIR's own folder name)",
     )
     input_tensor: str = pydantic.Field(
         "network/X:0",
@@ -216,11 +221,12 @@ class Settings(_FromEnv):
             return self.max_inflight_bytes
         return sizing.inflight_bytes_per_worker(sizing.memory_limit(), self.worker_count, self.max_request_bytes)
 
-    @property
-    def served_name(self) -> tuple[str, str]:
-        """(name, version): the settings', else the registered-model layout's <name>/<version>/."""
-        folder = Path(os.path.abspath(self.azureml_model_dir))  # not resolve(): a symlink's own name counts
-        return self.model_name or folder.parent.name or "model", self.model_version or folder.name or "1"
+    def served_folder(self) -> versions.ServedFolder:
+        """The folder the model is loaded from, with the model's name and version: AZUREML_MODEL_DIR's highest
+        <version>/ (or MODEL_VERSION's) where it holds versions, else AZUREML_MODEL_DIR itself, named by the
+        registered-model layout <name>/<version>/ unless MODEL_NAME and MODEL_VERSION say otherwise.  Read from the
+        file system on each call: a worker reads it once (StartupError: MODEL_VERSION is not there)."""
+        return versions.served_folder(self.azureml_model_dir, self.model_version, self.model_name)
 
     @pydantic.model_validator(mode="before")
     @classmethod
@@ -262,7 +268,7 @@ class Settings(_FromEnv):
 
     @property
     def checkpoint_prefix(self) -> Path:
-        return self.azureml_model_dir / self.model_folder / self.model_file_prefix
+        return self.served_folder().path / self.model_folder / self.model_file_prefix
 
     @property
     def checkpoint_search(self) -> Path | None:
@@ -271,7 +277,7 @@ class Settings(_FromEnv):
         the checkpoint prefix is used as it is."""
         if "model_file_prefix" in self.model_fields_set:
             return None
-        return self.checkpoint_prefix.parent if "model_folder" in self.model_fields_set else self.azureml_model_dir
+        return self.checkpoint_prefix.parent if "model_folder" in self.model_fields_set else self.served_folder().path
 
     @property
     def given_tensors(self) -> dict[str, str]:

@@ -11,9 +11,10 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "server" / "tfscoring"
 LAYERS = ("http", "protocols", "batching", "tf", "observability", "process")
 # The bottom every layer may use: settings, error types, the model's interface, constants, the small HTTP responder,
+# which version folder is served (versions.py),
 # the package's logger; and process/sizing.py, arithmetic on the machine's cores and memory that config.py's defaults
 # and tf/devices.py read (it imports nothing of the package).
-BOTTOM = {"tfscoring", "config", "errors", "interface", "shared", "responder", "process.sizing"}
+BOTTOM = {"tfscoring", "config", "errors", "interface", "shared", "responder", "versions", "process.sizing"}
 
 
 def imports(path: Path) -> set[str]:

@@ -40,7 +40,8 @@ class LoadedGraph:
 def load_graph(settings: Settings) -> LoadedGraph:
     """The checkpoint the settings name (or the one found under the model directory), loaded (StartupError: it
     cannot be)."""
-    _require(settings.azureml_model_dir.is_dir(), f"model directory not found: {settings.azureml_model_dir}")
+    folder = settings.served_folder().path
+    _require(folder.is_dir(), f"model directory not found: {folder}")
     prefix = find_checkpoint(settings)
     meta = prefix.with_name(prefix.name + ".meta")
     _require(meta.is_file(), f"meta-graph not found: {meta} (check MODEL_FOLDER and MODEL_FILE_PREFIX)")
