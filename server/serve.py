@@ -7,10 +7,11 @@ Unix socket (tfscoring/process/supervisor.py).  Other arguments go to azmlinfsrv
 are.  WORKER_COUNT and GUNICORN_CMD_ARGS are filled in only where the environment
 does not set them (tfscoring/process/sizing.py has the reasoning); to GUNICORN_CMD_ARGS, set
 or not, serve.py adds gunicorn's configuration file (-c tfscoring/process/gunicorn_conf.py) and
---no-control-socket unless it names a configuration file or control socket itself.  FRONT_DOOR=0 runs
-azmlinfsrv on the port itself, as before.  Azure ML, when it builds its own image
-from myenv.yml, starts azmlinfsrv itself behind its own front end; there the
-deployment sets WORKER_COUNT and GUNICORN_CMD_ARGS.
+--no-control-socket unless it names a configuration file or control socket itself.  Where the model folder
+holds <version>/ subfolders, the supervisor swaps the workers onto a new version as it appears (every
+MODEL_POLL_S, and at once on SIGHUP to this process).  FRONT_DOOR=0 runs azmlinfsrv on the port itself, as
+before, without swaps.  Azure ML, when it builds its own image from myenv.yml, starts azmlinfsrv itself behind
+its own front end; there the deployment sets WORKER_COUNT and GUNICORN_CMD_ARGS.
 """
 
 from __future__ import annotations
@@ -80,13 +81,22 @@ def main(argv: list[str]) -> None:
     )
     server = shutil.which("azmlinfsrv") or str(Path(sys.executable).with_name("azmlinfsrv"))
     server_argv = [server, "--entry_script", known.entry_script, *rest, "--port", str(known.port)]
-    if not settings.front_door:
+    if not settings.front_door:  # no swaps: gunicorn's HUP starts new workers, which load the highest version
         os.execve(server, server_argv, env)
     try:
-        supervisor.main(settings, known.port, server_argv, env)
+        supervisor.main(settings, known.port, server_argv, env, model_root(rest, settings))
     except StartupError as err:
         logging.critical("start-up failed: %s", err)
         sys.exit(3)
+
+
+def model_root(args: list[str], settings: ServerSettings) -> Path | None:
+    """The model folder azmlinfsrv is given: its --model_dir (which it puts in AZUREML_MODEL_DIR), else
+    AZUREML_MODEL_DIR; the supervisor watches it for new versions."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--model_dir")
+    given = parser.parse_known_args(args)[0].model_dir
+    return Path(given) if given else settings.azureml_model_dir
 
 
 def gunicorn_args(given: str, front_door: bool) -> str:

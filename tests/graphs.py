@@ -84,3 +84,36 @@ def top_two() -> tuple[dict, dict]:
     x = v1.placeholder(tf.float32, [None, 5], name="x")
     top = tf.nn.top_k(x, k=2, name="topk")
     return {"x": x}, {"values": top.values, "indices": top.indices}
+
+
+def byte_strings() -> tuple[dict, dict]:
+    """raw BYTES (N,) -> length INT32 (N,) (tf.strings.length: its bytes), and the strings back as echo_bytes
+    (a name TF Serving answers in base64) and echo (answered as text where it is UTF-8)."""
+    raw = v1.placeholder(tf.string, [None], name="raw")
+    return (
+        {"raw": raw},
+        {
+            "length": tf.strings.length(raw, name="length"),
+            "echo_bytes": tf.identity(raw, name="echo_bytes"),
+            "echo": tf.identity(raw, name="echo"),
+        },
+    )
+
+
+JPEG_SIDE = 28
+
+
+def jpeg_bytes() -> tuple[dict, dict]:
+    """image_bytes BYTES (N,): encoded JPEG (or PNG) bytes, decoded in the graph (tf.io.decode_image, grayscale),
+    resized to 28 x 28 -> mean FP32 (N,): each image's mean pixel in [0, 1], and size INT32 (N, 2): its height and
+    width as decoded, as the Object Detection API's encoded_image_string_tensor graphs take images."""
+    encoded = v1.placeholder(tf.string, [None], name="image_bytes")
+
+    def one(image_bytes):
+        image = tf.io.decode_image(image_bytes, channels=1, expand_animations=False)
+        size = tf.shape(image)[:2]
+        small = v1.image.resize_bilinear(tf.cast(image[tf.newaxis], tf.float32), [JPEG_SIDE, JPEG_SIDE])[0]
+        return tf.reduce_mean(small) / 255.0, size
+
+    mean, size = tf.map_fn(one, encoded, fn_output_signature=(tf.float32, tf.int32))
+    return {"image_bytes": encoded}, {"mean": tf.identity(mean, name="mean"), "size": tf.identity(size, name="size")}

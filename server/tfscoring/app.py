@@ -19,7 +19,7 @@ from functools import cached_property
 import flask
 from azureml_inference_server_http.api.aml_response import AMLResponse
 
-from tfscoring import __version__, log
+from tfscoring import __version__, log, warmup
 from tfscoring.batching import cost
 from tfscoring.batching.batcher import Batcher
 from tfscoring.batching.budget import InflightBudget, Reservation
@@ -61,16 +61,29 @@ class Application:
     @classmethod
     def build(cls, settings: Settings) -> Application:
         """Load the model, warm it up and assemble the parts around it (StartupError: the worker cannot serve)."""
-        metrics = Metrics.setup(settings.prometheus_multiproc_dir)  # first: before anything imports prometheus_client
+        served = settings.served_folder()  # read once: the labels of every metric, log line, span and answer
+        # First of the parts: before anything imports prometheus_client.
+        metrics = Metrics.setup(settings.prometheus_multiproc_dir, served.name, served.version)
         state = workerstate.WorkerState(settings.worker_state_dir, settings.session_hang_s)
         state.start()  # "loading" for the startup probe, from now on
         model = GraphModel.load(settings)
         calls = SessionCalls(model.predict, model.max_batch_rows, metrics)  # the one place batches become calls
         model.warm_up(calls.predict)  # through the calls serving makes: a size the device cannot take is learnt now
         budget = InflightBudget(settings.inflight_budget)
-        served = settings.served_folder()
         interface = Interface(
             served.name, served.version, model.inputs, model.outputs, model.signature_key, settings.data_answer
+        )
+        # Then the requests shipped beside the model, decoded and scored as /score would (StartupError: one fails).
+        log.info(
+            "warm-up requests: %s",
+            warmup.run(
+                served.path,
+                interface,
+                _limits(settings),
+                calls.predict,
+                settings.warmup_max_requests,
+                settings.max_request_bytes,
+            ),
         )
         swagger.install(swagger.documents(interface))  # what azmlinfsrv serves at /swagger.json, read after init()
         batcher = Batcher(
@@ -113,7 +126,7 @@ class Application:
     def handle(self, request: flask.Request) -> flask.Response:
         """Answer one request to POST/GET /score, or to an Open Inference Protocol path through the front door."""
         if request.method == "OPTIONS":
-            return responses.options()
+            return responses.labelled(responses.options(), self.model_headers)
         path = request.headers.get(routes.PATH_HEADER)  # an Open Inference Protocol path, through the front door
         with self.request_observer.recording(request, path or request.path) as record:  # also for errors
             if path:
@@ -122,7 +135,9 @@ class Application:
                 reads = request.method in ("GET", "HEAD")  # HEAD: GET's headers, the server drops the body
                 response = _answered(metadata(self.interface)) if reads else self._score(request, record)
             record.status = response.status_code
-            return responses.exposed(response)  # CORS: a page may read x-request-id and Retry-After
+            # Which model and version answered, on every answer; CORS: a page may read them, x-request-id and
+            # Retry-After.
+            return responses.labelled(responses.exposed(response), self.model_headers)
 
     def _route(self, path: str, request: flask.Request, record: RequestRecord):
         try:
@@ -190,9 +205,14 @@ class Application:
         return codec.decode(body, self.interface, self.limits, reserve)
 
     @cached_property
+    def model_headers(self) -> dict[str, str]:
+        """X-Model-Name and X-Model-Version: the model and version this worker serves."""
+        return responses.model_headers(self.interface)
+
+    @cached_property
     def limits(self) -> Limits:
         """What one request may hold, for every codec."""
-        return Limits(self.settings.max_request_rows, self.settings.image_scale)
+        return _limits(self.settings)
 
     def _collect(self, inputs, outputs) -> None:
         """Offer a scored request to the data collection: whatever happens there, the request is answered."""
@@ -209,6 +229,10 @@ class Application:
         """
         self.state.failed(reason)
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _limits(settings: Settings) -> Limits:
+    return Limits(settings.max_request_rows, settings.image_scale)
 
 
 def _answered(answer: Answer) -> AMLResponse:

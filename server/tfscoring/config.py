@@ -51,8 +51,27 @@ class Settings(_FromEnv):
         description="registered model directory (set by Azure ML / --model_dir); a folder of <version>/ subfolders "
         "(TF Serving's layout) serves the highest version, or MODEL_VERSION"
     )
-    model_folder: str = pydantic.Field("model", description="folder inside AZUREML_MODEL_DIR holding the checkpoint")
-    model_file_prefix: str = pydantic.Field("mnist-tf.model", description="checkpoint prefix (.meta, .index, .data-*)")
+    model_folder: str = pydantic.Field(
+        "model",
+        description="folder inside AZUREML_MODEL_DIR holding the model (where it is set, the model is looked "
+        "for there only)",
+    )
+    model_file_prefix: str = pydantic.Field(
+        "mnist-tf.model", description="checkpoint prefix (.meta, .index, .data-*), or a frozen graph's file (*.pb)"
+    )
+    model_format: Literal["auto", "checkpoint", "saved_model", "frozen_graph"] = pydantic.Field(
+        "auto",
+        description="the model's format: a TF1 meta-graph checkpoint (.meta), a SavedModel (saved_model.pb: TF1 or "
+        "TF2), a frozen GraphDef (*.pb); auto: the one found in the model folder (docs/models.md)",
+    )
+    saved_model_tags: str = pydantic.Field(
+        "serve", description="a SavedModel's tag set to load, comma-separated (as SavedModelBuilder was given it)"
+    )
+    signature_name: str = pydantic.Field(
+        "serving_default",
+        description="the serving signature of a SavedModel or meta-graph; where it is not set and the graph has no "
+        "serving_default, its only signature",
+    )
     model_name: str | None = pydantic.Field(
         None, description="the model's name in Open Inference Protocol answers; default: the folder above the version"
     )
@@ -118,6 +137,11 @@ class Settings(_FromEnv):
     )
     session_hang_s: float = pydantic.Field(
         20.0, gt=0, description="a session call running longer than this is hung: the worker exits and is replaced"
+    )
+    warmup_max_requests: pydantic.NonNegativeInt = pydantic.Field(
+        100,
+        description="most requests a warm-up file (warmup.jsonl in the served version folder, one JSON request body "
+        "a line) may hold: more stops start-up; 0: the file is not read (docs/warmup.md)",
     )
     data_collection: bool = pydantic.Field(
         False,
@@ -286,6 +310,11 @@ class Settings(_FromEnv):
         given = ("input_tensor", "output_tensor")
         return {name: getattr(self, name) for name in given if name in self.model_fields_set}
 
+    @property
+    def saved_model_tag_set(self) -> list[str]:
+        """SAVED_MODEL_TAGS as the tags TensorFlow's loader takes, sorted: a meta-graph is chosen by its whole set."""
+        return sorted({tag.strip() for tag in self.saved_model_tags.split(",") if tag.strip()})
+
 
 @dataclass(frozen=True)
 class OtlpTraces:
@@ -370,6 +399,26 @@ class ServerSettings(_FromEnv):
     )
     max_request_bytes: pydantic.PositiveInt = Settings.model_fields["max_request_bytes"]  # nginx's limit too
     cuda_visible_devices: str | None = Settings.model_fields["cuda_visible_devices"]  # GPUs to size the workers to
+    azureml_model_dir: Path | None = pydantic.Field(
+        None,
+        description="the model folder (serve.py's --model_dir sets it, as azmlinfsrv's): where it holds <version>/ "
+        "subfolders, serve.py watches it for a new version and swaps the workers onto it",
+    )
+    model_version: str | None = pydantic.Field(
+        None, description="as the scoring script's MODEL_VERSION: a pinned version is never swapped for another"
+    )
+    model_poll_s: float = pydantic.Field(
+        60.0,
+        ge=0,
+        description="seconds between two looks for a new <version>/ subfolder of a versioned model folder (0: only "
+        "on SIGHUP to serve.py, which looks at once either way)",
+    )
+    model_load_timeout_s: float = pydantic.Field(
+        600.0,
+        gt=0,
+        description="a new version's workers must all be serving (loaded and warm) within this; otherwise the swap "
+        "is given up and the version served so far goes on serving",
+    )
     worker_count: pydantic.PositiveInt | None = pydantic.Field(
         None, description="gunicorn workers (azmlinfsrv's WORKER_COUNT); default sized to the machine (sizing.py)"
     )

@@ -12,13 +12,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# The Open Inference Protocol's name of each numpy dtype a tensor may have (model.py refuses others).
+# The Open Inference Protocol's name of each numpy dtype a tensor may have (tf/load.py refuses others).  BYTES: a
+# byte string per value (TensorFlow's DT_STRING), held as Python bytes in an object array, which TensorFlow takes
+# as a feed and answers as a fetch.
+BYTES = np.dtype(object)
 DATATYPES = {
     np.dtype(t): name
     for t, name in [
         (np.bool_, "BOOL"), (np.float16, "FP16"), (np.float32, "FP32"), (np.float64, "FP64"),
         (np.int8, "INT8"), (np.int16, "INT16"), (np.int32, "INT32"), (np.int64, "INT64"),
         (np.uint8, "UINT8"), (np.uint16, "UINT16"), (np.uint32, "UINT32"), (np.uint64, "UINT64"),
+        (BYTES, "BYTES"),
     ]
 }  # fmt: skip
 DTYPES = {name: dtype for dtype, name in DATATYPES.items()}
@@ -47,6 +51,11 @@ class TensorSpec:
         """The names a request may use: its own, the tensor's op name and the tensor's full name."""
         op = self.tensor.rsplit(":", 1)[0]
         return tuple(dict.fromkeys((self.name, op, self.tensor)))
+
+    @property
+    def strings(self) -> bool:
+        """Byte strings (BYTES): values of any length, which no row shape bounds."""
+        return self.dtype == BYTES
 
     @property
     def fixed(self) -> bool:

@@ -50,7 +50,28 @@ def scrape(server) -> dict[tuple[str, tuple], float]:
 
 
 def value(samples: dict, name: str, **labels) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+    """The sum of `name`'s samples that carry `labels`, whatever their other labels (the model and version that
+    answered: PromQL's `sum without (model, version)`)."""
+    return sum(
+        sampled
+        for (sample_name, sample_labels), sampled in samples.items()
+        if sample_name == name and labels.items() <= dict(sample_labels).items()
+    )
+
+
+# The series of a request and of its batches, labelled with the model and version that answered.
+LABELLED = {
+    "tfscoring_requests_total", "tfscoring_request_duration_seconds", "tfscoring_rows_total", "tfscoring_batch_rows",
+    "tfscoring_queue_wait_seconds", "tfscoring_session_seconds", "tfscoring_oom_splits_total",
+}  # fmt: skip
+
+
+def _family(sample: str) -> str:
+    """A histogram sample's metric: tfscoring_batch_rows_sum -> tfscoring_batch_rows."""
+    for suffix in ("_bucket", "_count", "_sum"):
+        if sample.endswith(suffix) and not sample.endswith("_total"):
+            return sample.removesuffix(suffix)
+    return sample
 
 
 def _ready_workers(server) -> int:
@@ -79,6 +100,7 @@ def test_metrics_count_the_requests_rows_and_batches_of_every_worker(observed_se
         return value(after, name, **labels) - value(before, name, **labels)
 
     assert delta("tfscoring_requests_total", status="200") == 40
+    assert delta("tfscoring_requests_total", status="200", model="tf-dnn-mnist", version="1") == 40  # who answered
     assert delta("tfscoring_requests_total", status="400") == 5
     assert delta("tfscoring_requests_total", status="413") == 1
     assert delta("tfscoring_request_duration_seconds_count") == 46
@@ -88,6 +110,10 @@ def test_metrics_count_the_requests_rows_and_batches_of_every_worker(observed_se
     assert delta("tfscoring_session_seconds_count") == delta("tfscoring_batch_rows_count")
     assert delta("tfscoring_queue_wait_seconds_count") == 40  # each scored request waited once for its first batch
     assert value(after, "tfscoring_queued_rows") == 0
+    # Every series of a request and of its batches says which model and version answered: models/tf-dnn-mnist/1.
+    labelled = [(_family(name), dict(labels)) for name, labels in after if _family(name) in LABELLED]
+    assert {family for family, _ in labelled} == LABELLED
+    assert all((labels["model"], labels["version"]) == ("tf-dnn-mnist", "1") for _, labels in labelled), labelled
 
 
 def test_every_live_worker_reports_the_device_it_scores_on(observed_server):
@@ -117,6 +143,7 @@ def test_each_request_logs_one_json_line_with_its_ids(observed_server, t10k):
     assert scored["request_id"] == request_id
     assert scored["client_request_id"] == client_id
     assert (scored["status"], scored["rows"], scored["event"]) == (200, 3, "request")
+    assert (scored["model"], scored["model_version"]) == (bad["model"], bad["model_version"]) == ("tf-dnn-mnist", "1")
     assert "error" not in scored
     assert (bad["status"], bad["rows"]) == (400, 0)
     assert bad["error"] == refused.json()["error"]

@@ -266,12 +266,6 @@ def test_a_checkpoint_folder_linked_into_the_model_directory_is_found_through_th
     GraphModel.load(Settings(azureml_model_dir=tmp_path / "registered")).close()
 
 
-def test_a_saved_model_folder_is_named_as_such(tmp_path):
-    (tmp_path / "saved_model.pb").write_bytes(b"")
-    with pytest.raises(StartupError, match="holds a SavedModel; this server serves TF1 meta-graph checkpoints"):
-        GraphModel.load(Settings(azureml_model_dir=tmp_path))
-
-
 def test_the_model_loads_under_tf1_shape_behaviour_too(settings, t10k):
     # The how-to's score.py calls tf.disable_v2_behavior(), which makes every static dimension a Dimension
     # object for the whole process: "is None" checks then never hold (a CI run failed on it).

@@ -75,3 +75,13 @@ def test_a_stdout_that_takes_nothing_more_drops_the_line_and_counts_it(stdout_pi
     log = RequestLog("all", dropped, stdout=write_end, stuck_s=0.01)
     log.write_line(b'{"event": "request"}\n')  # returns: the request is not held up by its log line
     assert dropped._value.get() == 1
+
+
+def test_the_line_names_the_model_and_version_that_answered_cut_like_every_text_field(stdout_pipe):
+    read_end, write_end = stdout_pipe
+    log = RequestLog("all", Metrics().log_lines_dropped, stdout=write_end)
+    log.write(RequestRecord(path="/score", model="tf-dnn-mnist", model_version="2", status=200, rows=1))
+    log.write(RequestRecord(path="/score", model="n" * 5000, model_version="7", status=200))  # a folder's name
+    served, long_name = read_lines(read_end, 2)
+    assert (served["model"], served["model_version"]) == ("tf-dnn-mnist", "2")
+    assert long_name["model"] == "n" * requestlog.FIELD_CHARS and long_name["model_version"] == "7"

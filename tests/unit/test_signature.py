@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from tfscoring.config import Settings
 from tfscoring.errors import StartupError
+from tfscoring.interface import DATATYPES
 from tfscoring.tf.model import GraphModel
 
 v1 = tf.compat.v1
@@ -110,12 +111,42 @@ def test_an_output_that_is_not_one_row_per_input_row_stops_start_up(tmp_path):
         GraphModel.load(Settings(azureml_model_dir=tmp_path))
 
 
-def test_an_output_of_strings_stops_start_up(tmp_path):
-    export(tmp_path, {"serving_default": (IMAGES, {"label": "head/label:0"})})
-    with pytest.raises(
-        StartupError, match=r"output 'label' head/label:0 has dtype string; this server takes and answers numbers"
-    ):
-        GraphModel.load(Settings(azureml_model_dir=tmp_path))
+def test_an_output_of_strings_is_served_as_bytes_where_the_interface_has_bytes(tmp_path, t10k):
+    # Byte strings (DT_STRING) are served once the interface names them (BYTES); until then they stop start-up.
+    weights = export(tmp_path, {"serving_default": (IMAGES, {"label": "head/label:0"})})
+    if "BYTES" not in DATATYPES.values():
+        with pytest.raises(
+            StartupError, match=r"output 'label' head/label:0 has dtype string; this server takes and answers numbers"
+        ):
+            GraphModel.load(Settings(azureml_model_dir=tmp_path))
+        return
+    model = GraphModel.load(Settings(azureml_model_dir=tmp_path))
+    try:
+        assert (model.outputs[0].datatype, model.outputs[0].shape) == ("BYTES", (1,))
+        (labels,) = model.predict((t10k[0][:10],))
+        assert labels[:, 0].tolist() == [str(i).encode() for i in (t10k[0][:10] @ weights).argmax(axis=1)]
+    finally:
+        model.close()
+
+
+def test_a_signature_name_that_is_set_and_absent_stops_start_up_naming_those_present(tmp_path):
+    export(tmp_path, {"serving_default": (IMAGES, LOGITS), "other": (IMAGES, LOGITS)})
+    with pytest.raises(StartupError) as caught:
+        GraphModel.load(Settings(azureml_model_dir=tmp_path, signature_name="predict"))
+    assert str(caught.value) == (
+        f"signature 'predict' (SIGNATURE_NAME) is not in meta-graph {tmp_path}/model/net.meta; its signatures: "
+        "other, serving_default"
+    )
+
+
+def test_signature_name_picks_one_of_several(tmp_path, t10k):
+    weights = export(tmp_path, {"a": (IMAGES, {"probabilities": "head/probabilities:0"}), "b": (IMAGES, LOGITS)})
+    model = GraphModel.load(Settings(azureml_model_dir=tmp_path, signature_name="b"))
+    try:
+        assert (model.signature_key, [spec.name for spec in model.outputs]) == ("b", ["scores"])
+        assert class_ids(model, t10k[0][:10]).tolist() == (t10k[0][:10] @ weights).argmax(axis=1).tolist()
+    finally:
+        model.close()
 
 
 def test_tensor_settings_win_over_the_signature(tmp_path, t10k):

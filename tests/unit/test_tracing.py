@@ -29,13 +29,14 @@ tracing = Tracing.configure(None, "m")
 print(tracing.description)
 with flask.Flask(__name__).test_request_context("/score", method="POST"):
     with tracing.span(flask.request, "/score") as spans:
-        spans.finish(RequestRecord(path="/score", status=200, rows=2))
+        spans.finish(RequestRecord(path="/score", model="m", model_version="3", status=200, rows=2))
 (span,) = exported.get_finished_spans()
 print(span.name, span.kind.name, span.attributes["tfscoring.rows"], span.attributes["http.response.status_code"])
+print(span.attributes["tfscoring.model.name"], span.attributes["tfscoring.model.version"])
 """
     # A process of its own: the global tracer provider can be set once per process.
     run = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60,
                          cwd=str(SCORE_PY.parent))  # fmt: skip
     assert run.returncode == 0, run.stderr
     # Internal: azmlinfsrv writes the request's server span itself, and Application Insights counts each as a request.
-    assert run.stdout.splitlines() == ["Application Insights", "POST /score INTERNAL 2 200"]
+    assert run.stdout.splitlines() == ["Application Insights", "POST /score INTERNAL 2 200", "m 3"]

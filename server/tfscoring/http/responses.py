@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import string
+import urllib.parse
+
 import orjson
 from azureml_inference_server_http.api.aml_response import AMLResponse
 
 from tfscoring.errors import ScoringError
 from tfscoring.http.body import ALLOWED_METHODS
+from tfscoring.interface import Interface
 from tfscoring.shared import CORS_EXPOSE
 
 # With CORS on (AML_CORS_ORIGINS), a browser page reads only the headers an answer lists here; flask_cors
@@ -27,6 +31,25 @@ def internal_error(request_id: str) -> AMLResponse:
 
 def options() -> AMLResponse:
     return AMLResponse("", 200, {"Allow": ALLOWED_METHODS, **EXPOSE})
+
+
+# The model and version that answered, on every answer of the scoring script (errors too): a client, a canary's
+# analysis or a proxy's log tells which version it got.  Two headers, not one "name/version", so that neither needs
+# parsing.  A folder's name may hold any character: outside printable ASCII (and %) it is percent-encoded.
+MODEL_HEADERS = ("X-Model-Name", "X-Model-Version")
+_KEPT = "".join(c for c in string.printable if c.isprintable() and c not in " %")
+
+
+def model_headers(interface: Interface) -> dict[str, str]:
+    """The headers that say which model and version answer, for every answer (made once per worker)."""
+    name, version = (urllib.parse.quote(value, safe=_KEPT) for value in (interface.model_name, interface.model_version))
+    return dict(zip(MODEL_HEADERS, (name, version), strict=True))
+
+
+def labelled(response, headers: dict[str, str]):
+    """`response` (any answer of run()) with model_headers()."""
+    response.headers.update(headers)
+    return response
 
 
 def exposed(response):

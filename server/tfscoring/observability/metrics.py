@@ -95,38 +95,53 @@ class Metrics:
     whose BatchObserver (batching/observer.py) it is.
     """
 
-    def __init__(self, directory: str | None = None, off: str | None = None):
+    def __init__(self, directory: str | None = None, off: str | None = None, model: str = "", version: str = ""):
         from prometheus_client import Counter, Gauge, Histogram
 
         self.directory = directory  # this server's multiprocess directory; None: the values stay in this process
         self._off = off  # why setup() could not make the directory
+        # The model and version this worker serves, on every series of a request and of its batches (a worker
+        # serves one version for its life; during a swap old and new workers answer side by side, and a canary is
+        # compared with its stable twin by these labels).  The two gauges below stay unlabelled: they are a pod's
+        # load, which the autoscalers read as one value per pod (docs/autoscaling.md).
+        self.model, self.version = model, version
         # registry=None: a worker's values reach the scrape through the directory's files, which the worker serving
         # the metrics reads into a registry of its own; prometheus_client's default registry, one per process, would
         # refuse a second Metrics in a process (a test's).
         self.requests = Counter(
             "tfscoring_requests",
             "POST /score requests answered by the scoring script, by status",
-            ["status"],
+            ["status", "model", "version"],
             registry=None,
         )
         self.request_seconds = Histogram(
             "tfscoring_request_duration_seconds",
             "time in run(): read, decode, queue, infer, encode",
+            ["model", "version"],
             buckets=_LATENCY,
             registry=None,
         )
-        self.rows = Counter("tfscoring_rows", "rows scored", registry=None)
+        self.rows = Counter("tfscoring_rows", "rows scored", ["model", "version"], registry=None)
         self.batch_rows = Histogram(
-            "tfscoring_batch_rows", "rows per session call (one batch)", buckets=_ROWS, registry=None
+            "tfscoring_batch_rows",
+            "rows per session call (one batch)",
+            ["model", "version"],
+            buckets=_ROWS,
+            registry=None,
         )
         self.queue_wait_seconds = Histogram(
             "tfscoring_queue_wait_seconds",
             "time from a request joining the queue to its first batch",
+            ["model", "version"],
             buckets=_LATENCY,
             registry=None,
         )
         self.session_seconds = Histogram(
-            "tfscoring_session_seconds", "time of one session call", buckets=_LATENCY, registry=None
+            "tfscoring_session_seconds",
+            "time of one session call",
+            ["model", "version"],
+            buckets=_LATENCY,
+            registry=None,
         )
         self.queued_rows = Gauge(
             "tfscoring_queued_rows", "rows waiting to be scored", multiprocess_mode="livesum", registry=None
@@ -145,6 +160,7 @@ class Metrics:
         self.oom_splits = Counter(
             "tfscoring_oom_splits",
             "times a worker lowered its rows per session call after running out of device memory",
+            ["model", "version"],
             registry=None,
         )
         self.collected = Counter(
@@ -163,26 +179,36 @@ class Metrics:
         )
         self.device = Gauge(
             "tfscoring_worker_device",
-            "1 per live worker, labelled with the device its session runs on",
-            ["device"],
+            "1 per live worker, labelled with the device its session runs on and the model version it serves",
+            ["device", "model", "version"],
             multiprocess_mode="liveall",
             registry=None,
         )
+        # This worker's series, labelled once (each shows as 0 from the start); its requests' by status as they come.
+        self._request_seconds = self.request_seconds.labels(model, version)
+        self._rows = self.rows.labels(model, version)
+        self._batch_rows = self.batch_rows.labels(model, version)
+        self._queue_wait_seconds = self.queue_wait_seconds.labels(model, version)
+        self._session_seconds = self.session_seconds.labels(model, version)
+        self._oom_splits = self.oom_splits.labels(model, version)
 
     @classmethod
-    def setup(cls, multiproc_dir: str | None) -> Metrics:
+    def setup(cls, multiproc_dir: str | None, model: str, version: str) -> Metrics:
         """Make the directory of this server's metrics (PROMETHEUS_MULTIPROC_DIR, the setting, or this server's own),
-        then the metrics.  First thing in a worker, once: prometheus_client reads the directory when it is imported,
-        and keeps what it read for the life of the process (its multiprocess mode is process-wide, not ours)."""
+        then the metrics, labelled with the `model` and `version` this worker serves.  First thing in a worker, once:
+        prometheus_client reads the directory when it is imported, and keeps what it read for the life of the process
+        (its multiprocess mode is process-wide, not ours)."""
         if "prometheus_client" in sys.modules:  # imported before: its values stay in this process
-            return cls(off="prometheus_client was imported before the metrics were set up")
+            off = "prometheus_client was imported before the metrics were set up"
+            return cls(off=off, model=model, version=version)
         directory = os.environ["PROMETHEUS_MULTIPROC_DIR"] = _multiproc_dir(multiproc_dir)  # read by prometheus_client
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
         except OSError as err:  # a read-only temp dir must not stop the scoring: metrics go off, with a warning
             del os.environ["PROMETHEUS_MULTIPROC_DIR"]  # prometheus_client then keeps this worker's values in memory
-            return cls(off=f"cannot create PROMETHEUS_MULTIPROC_DIR {directory}: {err.strerror}")
-        return cls(directory)
+            off = f"cannot create PROMETHEUS_MULTIPROC_DIR {directory}: {err.strerror}"
+            return cls(off=off, model=model, version=version)
+        return cls(directory, model=model, version=version)
 
     # The batcher's and the model's BatchObserver (batching/observer.py).
 
@@ -190,23 +216,23 @@ class Metrics:
         self.queued_rows.set(rows)
 
     def waited(self, seconds: float) -> None:
-        self.queue_wait_seconds.observe(seconds)
+        self._queue_wait_seconds.observe(seconds)
 
     def batched(self, rows: int) -> None:
-        self.batch_rows.observe(rows)
+        self._batch_rows.observe(rows)
 
     def session_call(self, seconds: float) -> None:
-        self.session_seconds.observe(seconds)
+        self._session_seconds.observe(seconds)
 
     def split(self) -> None:
-        self.oom_splits.inc()
+        self._oom_splits.inc()
 
     def count(self, record: RequestRecord) -> None:
         """A request the scoring script answered: by status, its time, and its rows when they were scored."""
-        self.requests.labels(str(record.status)).inc()
-        self.request_seconds.observe(record.seconds)
+        self.requests.labels(str(record.status), self.model, self.version).inc()
+        self._request_seconds.observe(record.seconds)
         if record.status < 300:
-            self.rows.inc(record.rows)
+            self._rows.inc(record.rows)
 
     def start_worker(self, bind: str, port: int, device: str, visible_gpus: str | None = None) -> str:
         """Register this worker, clear the live gauges of dead ones, and serve everyone's metrics when its turn comes.
@@ -226,7 +252,7 @@ class Metrics:
             if _process_start(pid) is None:
                 with contextlib.suppress(OSError):  # another new worker may have cleared it first
                     multiprocess.mark_process_dead(pid)
-        self.device.labels(device).set(1)
+        self.device.labels(device, self.model, self.version).set(1)
         atexit.register(multiprocess.mark_process_dead, os.getpid())
         if not port:
             return "not served (METRICS_PORT=0)"

@@ -1,8 +1,8 @@
 """Each request's record, and what sees it once the request is answered: its span, the metrics, its log line.
 
-The request path fills the record in (status, rows, error, batch statistics, reservation); this module times it
-and hands the finished record to each of the three, also when the server's timeout (SCORING_TIMEOUT_MS) cuts the
-request short.
+The request path fills the record in (status, rows, error, batch statistics, reservation); this module stamps it
+with the model and version this worker serves, times it and hands the finished record to each of the three, also
+when the server's timeout (SCORING_TIMEOUT_MS) cuts the request short.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ class RequestObserver:
         g = flask.g  # azmlinfsrv has set the request ids before run()
         record = RequestRecord(
             path=path,
+            model=self.metrics.model,  # what this worker serves, as its metrics are labelled
+            model_version=self.metrics.version,
             request_id=getattr(g, "request_id", None),
             client_request_id=getattr(g, "client_request_id", ""),
             content_type=request.mimetype,

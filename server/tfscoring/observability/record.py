@@ -9,6 +9,9 @@ from dataclasses import dataclass
 @dataclass
 class RequestRecord:
     path: str  # the path the client asked for: /score, or a /v2 path nginx routed here
+    # The model and version that answered: what this worker serves (its metrics' labels too).
+    model: str = ""
+    model_version: str = ""
     # The request as it came, read when the record starts.
     request_id: str | None = None  # azmlinfsrv's (the client's x-request-id, or one of its own); None: it set none
     client_request_id: str = ""  # x-ms-client-request-id, as azmlinfsrv echoes it

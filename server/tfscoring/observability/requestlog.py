@@ -3,7 +3,7 @@
 azmlinfsrv and gunicorn log three lines of their own for each request: the
 access line, "run() output is HTTP Response", and the method/path/status line.
 For requests this script answered, those three are dropped and one JSON line
-takes their place, with the request ids, status, rows, time and, for an error,
+takes their place, with the request ids, the model and version that answered, status, rows, time and, for an error,
 what the client was told.  Requests the script never saw (a 431 for an
 over-long request id, for instance) keep the server's lines.  The server's
 deprecation warning for x-ms-request-id, logged for every request that carries
@@ -113,6 +113,8 @@ def line(record: RequestRecord) -> bytes:
         "request_id": (record.request_id or "")[:FIELD_CHARS],
         "client_request_id": record.client_request_id[:FIELD_CHARS],
         "path": record.path[:FIELD_CHARS],
+        "model": record.model[:FIELD_CHARS],  # a folder's name (or MODEL_NAME): bounded like the client's fields
+        "model_version": record.model_version[:FIELD_CHARS],
         "status": record.status,
         "rows": record.rows,
         "batch_rows": record.batch_rows,

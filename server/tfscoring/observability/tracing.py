@@ -1,4 +1,5 @@
-"""An OpenTelemetry span per scoring request: request id, rows, batch size, queue wait, session time, status.
+"""An OpenTelemetry span per scoring request: request id, model and version, rows, batch size, queue wait, session
+time, status.
 
 Exported over OTLP/HTTP (protobuf) when OpenTelemetry's standard variables name an endpoint
 (OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT, _HEADERS, _TIMEOUT, _COMPRESSION, _CERTIFICATE; config.py reads
@@ -157,6 +158,10 @@ class RequestSpans:
         attributes = {
             "tfscoring.request_id": record.request_id,
             "url.path": record.path,
+            # OpenTelemetry has no convention for a served model's name and version (gen_ai.request.model is a
+            # generative-AI client's, and has no version), so they are the service's own, as the others here.
+            "tfscoring.model.name": record.model or None,
+            "tfscoring.model.version": record.model_version or None,
             "tfscoring.rows": record.rows,
             "tfscoring.batch_rows": record.batch_rows,
             "tfscoring.queue_wait_ms": record.queue_ms,

@@ -67,13 +67,15 @@ def _cors_map(origins: str) -> str:
     return "".join(lines)
 
 
-def give_to_workers(run_dir: Path) -> None:
-    """As root, nginx's workers run as nobody: hand them the run folder, its sockets and temp folders."""
+def give_to_workers(run_dir: Path, paths: list[Path] | None = None) -> None:
+    """As root, nginx's workers run as nobody: hand them the run folder, its sockets and temp folders (or only
+    `paths`: a socket made later, for a new version's workers)."""
     if not _root():
         return
     user = pwd.getpwnam(_UNPRIVILEGED)
-    for path in [run_dir, *run_dir.iterdir()]:
-        if path.name not in ("workers", rundir.LOCK):  # the workers' states stay theirs, the lock file the server's
+    for path in [run_dir, *run_dir.iterdir()] if paths is None else paths:
+        # The workers' states stay theirs, the metrics theirs too, the lock file the server's.
+        if not path.name.startswith(("workers", "metrics", rundir.LOCK)):
             os.chown(path, user.pw_uid, user.pw_gid)
 
 

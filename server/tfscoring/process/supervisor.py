@@ -8,7 +8,12 @@ serve.py runs this in the container's main process:
   kills a worker that stops writing its state (frozen) so that gunicorn replaces it;
 - if either child dies, it stops the other and exits non-zero, so the container restarts;
 - on SIGTERM or SIGINT it drains in order: nginx stops accepting and finishes the requests it holds
-  (SIGQUIT), then gunicorn finishes its own (SIGTERM), then it exits 0.
+  (SIGQUIT), then gunicorn finishes its own (SIGTERM), then it exits 0;
+- where the model folder holds <version>/ subfolders, it swaps the workers onto a new version, blue/green
+  (versionwatch.py says when): a second azmlinfsrv, pinned to the new version, starts on a socket of its own
+  (generation.py); once every one of its workers serves, its socket is renamed onto the path nginx connects
+  to, so that every connection nginx opens from then on reaches it, and the old azmlinfsrv drains and exits
+  (SIGTERM), its memory with it.  A new version that fails to load or warm is stopped; the old one serves on.
 
 Each child leads a process group of its own, killed whole once the child is gone, and gets SIGTERM if
 this process dies (PR_SET_PDEATHSIG), so nothing outlives it.
@@ -18,59 +23,50 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import functools
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import sys
 from pathlib import Path
 
-from tfscoring import log
+from tfscoring import log, versions
 from tfscoring.config import ServerSettings
 from tfscoring.process import frontdoor, rundir
+from tfscoring.process.generation import Generation, child_pids, copy_lines, die_with_parent, stop_child
 from tfscoring.process.health import PodHealth
+from tfscoring.process.versionwatch import VersionWatch
 from tfscoring.responder import REASONS, Answer, Request, Responder
 
-REFRESH_S = 0.25
-DRAIN_S = 30  # per child: gunicorn's own --graceful-timeout is 30 s
+__all__ = ["Supervisor", "child_pids", "main"]
+
 PROBE_DEADLINE_S = 5.0  # for one probe's connection; nginx gives up on a probe after 5 s (proxy_read_timeout)
 # About what nginx passes on (large_client_header_buffers 4 16k, client headers included); a longer head is a 431.
 PROBE_MAX_HEAD = 1 << 16
-_PR_SET_PDEATHSIG = 1
-
-
-def child_pids(parent: int) -> set[int]:
-    """The live child processes of `parent`, from /proc (the gunicorn workers of its master)."""
-    pids = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # gone meanwhile
-        if int(fields[1]) == parent and fields[0] != "Z":  # Z: exited, not yet reaped
-            pids.add(int(stat.parent.name))
-    return pids
-
-
-def _die_with_parent() -> None:
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+SOCKET = "gunicorn.sock"  # the path nginx connects to (frontdoor.py), whichever generation listens on it
+# metrics.py's name for a folder of its own per gunicorn master (observability/metrics.py's _DIR_PREFIX): one
+# inherited from whoever started this server is not this server's.
+_DEFAULT_METRICS_DIR = re.compile(r"tfscoring-metrics-\d+-\d+")
 
 
 class Supervisor:
-    def __init__(self, settings: ServerSettings, port: int, server_argv: list[str], env: dict[str, str]):
+    def __init__(
+        self, settings: ServerSettings, port: int, server_argv: list[str], env: dict[str, str], model_root: Path | None
+    ):
         self._settings = settings
         self._port = port
         self._server_argv = server_argv  # azmlinfsrv and its arguments
         self._env = env
         self._run_dir = rundir.create()  # locked while this process lives; dead servers' folders removed
-        state_dir = self._run_dir / "workers"
-        state_dir.mkdir()
-        self._env["WORKER_STATE_DIR"] = str(state_dir)
-        self._health = PodHealth(state_dir, int(env["WORKER_COUNT"]), settings.worker_hang_s, settings.busy_limit_s)
+        _share_metrics(self._env, self._run_dir)
+        self._model_root = model_root
+        self._generations: list[Generation] = []  # started and not yet stopped: serving, loading or draining
+        self._serving: Generation | None = None  # the one nginx's connections reach
+        self._watch: VersionWatch | None = None
         self._stop = asyncio.Event()
+        self._switched = asyncio.Event()  # a swap has made another generation the serving one
 
     def run(self) -> int:
         try:
@@ -82,64 +78,144 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._hangup)
         config = frontdoor.write_config(self._settings, self._port, self._run_dir)
         frontdoor.check(config)
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(str(self._run_dir / "gunicorn.sock"))
-        listener.listen(2048)
+        first = self._generation(self._first_version())
+        listener = first.bind()
         probes = await self._answer_probes(self._run_dir / "health.sock")
         frontdoor.give_to_workers(self._run_dir)
-        gunicorn = await self._start_gunicorn(listener)
-        listener.close()  # gunicorn holds it now
+        await first.start(listener, self._server_argv, self._env, piped=False)
+        self._serving = first
         # nginx's access lines go through a pipe copied to this process's stdout: a non-root nginx cannot
         # reopen /dev/stdout when it is a file another user owns (a container runtime's log file).
         # (A pipe of its own, not asyncio's: asyncio would not see nginx exit while its workers hold the pipe.)
         access_log, nginx_stdout = os.pipe()
         nginx = await asyncio.create_subprocess_exec(
-            *frontdoor.command(config), stdout=nginx_stdout, preexec_fn=_die_with_parent, start_new_session=True
+            *frontdoor.command(config), stdout=nginx_stdout, preexec_fn=die_with_parent, start_new_session=True
         )
         os.close(nginx_stdout)
-        copy = asyncio.create_task(_copy_lines(access_log))
-        log.info("front door on :%d (nginx %d) -> azmlinfsrv (gunicorn %d) on %s/gunicorn.sock",
-                 self._port, nginx.pid, gunicorn.pid, self._run_dir)  # fmt: skip
-        watch = asyncio.create_task(self._watch(gunicorn.pid))
-        exited = {asyncio.create_task(gunicorn.wait()): "azmlinfsrv", asyncio.create_task(nginx.wait()): "nginx"}
-        stop = asyncio.create_task(self._stop.wait())
-        done, _ = await asyncio.wait([*exited, stop], return_when=asyncio.FIRST_COMPLETED)
-        self._health.stopping = True
-        if stop in done:
-            log.info("stopping: nginx finishes the requests it holds, then azmlinfsrv")
-            code = 0
-        else:
-            task = next(iter(done))
-            code = task.result() or 1  # a child that stops on its own is a failure, even with 0
-            log.critical("%s exited with %s; stopping the server", exited[task], task.result())
-        await _stop_child(nginx, signal.SIGQUIT)  # graceful: stop accepting, finish what it holds
-        await _stop_child(gunicorn, signal.SIGTERM)  # graceful: workers finish their requests
-        watch.cancel()
+        copy = asyncio.create_task(copy_lines(access_log))
+        log.info("front door on :%d (nginx %d) -> azmlinfsrv (gunicorn %d) on %s/%s",
+                 self._port, nginx.pid, first.pid, self._run_dir, SOCKET)  # fmt: skip
+        follow = asyncio.create_task(self._follow_versions()) if self._watch else None
+        code = await self._until_stopped(nginx)
+        if follow is not None:
+            follow.cancel()  # a swap under way leaves its generation in self._generations, stopped below
+            with contextlib.suppress(asyncio.CancelledError):
+                await follow
+        await stop_child(nginx, signal.SIGQUIT)  # graceful: stop accepting, finish what it holds
+        # graceful: workers finish their requests (every generation: the serving one, one loading, one draining)
+        await asyncio.gather(*(generation.stop() for generation in self._generations))
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(copy, 5)  # the last lines nginx wrote
         probes.close()
         return code
 
-    async def _start_gunicorn(self, listener: socket.socket) -> asyncio.subprocess.Process:
-        # Socket activation: gunicorn takes fd 3 as its listener when LISTEN_PID is its own pid.  The child
-        # moves the socket to fd 3 before exec; the shell names its own pid and execs azmlinfsrv under it.
-        fd = listener.fileno()
-
-        def in_child() -> None:
-            os.dup2(fd, 3)
-            _die_with_parent()
-
-        return await asyncio.create_subprocess_exec(
-            "/bin/sh", "-c", 'LISTEN_PID=$$ exec "$0" "$@"', *self._server_argv,
-            env={**self._env, "LISTEN_FDS": "1"}, pass_fds=[3], preexec_fn=in_child, start_new_session=True,
-        )  # fmt: skip
-
-    async def _watch(self, master: int) -> None:
+    async def _until_stopped(self, nginx: asyncio.subprocess.Process) -> int:
+        """Wait for SIGTERM (0) or a child that exits on its own (its code, or 1): nginx, or the serving
+        azmlinfsrv, whichever generation serves by then."""
+        stop = asyncio.create_task(self._stop.wait())
+        nginx_exited = asyncio.create_task(nginx.wait())
         while True:
-            self._health.refresh(child_pids(master))
-            await asyncio.sleep(REFRESH_S)
+            serving = self._serving
+            switched = asyncio.create_task(self._switched.wait())
+            done, _ = await asyncio.wait([stop, nginx_exited, serving.exited, switched], return_when="FIRST_COMPLETED")
+            switched.cancel()
+            self._switched.clear()
+            if stop in done:
+                self._serving.health.stopping = True
+                log.info("stopping: nginx finishes the requests it holds, then azmlinfsrv")
+                return 0
+            exited = {nginx_exited: "nginx", serving.exited: "azmlinfsrv"}
+            task = next((task for task in exited if task in done), None)
+            if task is nginx_exited or (task is serving.exited and serving is self._serving):
+                self._serving.health.stopping = True
+                log.critical("%s exited with %s; stopping the server", exited[task], task.result())
+                return task.result() or 1  # a child that stops on its own is a failure, even with 0
+            # a swap: the generation that served before drains, and its exit is no failure; the new one is watched
+
+    def _generation(self, version: str | None) -> Generation:
+        number = len(self._generations) and self._generations[-1].number + 1
+        generation = Generation(number, version, self._run_dir, int(self._env["WORKER_COUNT"]),
+                                self._settings.worker_hang_s, self._settings.busy_limit_s)  # fmt: skip
+        self._generations.append(generation)
+        return generation
+
+    def _first_version(self) -> str | None:
+        """The version the first generation serves, pinned in its workers' MODEL_VERSION so that a worker gunicorn
+        replaces later loads the same one; None where the model folder holds no versions (or MODEL_VERSION pins
+        one already).  Where it holds versions and none is pinned, the watch starts."""
+        root, pinned = self._model_root, self._settings.model_version
+        found = versions.versions(root) if root is not None else []
+        if not found:
+            return None
+        if pinned is not None:
+            log.info("MODEL_VERSION=%s pins the version served of %s: no swaps", pinned, root)
+            return None
+        version = str(found[-1])
+        poll = self._settings.model_poll_s
+        self._watch = VersionWatch(root, version, poll)
+        when = f"every {poll:g} s (MODEL_POLL_S) and on SIGHUP" if poll else "on SIGHUP (MODEL_POLL_S=0)"
+        log.info("serving version %s of %s; a newer version is looked for %s", version, root, when)
+        return version
+
+    def _hangup(self) -> None:
+        if self._watch is not None:
+            self._watch.ask()
+        elif self._settings.model_version is not None:
+            log.info("SIGHUP: MODEL_VERSION=%s pins the version served: nothing to swap", self._settings.model_version)
+        else:
+            log.info("SIGHUP: %s holds no <version>/ subfolders: nothing to swap", self._model_root)
+
+    async def _follow_versions(self) -> None:
+        """Swap onto each new version as it is found; never stops the server."""
+        watch = self._watch
+        while True:
+            cause = await watch.next_look()
+            try:
+                version = watch.due()
+                if version is None:
+                    if cause == "SIGHUP":
+                        log.info(
+                            "SIGHUP: version %s is the highest under %s: nothing to swap", watch.serving, watch.root
+                        )
+                    continue
+                await self._swap(version, cause)
+            except Exception:  # a bug here must not stop a server that serves
+                log.exception("looking for a new version under %s failed; version %s serves on", watch.root,
+                              watch.serving)  # fmt: skip
+
+    async def _swap(self, version: str, cause: str) -> None:
+        """Start `version` beside the serving generation; once all its workers serve, send every new connection to
+        it and drain the old one.  If it fails to start, it is stopped and the old one serves on."""
+        old, loop = self._serving, asyncio.get_running_loop()
+        found = loop.time()
+        log.info("version %s found under %s (%s): starting its workers beside version %s's", version,
+                 self._watch.root, cause, old.version)  # fmt: skip
+        new = self._generation(version)
+        listener = new.bind()
+        frontdoor.give_to_workers(self._run_dir, [new.socket_path])  # as root, nginx's workers connect as nobody
+        await new.start(listener, self._server_argv, self._env, piped=True)
+        why = await new.ready(self._settings.model_load_timeout_s)
+        if why is not None:
+            log.error("version %s under %s is not served: %s; version %s serves on (tried again when a newer "
+                      "version appears, or on SIGHUP)", version, self._watch.root, why, old.version)  # fmt: skip
+            self._watch.failed(version)
+            await new.stop()
+            self._generations.remove(new)
+            return
+        # A rename is atomic: every connection nginx opens from here on reaches the new workers.  Requests the old
+        # ones hold are answered by them; one nginx sends on a kept-alive connection to an old worker that closes
+        # first is sent again (proxy_next_upstream), on a new connection: to the new workers.
+        new.take_path(self._run_dir / SOCKET)
+        self._serving, self._watch.serving = new, version
+        self._switched.set()
+        log.info("version %s serves (its workers ready %.1f s after it was found); version %s drains", version,
+                 loop.time() - found, old.version)  # fmt: skip
+        await old.stop()
+        self._generations.remove(old)
+        log.info("version %s stopped (gunicorn %d)", old.version, old.pid)
 
     async def _answer_probes(self, path: Path) -> asyncio.Server:
         """Answer the probes nginx passes on, on a Unix socket at `path`: no bound on connections of their own
@@ -147,13 +223,27 @@ class Supervisor:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(str(path))  # listening once the responder starts
         responder = Responder(
-            functools.partial(_probe_answer, self._health),
+            self._probe_answer,
             max_connections=None,
             deadline_s=PROBE_DEADLINE_S,
             max_head=PROBE_MAX_HEAD,
             refusal=_probe_refusal,
         )
         return await responder.start(listener)
+
+    def _probe_answer(self, request: Request) -> Answer:
+        """The serving generation's health: a new version's workers are judged once requests reach them."""
+        return _probe_answer(self._serving.health, request)
+
+
+def _share_metrics(env: dict[str, str], run_dir: Path) -> None:
+    """One Prometheus multiprocess folder for every generation of this server (unless the operator names one): in it
+    the totals go on across a swap, and the metrics port's lock is one, so a new generation's worker takes the
+    port over the moment the old holder exits.  metrics.py's default, a folder per gunicorn master, would start a
+    new version's counters from zero and leave the port to whichever worker retries first."""
+    given = env.get("PROMETHEUS_MULTIPROC_DIR")
+    if not given or _DEFAULT_METRICS_DIR.fullmatch(Path(given).name):
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(run_dir / "metrics")
 
 
 def _probe_answer(health: PodHealth, request: Request) -> Answer:
@@ -177,31 +267,7 @@ def _json(status: int, body: dict) -> Answer:
     )
 
 
-async def _copy_lines(fd: int) -> None:
-    reader = asyncio.StreamReader()
-    await asyncio.get_running_loop().connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
-    )
-    # nginx writes each access line with one write(): what one read returns is whole lines.
-    while chunk := await reader.read(65536):
-        sys.stdout.buffer.write(chunk)
-        sys.stdout.flush()
-
-
-async def _stop_child(process: asyncio.subprocess.Process, signum: int) -> None:
-    """Stop a child with `signum`, SIGKILL after DRAIN_S; then whatever is left of its process group (the
-    workers of a master that died first)."""
-    if process.returncode is None:
-        process.send_signal(signum)
-        try:
-            await asyncio.wait_for(process.wait(), DRAIN_S + 5)
-        except asyncio.TimeoutError:
-            log.warning("pid %d did not stop within %d s: killing it", process.pid, DRAIN_S + 5)
-            process.kill()
-            await process.wait()
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-
-
-def main(settings: ServerSettings, port: int, server_argv: list[str], env: dict[str, str]) -> None:
-    sys.exit(Supervisor(settings, port, server_argv, env).run())
+def main(
+    settings: ServerSettings, port: int, server_argv: list[str], env: dict[str, str], model_root: Path | None = None
+) -> None:
+    sys.exit(Supervisor(settings, port, server_argv, env, model_root).run())

@@ -47,9 +47,13 @@ class ArrayBodyCodec(Codec):
         return howto.CODEC.encode(decoded, outputs, interface)
 
     def schema(self, interface: Interface) -> Schema | None:
-        if len(interface.inputs) != 1:
+        if len(interface.inputs) != 1 or not self.takes(interface.inputs[0]):
             return None  # a model of several inputs takes no such body
         return Schema(content={self.content_type: body(self.describe(interface.inputs[0]))})
+
+    def takes(self, spec: TensorSpec) -> bool:
+        """Whether the form carries the input's values at all."""
+        return True
 
     @abstractmethod
     def describe(self, spec: TensorSpec) -> str:

@@ -39,8 +39,8 @@ import numpy as np
 import orjson
 
 from tfscoring.errors import BadRequest
-from tfscoring.interface import Batch, Interface, TensorSpec
-from tfscoring.protocols import decode
+from tfscoring.interface import BYTES, Batch, Interface, TensorSpec
+from tfscoring.protocols import decode, strings
 from tfscoring.protocols.limits import Limits
 
 # Told the most bytes a decode's next step takes beyond the body, before it runs (it may refuse: 503).
@@ -63,6 +63,9 @@ class Decoded:
     id: str | None = None  # the Open Inference Protocol's request id, echoed
     outputs: tuple[int, ...] | None = None  # the outputs asked for (indices), None: all
     binary: frozenset[int] = field(default_factory=frozenset)  # outputs to answer as binary data
+    # Memory the graph itself takes to decode these inputs (an image a string input holds, from its header), which
+    # the arrays' own cost does not show.
+    graph_bytes: int = 0
 
     @property
     def rows(self) -> int:
@@ -153,6 +156,19 @@ def _rows_of(spec: TensorSpec) -> str:
     return f"rows of shape ({spec.shown()[4:]}" if spec.shape else "one value per row"
 
 
+def answer_values(spec: TensorSpec, values: np.ndarray | list) -> object:
+    """An output's values for a JSON answer: numbers and booleans as they are (orjson writes the array), byte
+    strings as strings or {"b64": ...} (strings.answered: TF Serving's rule, `_bytes` outputs always in base64)."""
+    if not isinstance(values, np.ndarray) or values.dtype != BYTES:  # class ids may be a list
+        return values
+    return strings.answered(values, strings.is_binary_name(spec.name))
+
+
+def answer_outputs(specs: tuple[TensorSpec, ...], outputs: Batch) -> tuple:
+    """Every output's values for a JSON answer (answer_values)."""
+    return tuple(answer_values(spec, values) for spec, values in zip(specs, outputs, strict=True))
+
+
 def json_answer(value: object) -> Answer:
     return Answer(dumps(value), JSON_CONTENT_TYPE)
 
@@ -163,6 +179,10 @@ def dumps(value: object) -> bytes:
 
 
 def _to_list(value: object) -> object:
+    if isinstance(value, np.ndarray) and value.dtype == BYTES:  # byte strings, not through answer_values
+        return strings.answered(value)
     if isinstance(value, (np.ndarray, np.generic)):  # e.g. a non-contiguous array, which orjson leaves to this
         return value.tolist()
+    if isinstance(value, bytes):
+        return strings.answered(np.array([value], BYTES))[0]
     raise TypeError

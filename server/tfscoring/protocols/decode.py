@@ -309,6 +309,14 @@ def check_finite(batch: np.ndarray, field: str = '"data"') -> None:
         raise BadRequest(f"row {i}, column {j} of {field} is outside the float32 range; values must be finite")
 
 
+def position(index) -> str:
+    """Where a value is in a batch, as messages say it: "row 3", "row 3, column 1", "row 3, at [1, 0]"."""
+    index = [int(i) for i in index]
+    if len(index) == 2:
+        return f"row {index[0]}, column {index[1]}"
+    return f"row {index[0]}" + (f", at {index[1:]}" if len(index) > 2 else "")
+
+
 def shown(value: object, limit: int = 80) -> str:
     """A client's JSON value written for a message in at most about `limit` characters: strings as Python's repr,
     lists and objects opened a few levels deep only (never deeper, whatever the nesting), the rest cut to "..."."""

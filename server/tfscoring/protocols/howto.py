@@ -23,8 +23,17 @@ import numpy as np
 import simdjson
 
 from tfscoring.interface import Batch, Interface
-from tfscoring.protocols import decode, schemas
-from tfscoring.protocols.codec import Answer, Decoded, Reserve, Schema, json_answer, only_input
+from tfscoring.protocols import decode, schemas, strings
+from tfscoring.protocols.codec import (
+    Answer,
+    Decoded,
+    Reserve,
+    Schema,
+    answer_outputs,
+    answer_values,
+    json_answer,
+    only_input,
+)
 from tfscoring.protocols.jsonforms import JsonBody, JsonCodec, named_outputs
 from tfscoring.protocols.limits import Limits
 
@@ -75,15 +84,18 @@ class HowtoCodec(JsonCodec):
 
     def read(self, body: JsonBody, interface: Interface) -> Decoded:
         spec = only_input(interface, FORM)
+        if spec.strings:
+            raise strings.refuse_datatype(spec, FORM)
         return Decoded((body.tensors.from_json(body.document.get("data"), spec, '"data"'),), self)
 
     def encode(self, decoded: Decoded, outputs: Batch, interface: Interface) -> Answer:
         if len(outputs) == 1 and interface.data_answer == "class_ids":
-            return json_answer(class_ids(outputs[0]))
+            return json_answer(answer_values(interface.outputs[0], class_ids(outputs[0])))
+        outputs = answer_outputs(interface.outputs, outputs)
         return json_answer(outputs[0] if len(outputs) == 1 else named_outputs(interface.outputs, outputs))
 
     def schema(self, interface: Interface) -> Schema | None:
-        if len(interface.inputs) != 1:
+        if len(interface.inputs) != 1 or interface.inputs[0].strings:  # byte strings: refused (read)
             return None
         (spec,) = interface.inputs
         kind = {"b": "booleans", "i": "integers", "u": "integers"}.get(spec.dtype.kind, "finite numbers")

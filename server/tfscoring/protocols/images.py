@@ -5,6 +5,9 @@ Two steps, so that the cost is known and bounded before any pixel is decoded: th
 (image/cost.py), then the pixels decoded, oriented, converted, resized to the input and scaled by IMAGE_SCALE
 (image/pixels.py).  Which inputs take images: image/layout.py.  Answered as the how-to's form.
 
+A model of one string input (a graph that decodes the image itself, e.g. tf.io.decode_jpeg) takes the body's bytes
+as its one row, once the header passed the same checks: no decompression bomb reaches the graph.
+
 Bounds, measured on 2 cores by bench/gil_hold.py (bench/results/gil-hold.md): at the limits (4096 x 4096
 noise, or a 16384-pixel side) no decode holds the GIL longer than 50 ms (WebP through Pillow, 35-45 ms;
 JPEG and PNG under 15 ms), and every decode's peak RSS growth is under its `decoded_bytes` (WebP is the
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tfscoring.interface import Batch, Interface, TensorSpec
-from tfscoring.protocols import howto
+from tfscoring.protocols import howto, strings
 from tfscoring.protocols.codec import Answer, Body, Codec, Decoded, Reserve, Schema, no_reserve, only_input
 from tfscoring.protocols.image import header, pixels
 from tfscoring.protocols.image.layout import takes_images
@@ -38,15 +41,23 @@ class ImageCodec(Codec):
         spec = only_input(interface, f"an {self.content_type} body")
         read = header.inspect(body, spec, limits.max_pixels)  # the header alone: size, frames, structure (400, 413)
         reserve(read.decoded_bytes)
+        if spec.strings:  # the graph decodes the image itself: its bytes are the row, once its header passed
+            row = strings.one_row(body, spec, f"an {self.content_type} body")
+            return Decoded((row,), self, graph_bytes=read.decoded_bytes)
         return Decoded((pixels.decode(read, spec, limits.image_scale),), self)
 
     def encode(self, decoded: Decoded, outputs: Batch, interface: Interface) -> Answer:
         return howto.CODEC.encode(decoded, outputs, interface)
 
     def schema(self, interface: Interface) -> Schema | None:
-        if len(interface.inputs) != 1 or not takes_images(interface.inputs[0]):
+        if len(interface.inputs) != 1 or not (takes_images(interface.inputs[0]) or interface.inputs[0].strings):
             return None
         picture = "One image, one row: converted, resized to the input's shape and scaled by IMAGE_SCALE."
+        if interface.inputs[0].strings:
+            picture = (
+                "One image, one row: its bytes are the value of the string input, which the graph decodes; its "
+                "header is checked first (format, structure, pixels within the limit)."
+            )
         return Schema(content={self.content_type: Body(picture, selects="images", answered_as=howto.ANSWERED_AS)})
 
 

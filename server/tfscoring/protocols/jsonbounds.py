@@ -16,8 +16,8 @@ import dataclasses
 import re
 
 from tfscoring.errors import BadRequest
-from tfscoring.interface import Interface
-from tfscoring.protocols import decode
+from tfscoring.interface import Interface, TensorSpec
+from tfscoring.protocols import decode, strings
 from tfscoring.protocols.limits import Limits
 
 # A request's first weight in the in-flight budget, per body byte, before a JSON body is read: it is decoded
@@ -46,14 +46,16 @@ def most_values(interface: Interface, limits: Limits, row_overhead: int) -> int:
     names, parameters).  Free-shape: FREE_JSON_VALUES."""
     if not interface.bounded_json:
         return FREE_JSON_VALUES
-    per_row = row_overhead + sum(max(spec.row_size, 1) + _lists_in_row(spec.shape) for spec in interface.inputs)
+    per_row = row_overhead + sum(
+        max(spec.row_size, 1) * _values_per_value(spec) + _lists_in_row(spec.shape) for spec in interface.inputs
+    )
     return (limits.max_rows + 1) * per_row + decode.KEY_VALUES + 32 * (len(interface.inputs) + len(interface.outputs))
 
 
 def deepest(interface: Interface, form_depth: int) -> int:
     """The deepest nesting of a request to the model: the deepest input's rank (one value per row: 1, Triton's
     [N, 1]) + `form_depth` (the forms' nesting down to the list of rows: JsonCodec.depth) + decode.EXTRA_DEPTH."""
-    rank = max(max((len(spec.shape) for spec in interface.inputs), default=0), 1)
+    rank = max(max((len(spec.shape) + spec.strings for spec in interface.inputs), default=0), 1)
     return rank + form_depth + decode.EXTRA_DEPTH
 
 
@@ -73,6 +75,21 @@ def _why(interface: Interface, limits: Limits) -> str:
     if interface.bounded_json:
         return f"{limits.max_rows} rows (MAX_REQUEST_ROWS) of {interface.input_list()}"
     return f"a ceiling for inputs of a free dimension ({interface.input_list()})"
+
+
+def _values_per_value(spec: TensorSpec) -> int:
+    """The JSON values one value of the input may count as: a byte string's {"b64": "..."} is an object, a key and
+    its string (its comma, brace and colon); a number, a boolean or a text string is one."""
+    return 3 if spec.strings else 1
+
+
+def string_cost(counts: decode.Counts, interface: Interface) -> int:
+    """Beyond parse_cost, for a model of string inputs: each string's bytes, decoded from its base64 (3/4 of its
+    characters) or encoded from its text (at most its UTF-8 in the body), and a Python bytes object each
+    (strings.BYTES_OBJECT: many tiny strings cost that much each).  Known from the counts before any parse."""
+    if not any(spec.strings for spec in interface.inputs):
+        return 0
+    return counts.size + counts.strings * strings.BYTES_OBJECT
 
 
 def _lists_in_row(shape: tuple[int, ...]) -> int:

@@ -131,7 +131,7 @@ def decode_json(
     binary tensors after it (the Open Inference Protocol's binary extension), which only the counts and the reading
     see."""
     counts = codec.check_json(body, interface, limits, len(binary))
-    reserve(jsonbounds.parse_cost(counts))
+    reserve(jsonbounds.parse_cost(counts) + jsonbounds.string_cost(counts, interface))
     booleans = b"true" in body or b"false" in body  # only then is a boolean among numbers worth looking for
     try:
         document = decode.parse_object(body, codec.example(interface))

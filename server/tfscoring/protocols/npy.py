@@ -17,7 +17,7 @@ from numpy.lib import format as npy_format
 
 from tfscoring.errors import BadRequest
 from tfscoring.interface import TensorSpec
-from tfscoring.protocols import tensors
+from tfscoring.protocols import strings, tensors
 from tfscoring.protocols.arraybody import ArrayBodyCodec
 from tfscoring.protocols.limits import Limits
 
@@ -29,7 +29,12 @@ class NpyCodec(ArrayBodyCodec):
     content_type = CONTENT_TYPE
 
     def read(self, body: bytes, spec: TensorSpec, limits: Limits) -> np.ndarray:
+        if spec.strings:  # .npy holds byte strings only padded to one width, which loses trailing zero bytes
+            raise strings.refuse_datatype(spec, "a .npy body")
         return _array(body, spec, limits)
+
+    def takes(self, spec: TensorSpec) -> bool:
+        return not spec.strings
 
     def describe(self, spec: TensorSpec) -> str:
         shape = "(" + ", ".join(["N", *("any" if n < 0 else str(n) for n in spec.shape)]) + ")"

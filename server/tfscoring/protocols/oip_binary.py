@@ -38,8 +38,10 @@ class BinaryTensorsCodec(JsonCodec):
     def decode(self, body: bytes, interface: Interface, limits: Limits, reserve: Reserve = no_reserve) -> Decoded:
         document, binary = _split(body, self.header_length)
         # 8: the widest dtype.  Refused before the parse's cost, which counts the binary data's conversion, is reserved.
+        # Byte strings have no widest: MAX_REQUEST_BYTES bounds them.
         most_binary = limits.max_rows * sum(max(spec.row_size, 1) * 8 for spec in interface.inputs)
-        if interface.bounded_json and len(binary) > most_binary:
+        sized = interface.bounded_json and not any(spec.strings for spec in interface.inputs)
+        if sized and len(binary) > most_binary:
             raise PayloadTooLarge(
                 f"the binary tensor data is {len(binary)} bytes, more than {limits.max_rows} rows (MAX_REQUEST_ROWS) "
                 f"of {interface.input_list()} take ({most_binary} at most)"

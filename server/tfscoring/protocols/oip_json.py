@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from tfscoring.errors import BadRequest
-from tfscoring.interface import DATATYPES, Batch, Interface
-from tfscoring.protocols import decode, schemas, tensors
+from tfscoring.interface import BYTES, DATATYPES, Batch, Interface
+from tfscoring.protocols import decode, schemas, strings, tensors
 from tfscoring.protocols.codec import JSON_CONTENT_TYPE, Answer, Decoded, Schema, dumps
 from tfscoring.protocols.jsonforms import JsonBody, JsonCodec, check_same_rows, is_tensor_list, names
 
@@ -95,11 +95,11 @@ class OipCodec(JsonCodec):
             spec, values = interface.outputs[index], outputs[index]
             tensor = {"name": spec.name, "shape": list(values.shape), "datatype": DATATYPES[values.dtype]}
             if index in decoded.binary:
-                blob = np.ascontiguousarray(values, values.dtype.newbyteorder("<")).tobytes()
+                blob = _binary(values)
                 tensor["parameters"] = {"binary_data_size": len(blob)}
                 blobs.append(blob)
             else:
-                tensor["data"] = values.ravel()
+                tensor["data"] = strings.flat_answer(values) if values.dtype == BYTES else values.ravel()
             tensors_out.append(tensor)
         answer = {"model_name": interface.model_name, "model_version": interface.model_version, "outputs": tensors_out}
         if decoded.id is not None:
@@ -149,6 +149,13 @@ class OipCodec(JsonCodec):
 
 
 CODEC = OipCodec()
+
+
+def _binary(values: np.ndarray) -> bytes:
+    """An output as binary data: little-endian, row-major; byte strings each a 4-byte length and its bytes."""
+    if values.dtype == BYTES:
+        return strings.length_prefixed(values)
+    return np.ascontiguousarray(values, values.dtype.newbyteorder("<")).tobytes()
 
 
 def _binary_size(tensor: dict, where: str) -> int | None:

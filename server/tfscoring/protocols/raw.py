@@ -2,7 +2,8 @@
 
 The input's values raw, little-endian, of its own dtype (float32 for the how-to's model), row after row (numpy:
 `rows.astype("<f4").tobytes()`); validated like JSON bodies: whole rows, 1 to MAX_REQUEST_ROWS of them, every
-value fitting the input (finite, for floats).  Answered as the how-to's form.
+value fitting the input (finite, for floats).  For a string input (BYTES) of one value a row, the whole body is one
+row's bytes.  Answered as the how-to's form.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import numpy as np
 
 from tfscoring.errors import BadRequest
 from tfscoring.interface import TensorSpec
-from tfscoring.protocols import tensors
+from tfscoring.protocols import strings, tensors
 from tfscoring.protocols.arraybody import ArrayBodyCodec
 from tfscoring.protocols.limits import Limits
 
@@ -23,9 +24,18 @@ class RawCodec(ArrayBodyCodec):
     content_type = CONTENT_TYPE
 
     def read(self, body: bytes, spec: TensorSpec, limits: Limits) -> np.ndarray:
+        if spec.strings:
+            if not body:
+                raise BadRequest(
+                    f"body is empty; for the string input {spec.name!r} the whole body is one row's bytes "
+                    f"({CONTENT_TYPE}): send an empty string in JSON"
+                )
+            return strings.one_row(body, spec, f"an {CONTENT_TYPE} body")
         return _array(body, spec, limits)
 
     def describe(self, spec: TensorSpec) -> str:
+        if spec.strings:
+            return "The bytes of one row: the whole body is the value of the string input."
         dtype = spec.dtype.newbyteorder("<") if spec.dtype.itemsize > 1 else spec.dtype
         description = (
             f"Raw little-endian {spec.dtype.name} values, N x {spec.row_size} of them, row after row (numpy: "

@@ -6,13 +6,16 @@ from collections.abc import Callable
 
 import numpy as np
 
-from tfscoring.interface import DATATYPES, Interface, TensorSpec
+from tfscoring.interface import BYTES, DATATYPES, Interface, TensorSpec
+from tfscoring.protocols import strings
 
 REF = "#/components/schemas/"
 
 
 def value(dtype: np.dtype, answer: bool = False) -> dict:
     """One value of a tensor; in answers a float may be null (orjson writes NaN and infinities so)."""
+    if dtype == BYTES:
+        return byte_string(answer)
     if dtype.kind == "b":
         return {"type": "boolean"}
     if dtype.kind in "iu":
@@ -22,6 +25,20 @@ def value(dtype: np.dtype, answer: bool = False) -> dict:
         return {"type": "number", "nullable": True}
     limit = float(np.finfo(dtype).max)
     return {"type": "number", "minimum": -limit, "maximum": limit}
+
+
+def byte_string(answer: bool = False) -> dict:
+    """A byte string (BYTES): TF Serving's {"b64": ...}, or text (its UTF-8 bytes; in answers where they are UTF-8)."""
+    b64 = {
+        "type": "object",
+        "description": "The bytes in standard base64 (TF Serving's form of binary data).",
+        "required": [strings.B64],
+        "properties": {strings.B64: {"type": "string", "format": "byte"}},
+        "additionalProperties": False,
+    }
+    text = {"type": "string", "description": "The bytes as UTF-8 text."}
+    how = "A byte string: text where its bytes are UTF-8, else base64" if answer else "A byte string: text or base64"
+    return either(how, [text, b64])
 
 
 def nested(spec: TensorSpec, answer: bool = False) -> dict:
@@ -86,5 +103,5 @@ def shown(specs: tuple[TensorSpec, ...]) -> str:
 def takes(spec: TensorSpec) -> list[str]:
     """The Open Inference Protocol datatypes an input takes: its own first; a float input any number type, an
     integer input any integer type (the values must fit)."""
-    kinds = {"b": "b", "i": "iu", "u": "iu"}.get(spec.dtype.kind, "iuf")
+    kinds = {"b": "b", "i": "iu", "u": "iu", "O": "O"}.get(spec.dtype.kind, "iuf")
     return [spec.datatype, *(name for dtype, name in DATATYPES.items() if dtype.kind in kinds)]

@@ -17,7 +17,7 @@ import numpy as np
 
 from tfscoring.errors import BadRequest
 from tfscoring.interface import DTYPES, TensorSpec
-from tfscoring.protocols import decode
+from tfscoring.protocols import decode, strings
 from tfscoring.protocols.limits import Limits
 
 _INTEGER_KINDS = "iu"
@@ -38,6 +38,8 @@ class TensorReader:
         if spec.dtype == np.float32 and len(spec.shape) == 1 and spec.fixed:
             example = example or decode.expected_shape(spec.shape[0])
             return decode.to_batch(value, spec, self.limits, field, example)
+        if spec.strings:
+            return strings.from_json(value, spec, field, self.limits)
         if not isinstance(value, list) or not value:
             raise BadRequest(f"{field} must be a non-empty list of rows of shape {spec.shown()}, got {_json(value)}")
         self.limits.check_rows(len(value), field)
@@ -56,6 +58,8 @@ class TensorReader:
         """The array of `spec` from the Open Inference Protocol's data, flat in row-major order (or nested to
         `shape`), whose values must be of the `declared` datatype."""
         rows = self._declared_rows(shape, spec, field)
+        if spec.strings:
+            return strings.from_flat(data, shape, rows, spec, field)
         batch_shape = (rows, *(shape[1:] if spec.shape else ()))  # Triton's [N, 1] for one value a row: (N,)
         integers = DTYPES[declared] if declared.startswith(("INT", "UINT")) else None
         what = f"its datatype {declared}"
@@ -82,6 +86,8 @@ class TensorReader:
         """The array of `spec` from a binary tensor (the Open Inference Protocol's binary data extension): the
         values of the `declared` datatype, little-endian, row-major."""
         rows = self._declared_rows(shape, spec, field)
+        if spec.strings:
+            return strings.from_lengths(data, shape, rows, spec, field)
         dtype = DTYPES[declared].newbyteorder("<")
         if len(data) != math.prod(shape) * dtype.itemsize:
             raise BadRequest(
@@ -121,7 +127,7 @@ def _check_float(array: np.ndarray, dtype: np.dtype, declared: str, field: str) 
 
 def check_datatype(declared: object, spec: TensorSpec, field: str) -> str:
     """An Open Inference Protocol datatype the input can take: any number type for a float input (the values
-    are converted), an integer type for an integer input, BOOL for a boolean one."""
+    are converted), an integer type for an integer input, BOOL for a boolean one, BYTES for a string one."""
     if not isinstance(declared, str):
         raise BadRequest(f'{field} has no "datatype" string; the input\'s is "{spec.datatype}"')
     if declared not in DTYPES:
@@ -129,7 +135,11 @@ def check_datatype(declared: object, spec: TensorSpec, field: str) -> str:
             f'{field} has datatype {decode.shown(declared)}; the model\'s input {spec.name!r} is "{spec.datatype}"'
         )
     kind, wanted = DTYPES[declared].kind, spec.dtype.kind
-    fits = kind == wanted == "b" or (wanted == "f" and kind in "iuf") or (wanted in _INTEGER_KINDS and kind in "iu")
+    fits = (
+        (kind == wanted and kind in "bO")  # booleans for a boolean input, byte strings for a string input
+        or (wanted == "f" and kind in "iuf")
+        or (wanted in _INTEGER_KINDS and kind in "iu")
+    )
     if not fits:
         raise BadRequest(f"{field} has datatype {declared}; the model's input {spec.name!r} is {spec.datatype}")
     return declared
@@ -329,11 +339,7 @@ def _check_integers(array: np.ndarray, dtype: np.dtype, field: str, what: str, j
             raise BadRequest(f"{field} holds {bad}, outside {what}'s range {info.min} to {info.max}")
 
 
-def _where(index) -> str:
-    index = [int(i) for i in index]
-    if len(index) == 2:
-        return f"row {index[0]}, column {index[1]}"
-    return f"row {index[0]}" + (f", at {index[1:]}" if len(index) > 2 else "")
+_where = decode.position
 
 
 def _kind(array: np.ndarray) -> str:

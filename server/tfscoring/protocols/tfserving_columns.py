@@ -9,8 +9,8 @@ input names.  One output answers its values, several an object keyed by output n
 from __future__ import annotations
 
 from tfscoring.interface import Batch, Interface
-from tfscoring.protocols import schemas
-from tfscoring.protocols.codec import Answer, Decoded, Schema, example, json_answer, only_input
+from tfscoring.protocols import schemas, strings
+from tfscoring.protocols.codec import Answer, Decoded, Schema, answer_outputs, example, json_answer, only_input
 from tfscoring.protocols.jsonforms import (
     JsonBody,
     JsonCodec,
@@ -38,7 +38,7 @@ class ColumnsCodec(JsonCodec):
     def read(self, body: JsonBody, interface: Interface) -> Decoded:
         inputs = body.document.get("inputs")
         request_example = self.example(interface)  # shown where an input's rows are no list
-        if not isinstance(inputs, dict):
+        if not isinstance(inputs, dict) or (interface.inputs[0].strings and strings.is_b64(inputs)):
             spec = only_input(interface, 'the columnar form {"inputs": value}')
             return Decoded((body.tensors.from_json(inputs, spec, '"inputs"', request_example),), self)
         check_names(inputs, interface, '"inputs"')
@@ -50,6 +50,7 @@ class ColumnsCodec(JsonCodec):
         return Decoded(arrays, self)
 
     def encode(self, decoded: Decoded, outputs: Batch, interface: Interface) -> Answer:
+        outputs = answer_outputs(interface.outputs, outputs)
         return json_answer({"outputs": outputs[0] if len(outputs) == 1 else named_outputs(interface.outputs, outputs)})
 
     def schema(self, interface: Interface) -> Schema:

@@ -1,15 +1,16 @@
 """TF Serving's row form (REST predict API, g3doc/api_rest.md): `{"instances": [...]}` -> `{"predictions": [...]}`.
 
 An instance is one row: the input's value, or an object keyed by input names (always, for several inputs).  One
-output answers its values, several an object keyed by output names for each row.
+output answers its values, several an object keyed by output names for each row.  A byte string (a string input's
+value, a string output's) is `{"b64": "<base64>"}` or text (strings.py).
 """
 
 from __future__ import annotations
 
 from tfscoring.errors import BadRequest
 from tfscoring.interface import Batch, Interface
-from tfscoring.protocols import decode, schemas
-from tfscoring.protocols.codec import Answer, Decoded, Schema, json_answer
+from tfscoring.protocols import decode, schemas, strings
+from tfscoring.protocols.codec import Answer, Decoded, Schema, answer_outputs, json_answer
 from tfscoring.protocols.jsonforms import JsonBody, JsonCodec, check_names, names, value_of
 
 
@@ -29,7 +30,7 @@ class RowsCodec(JsonCodec):
             raise BadRequest(
                 f'"instances" must be a non-empty list of inputs, one per row, got {decode.json_type(instances)}'
             )
-        if len(interface.inputs) == 1 and not all(isinstance(instance, dict) for instance in instances):
+        if len(interface.inputs) == 1 and not all(_names_inputs(instance, interface) for instance in instances):
             return Decoded((body.tensors.from_json(instances, interface.inputs[0], '"instances"'),), self)
         for i, instance in enumerate(instances):
             if not isinstance(instance, dict):
@@ -48,6 +49,7 @@ class RowsCodec(JsonCodec):
         return Decoded(arrays, self)
 
     def encode(self, decoded: Decoded, outputs: Batch, interface: Interface) -> Answer:
+        outputs = answer_outputs(interface.outputs, outputs)
         if len(outputs) == 1:
             return json_answer({"predictions": outputs[0]})
         specs = interface.outputs
@@ -88,3 +90,13 @@ class RowsCodec(JsonCodec):
 
 
 CODEC = RowsCodec()
+
+
+def _names_inputs(instance: object, interface: Interface) -> bool:
+    """An instance that is an object keyed by input names; for a string input, a byte string's {"b64": ...} is a
+    value (TF Serving's rule), not an input named "b64" (and one with other keys too, a value refused as such)."""
+    if not isinstance(instance, dict):
+        return False
+    if not interface.inputs[0].strings or strings.B64 not in instance:
+        return True
+    return not strings.is_b64(instance) and interface.input_named(strings.B64) is not None

@@ -92,8 +92,11 @@ class GraphModel:
             raise DeviceFailed(self.failure) from None
 
     def zeros(self, n_rows: int) -> Batch:
-        """A batch of zero rows for warm-up and probes (a free dimension of a row taken as 1)."""
-        return tuple(np.zeros((n_rows, *(max(n, 1) for n in spec.shape)), spec.dtype) for spec in self.inputs)
+        """A batch of zero rows for warm-up and probes (a free dimension of a row taken as 1; byte strings empty)."""
+        return tuple(
+            np.full((n_rows, *(max(n, 1) for n in spec.shape)), b"" if spec.strings else 0, spec.dtype)
+            for spec in self.inputs
+        )
 
     def warm_up(self, predict: Predict) -> str:
         """Run the largest batch (max_batch_rows) once through `predict`, the session calls serving makes (so that
@@ -103,9 +106,10 @@ class GraphModel:
         try:
             predict(self.zeros(self.max_batch_rows))
         except RowsRefused as err:  # TensorFlow's InvalidArgumentError
-            if all(spec.fixed for spec in self.inputs):
+            if all(spec.fixed and not spec.strings for spec in self.inputs):
                 raise StartupError(f"warm-up with zero rows failed: {err.reason}") from None
-            # A free dimension taken as 1 need not suit the graph: the first requests pay the warm-up instead.
+            # A free dimension taken as 1, or an empty string (a graph that decodes an image refuses it), need not
+            # suit the graph: the first requests pay the warm-up instead.
             log.warning("warm-up skipped (an input has a free dimension, taken as 1): %s", err.reason)
             return "unknown"
         options = tf.RunOptions(trace_level=tf.RunOptions.SOFTWARE_TRACE)  # records where each op ran

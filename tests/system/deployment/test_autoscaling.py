@@ -116,7 +116,7 @@ def test_the_metrics_source_is_read():
     series = exported_series()
     # The two the autoscalers use, as docs/operations.md's metrics table names them.
     assert series["tfscoring_queued_rows"] == ("gauge", frozenset())
-    assert series["tfscoring_requests_total"] == ("counter", frozenset({"status"}))
+    assert series["tfscoring_requests_total"] == ("counter", frozenset({"status", "model", "version"}))
     assert series["tfscoring_queue_wait_seconds_bucket"][0] == "counter"
     assert set(SETTINGS) == {"max_batch_rows", "max_request_rows", "metrics_port"}
     assert all(isinstance(value, int) and value > 0 for value in SETTINGS.values())

@@ -215,8 +215,11 @@ DATATYPES = [
     pytest.param("BOOL", "BOOL", "BOOL", id="BOOL for a boolean input"),
     *(pytest.param("BOOL", sent, refused_datatype(sent, "BOOL"), id=f"{sent} for a boolean input")
       for sent in ("FP32", "INT8", "UINT8")),
-    pytest.param("FP32", "BYTES", bad_request('x has datatype \'BYTES\'; the model\'s input \'x\' is "FP32"'),
-                 id="BYTES, which no input takes"),
+    pytest.param("FP32", "BYTES", bad_request("x has datatype BYTES; the model's input 'x' is FP32"),
+                 id="BYTES for a number input"),
+    pytest.param("BYTES", "BYTES", "BYTES", id="BYTES for a string input"),
+    pytest.param("BYTES", "UINT8", bad_request("x has datatype UINT8; the model's input 'x' is BYTES"),
+                 id="numbers for a string input"),
     pytest.param("FP32", "float32", bad_request('x has datatype \'float32\'; the model\'s input \'x\' is "FP32"'),
                  id="numpy's name"),
     pytest.param("INT32", None, bad_request('x has no "datatype" string; the input\'s is "INT32"'), id="none"),

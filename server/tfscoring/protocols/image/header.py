@@ -69,6 +69,11 @@ _JPEG_SOF_OTHER = {0xC3, 0xC5, 0xC6, 0xC7, 0xCB, 0xCD, 0xCE, 0xCF}  # lossless a
 _FILL = re.compile(rb"\xff+")
 
 
+# How a graph that takes the encoded bytes (a string input) decodes an image, for its cost: at the image's own size,
+# up to 4 channels (tf.io.decode_image's), then whatever the graph does, counted as a row of the input's dtype.
+IN_GRAPH = ImageLayout(None, None, 4, "hwc")
+
+
 @dataclass(frozen=True)
 class ImageHeader:
     """What `inspect` read from an image's header: enough to know the decode's cost before it runs.
@@ -100,8 +105,10 @@ class ImageHeader:
 def inspect(body: bytes, spec: TensorSpec, max_pixels: int = MAX_PIXELS) -> ImageHeader:
     """Reads and checks the header of a PNG, JPEG or WebP body for `spec`, in time bounded by the caps of
     the module docstring: BadRequest for a body that is not a valid image of the three, PayloadTooLarge for
-    one over `max_pixels` or MAX_SIDE.  No pixel is decoded."""
-    layout = image_layout(spec)
+    one over `max_pixels` or MAX_SIDE.  No pixel is decoded.  A string input (whose graph decodes the image
+    itself) is inspected as the image at its own size in up to 4 channels, its decoded_bytes an allowance for that
+    decode."""
+    layout = IN_GRAPH if spec.strings else image_layout(spec)
     where = f"for input {spec.name!r} {spec.shown()}"
     if not body:
         raise BadRequest(f"body is empty; expected a PNG, JPEG or WebP image {where}")
