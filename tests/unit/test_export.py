@@ -149,7 +149,7 @@ def test_an_export_that_answers_differently_fails_naming_the_output_and_the_larg
     assert run(capsys, "--model-dir", howto_model_dir, "--out", export, "--check-only")[0] == SAME
 
     tamper(export, "network/output/kernel", column=7, delta=0.25)
-    status, out, err = run(capsys, "--model-dir", howto_model_dir, "--out", export, "--check-only")
+    status, _, err = run(capsys, "--model-dir", howto_model_dir, "--out", export, "--check-only")
 
     assert status == DIFFERENT
     assert "DIFFERENT: the export does not answer as the served model does (2):" in err
@@ -165,8 +165,8 @@ def test_an_export_folder_in_use_and_a_model_that_cannot_load_fail_in_one_line(e
     status, _, err = run(capsys, "--model-dir", howto_model_dir, "--out", tmp_path / "taken")
     assert status == FAILED
     assert (
-        err
-        == f"export failed: {tmp_path / 'taken'} exists and is not empty: give a new folder (for TF Serving, <base>/<version>)\n"
+        err == f"export failed: {tmp_path / 'taken'} exists and is not empty: give a new folder (for TF Serving, "
+        "<base>/<version>)\n"
     )
 
     status, _, err = run(capsys, "--model-dir", tmp_path / "nothing", "--out", tmp_path / "export")
