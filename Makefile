@@ -11,7 +11,7 @@ PORT ?= 5001
 HOWTO_MODEL_DIR := models/tf-dnn-mnist/1
 MODEL_DIR ?= $(HOWTO_MODEL_DIR)
 # make serve trains the how-to's model only into its own folder; any other MODEL_DIR is served as it is and never
-# written to (the checkpoint is found in it, or named by MODEL_FOLDER and MODEL_FILE_PREFIX).
+# written to (a checkpoint, SavedModel or frozen graph is found in it, or a versioned folder's highest: docs/models.md).
 SERVE_MODEL := $(if $(filter $(abspath $(HOWTO_MODEL_DIR)),$(abspath $(MODEL_DIR))),model,model-dir-exists)
 DATA_DIR ?= /usr/share/datasets/fashion-mnist
 # GPU TensorFlow where an NVIDIA driver is present, CPU TensorFlow of the same version elsewhere.
@@ -31,10 +31,11 @@ PERF_PACKAGES := libb64-0d
 SUDO := $(if $(filter 0,$(shell id -u)),env,sudo env)
 PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check -c requirements/constraints.txt
 
-.PHONY: model-dir-exists help serve test unit test-contended bench gpu-check soak image container-test deploy-test lint model system-packages bench-packages perf-packages container-packages clean
+.PHONY: model-dir-exists help serve export test unit test-contended bench gpu-check soak image container-test deploy-test lint model system-packages bench-packages perf-packages container-packages clean
 
 help:
 	@echo "make serve   install everything, build the model if missing, serve on http://127.0.0.1:$(PORT)/score"
+	@echo "make export EXPORT_DIR=<dir>   the served model (MODEL_DIR) as a SavedModel, its answers compared (docs/export.md)"
 	@echo "make test    install everything, build the model if missing, run lint and every test"
 	@echo "make unit    the unit tests alone (tests/unit: no server, no network, no trained model), in about a minute"
 	@echo "make test-contended   the slowest test files with a busy loop on every core beside them"
@@ -119,6 +120,12 @@ $(DEPLOY_VENV)/.installed: requirements/deploy.txt requirements/deploy-constrain
 # serve.py sizes WORKER_COUNT and the gunicorn threads to the machine unless they are set.
 serve: $(VENV)/.server-installed $(SERVE_MODEL)
 	$(BIN)/python server/serve.py --model_dir $(MODEL_DIR) --port $(PORT)
+
+# The model make serve serves (MODEL_DIR, with the same settings from the environment) as a SavedModel in EXPORT_DIR,
+# then its answers compared with the served model's (docs/export.md); EXPORT_ARGS=--onnx <file> and the like.
+export: $(VENV)/.server-installed $(SERVE_MODEL)
+	@test -n "$(EXPORT_DIR)" || { echo "set EXPORT_DIR=<new folder for the SavedModel>, e.g. exports/<name>/<version>" >&2; exit 1; }
+	$(BIN)/python -m tools.export_savedmodel --model-dir $(MODEL_DIR) --out $(EXPORT_DIR) --data-dir $(DATA_DIR) $(EXPORT_ARGS)
 
 # On a GPU machine (TF_FLAVOR=gpu), the GPU mode: bench/gpu_check.py's benchmark, several workers against one,
 # GPU utilisation through NVML, under 5 minutes (bench/results/gpu-bench-<gpu name>.md).  BENCH_MODE=compare forces

@@ -12,6 +12,7 @@ built in a process of their own: `build(root, kinds)`, or `python -m tests.forma
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -40,13 +41,20 @@ def reference_inputs() -> np.ndarray:
 
 
 def build(root: Path, kinds: list[str]) -> Path:
-    """Build each kind under root in a new Python process (StartupError-free: a failure raises here)."""
+    """Build each kind under root in a new Python process (RuntimeError with its output where it fails)."""
     done = subprocess.run(
         [sys.executable, "-m", "tests.formats", str(root), *kinds],
         cwd=REPO,
         capture_output=True,
         text=True,
-        env={"TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin", "CUDA_VISIBLE_DEVICES": ""},
+        # None of the caller's settings: the CPU, and Keras on TensorFlow whatever KERAS_BACKEND the shell has.
+        env={
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": os.environ.get("HOME", "/tmp"),
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "CUDA_VISIBLE_DEVICES": "",
+            "KERAS_BACKEND": "tensorflow",
+        },
         timeout=300,
     )
     if done.returncode:

@@ -457,8 +457,8 @@ def compare(name: str, served: np.ndarray, exported: np.ndarray | None, toleranc
     if not unequal.any():
         return Comparison(name, True, f"{head}: equal")
     where = _index(np.argmax(unequal), served.shape)
-    line = f"{head}: {int(unequal.sum())} values differ, first at {where}: served {served[where]}, "
-    line += f"export {exported[where]}"
+    line = f"{head}: {int(unequal.sum())} values differ, first at {where}: served {served[where]!s}, "
+    line += f"export {exported[where]!s}"
     if served.dtype.kind in "iu":
         diff = np.abs(served.astype(np.float64) - exported.astype(np.float64))
         line += f"; max |diff| {diff.max():g} at {_index(np.argmax(diff), served.shape)}"
@@ -478,7 +478,7 @@ def _compare_floats(head: str, name: str, served, exported, tolerance: Tolerance
         return Comparison(name, True, f"{head}: {summary}")
     worst = _index(np.argmax(np.where(nan_differs, np.inf, np.where(too_far, diff, -1.0))), served.shape)
     line = f"{head}: {summary}; {int(too_far.sum())} values beyond the tolerance, worst at {worst}: "
-    line += f"served {served[worst]}, export {exported[worst]}"
+    line += f"served {served[worst]!s}, export {exported[worst]!s}"
     return Comparison(name, False, line)
 
 

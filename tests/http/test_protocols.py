@@ -79,7 +79,7 @@ def test_open_inference_protocol_request_gets_its_outputs_named_and_shaped(serve
         ({"inputs": [{"name": "pixels", "shape": [1, 784], "datatype": "FP32", "data": [0] * 784}]},
          "input 'pixels' is not the model's; its inputs: 'network/X'"),
         ({"inputs": [{"name": "network/X", "shape": [1, 784], "datatype": "BYTES", "data": ["a"]}]},
-         "has datatype 'BYTES'; the model's input 'network/X' is \"FP32\""),
+         "has datatype BYTES; the model's input 'network/X' is FP32"),
         ({"inputs": [{"name": "network/X", "shape": [1, 10], "datatype": "FP32", "data": [0] * 10}]},
          "has shape [1, 10]; the input 'network/X' takes [N, 784] with N >= 1"),
         ({"inputs": [{"name": "network/X", "shape": [2, 784], "datatype": "FP32", "data": [0] * 784}]},

@@ -53,6 +53,7 @@ def test_each_request_is_a_span_with_its_id_rows_batch_queue_wait_session_time_a
     assert scored["http.response.status_code"] == 200 and scored["tfscoring.rows"] == 3
     assert scored["tfscoring.batch_rows"] >= 3 and scored["url.path"] == "/score"
     assert scored["tfscoring.queue_wait_ms"] >= 0 and scored["tfscoring.session_ms"] > 0
+    assert (scored["tfscoring.model.name"], scored["tfscoring.model.version"]) == ("tf-dnn-mnist", "1")  # who answered
     assert by_id["traced-1"].trace_id.hex() == TRACE_ID  # the client's trace goes on here
     refused = attributes(by_id["traced-2"])
     assert refused["http.response.status_code"] == 400 and "expected shape (N, 784)" in refused["tfscoring.error"]

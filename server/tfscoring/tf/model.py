@@ -110,7 +110,11 @@ class GraphModel:
                 raise StartupError(f"warm-up with zero rows failed: {err.reason}") from None
             # A free dimension taken as 1, or an empty string (a graph that decodes an image refuses it), need not
             # suit the graph: the first requests pay the warm-up instead.
-            log.warning("warm-up skipped (an input has a free dimension, taken as 1): %s", err.reason)
+            log.warning(  # the requests of a warm-up file (warmup.py), run next, warm it where there is one
+                "warm-up skipped (an input has a free dimension, taken as 1): %s; a warmup.jsonl of requests in the "
+                "model's folder warms it (docs/warmup.md)",
+                err.reason,
+            )
             return "unknown"
         options = tf.RunOptions(trace_level=tf.RunOptions.SOFTWARE_TRACE)  # records where each op ran
         metadata = tf.RunMetadata()
