@@ -82,8 +82,8 @@ $(VENV)/.server-installed: $(BIN)/python requirements/server.txt requirements/te
 	$(PIP_INSTALL) --no-deps --no-build-isolation -e .  # setuptools from server.txt: no download
 	@touch $@
 
-$(VENV)/.dev-installed: $(VENV)/.server-installed requirements/dev.txt
-	$(PIP_INSTALL) -r requirements/dev.txt
+$(VENV)/.dev-installed: $(VENV)/.server-installed requirements/dev.txt requirements/onnx.txt
+	$(PIP_INSTALL) -r requirements/dev.txt -r requirements/onnx.txt  # the export's ONNX check is tested too
 	@touch $@
 
 $(MODEL_DIR)/model/mnist-tf.model.index: | $(VENV)/.server-installed system-packages

@@ -62,6 +62,8 @@ class Application:
     def build(cls, settings: Settings) -> Application:
         """Load the model, warm it up and assemble the parts around it (StartupError: the worker cannot serve)."""
         served = settings.served_folder()  # read once: the labels of every metric, log line, span and answer
+        # Pinned from here on, so that the model loaded is the version labelled, whatever version folder appears next.
+        settings = settings.model_copy(update={"model_version": served.version, "model_name": served.name})
         # First of the parts: before anything imports prometheus_client.
         metrics = Metrics.setup(settings.prometheus_multiproc_dir, served.name, served.version)
         state = workerstate.WorkerState(settings.worker_state_dir, settings.session_hang_s)
@@ -170,7 +172,7 @@ class Application:
                     body = read_body(request, settings.max_request_bytes)  # 400 when cut short, 413
                     decoded = self._decode(codec, body, reservation, record)
                     del body
-                _hold(reservation, record, cost.decoded_bytes(decoded.arrays, interface))  # arrays, batch, outputs
+                _hold(reservation, record, cost.decoded_bytes(decoded.arrays, interface, decoded.graph_bytes))  # arrays, batch, outputs
                 record.rows = decoded.rows
                 prediction = self.batcher.predict(decoded.arrays)  # with concurrent requests: 503 if overloaded
                 stats = prediction.stats  # how its rows were batched, for the log line and the span

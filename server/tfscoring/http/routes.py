@@ -80,8 +80,8 @@ def config(interface: Interface, max_batch_rows: int) -> AMLResponse:
 
     def tensor(spec: TensorSpec) -> dict:
         if not spec.shape:  # one value per row: Triton's way to say so (its clients want a dimension per row)
-            return {"name": spec.name, "data_type": "TYPE_" + spec.datatype, "dims": [1], "reshape": {"shape": []}}
-        return {"name": spec.name, "data_type": "TYPE_" + spec.datatype, "dims": list(spec.shape)}
+            return {"name": spec.name, "data_type": _triton_type(spec), "dims": [1], "reshape": {"shape": []}}
+        return {"name": spec.name, "data_type": _triton_type(spec), "dims": list(spec.shape)}
 
     body = {
         "name": interface.model_name,
@@ -100,3 +100,9 @@ def _allowed(route: Route, method: str, allowed: str) -> Route:
     if method != allowed:
         raise MethodNotAllowed(f"{method} is not supported on this path; use {allowed}", {"Allow": allowed})
     return route
+
+
+def _triton_type(spec: TensorSpec) -> str:
+    """Triton's name of the tensor's datatype in a model configuration: TYPE_ and the protocol's name, except for
+    byte strings, which a configuration calls TYPE_STRING."""
+    return "TYPE_STRING" if spec.datatype == "BYTES" else "TYPE_" + spec.datatype

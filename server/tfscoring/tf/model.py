@@ -35,6 +35,7 @@ class GraphModel:
         self.failure: str | None = None  # why the device can no longer run the session, once it cannot
         self.on_failure: Callable[[str], None] = lambda reason: None
         self._call_started: float | None = None  # when the running session call began
+        self._probe: Batch | None = None  # one row a session call took, kept from the first that succeeded
 
     @classmethod
     def load(cls, settings: Settings) -> GraphModel:
@@ -51,6 +52,8 @@ class GraphModel:
         n_rows = len(arrays[0])
         try:
             outputs = self._watched_call(arrays)
+            if self._probe is None and n_rows:  # a row this graph took: the device probe's (a zero row may not be)
+                self._probe = tuple(array[:1].copy() for array in arrays)
             # A graph that mixes rows: a statically free batch dimension does not say.
             for spec, output in zip(self.outputs, outputs, strict=True):
                 if output.ndim == 0 or len(output) != n_rows:
@@ -80,12 +83,15 @@ class GraphModel:
             self._call_started = None
 
     def _check_device(self, err: tf.errors.OpError) -> None:
-        """After a session call failed for no reason of its rows: if one zero row fails too, the failure
-        sticks (a CUDA error leaves the context unusable), so this worker is done: DeviceFailed (503) now and
-        for every later call, and on_failure to have the worker replaced.  Otherwise the error was passing."""
+        """After a session call failed for no reason of its rows: if one row fails too (the first row a call took,
+        else a zero row), the failure sticks (a CUDA error leaves the context unusable), so this worker is done:
+        DeviceFailed (503) now and for every later call, and on_failure to have the worker replaced.  Otherwise the
+        error was passing."""
         try:  # through _watched_call: a probe that hangs is seen by the hang watchdog too
-            self._watched_call(self.zeros(1))
+            self._watched_call(self._probe or self.zeros(1))
         except tf.errors.OpError as probe_err:
+            if self._probe is None and isinstance(probe_err, tf.errors.InvalidArgumentError):
+                return  # a zero row refused (a graph decoding image bytes refuses b""): it says nothing of the device
             self.failure = f"the device cannot run the model: {first_line(err)} (then: {first_line(probe_err)})"
             log.critical("%s; this worker stops and is replaced", self.failure)
             self.on_failure(self.failure)
