@@ -73,7 +73,13 @@ class Application:
         model.warm_up(calls.predict)  # through the calls serving makes: a size the device cannot take is learnt now
         budget = InflightBudget(settings.inflight_budget)
         interface = Interface(
-            served.name, served.version, model.inputs, model.outputs, model.signature_key, settings.data_answer
+            served.name,
+            served.version,
+            model.inputs,
+            model.outputs,
+            model.signature_key,
+            settings.data_answer,
+            model.platform,
         )
         # Then the requests shipped beside the model, decoded and scored as /score would (StartupError: one fails).
         log.info(
@@ -172,7 +178,9 @@ class Application:
                     body = read_body(request, settings.max_request_bytes)  # 400 when cut short, 413
                     decoded = self._decode(codec, body, reservation, record)
                     del body
-                _hold(reservation, record, cost.decoded_bytes(decoded.arrays, interface, decoded.graph_bytes))  # arrays, batch, outputs
+                _hold(
+                    reservation, record, cost.decoded_bytes(decoded.arrays, interface, decoded.graph_bytes)
+                )  # arrays, batch, outputs
                 record.rows = decoded.rows
                 prediction = self.batcher.predict(decoded.arrays)  # with concurrent requests: 503 if overloaded
                 stats = prediction.stats  # how its rows were batched, for the log line and the span

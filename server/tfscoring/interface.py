@@ -80,6 +80,7 @@ class Interface:
     outputs: tuple[TensorSpec, ...]
     signature_key: str | None = None  # the meta-graph's serving signature, where the interface comes from one
     data_answer: str = "class_ids"  # what the how-to's {"data": ...} form answers (DATA_ANSWER)
+    platform: str = "tensorflow_graphdef"  # Triton's name of the model's format: tensorflow_savedmodel for a SavedModel
 
     def input_named(self, name: object) -> TensorSpec | None:
         return next((spec for spec in self.inputs if name in spec.aliases), None)

@@ -30,6 +30,10 @@ class Case:
     outputs: list[dict]  # as GET /score lists them
     env: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def platform(self) -> str:  # Triton's names: a SavedModel's, else a graph's
+        return "tensorflow_savedmodel" if "saved_model" in self.kind or "export" in self.kind else "tensorflow_graphdef"
+
 
 X = [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]
 SCORES_AND_LABEL = [
@@ -96,7 +100,8 @@ def test_the_interface_and_version_are_the_served_models(served):
     assert (metadata["name"], metadata["versions"]) == (case.name, [case.version])
     assert (metadata["inputs"], metadata["outputs"]) == (case.inputs, case.outputs)
     v2 = requests.get(f"{server.url}/v2/models/{case.name}", timeout=10).json()
-    assert (v2["name"], v2["versions"]) == (case.name, [case.version])
+    assert (v2["name"], v2["versions"], v2["platform"]) == (case.name, [case.version], case.platform)
+    assert metadata["platform"] == case.platform
     ready = requests.get(f"{server.url}/v2/models/{case.name}/versions/{case.version}/ready", timeout=10)
     assert ready.status_code == 200
 

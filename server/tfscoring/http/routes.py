@@ -85,7 +85,7 @@ def config(interface: Interface, max_batch_rows: int) -> AMLResponse:
 
     body = {
         "name": interface.model_name,
-        "platform": "tensorflow_graphdef",
+        "platform": interface.platform,
         "backend": "tensorflow",
         "version_policy": {"specific": {"versions": [interface.model_version]}},
         "max_batch_size": max_batch_rows,

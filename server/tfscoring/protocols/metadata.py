@@ -15,7 +15,7 @@ def document(interface: Interface) -> dict:
     return {
         "name": interface.model_name,
         "versions": [interface.model_version],
-        "platform": "tensorflow_graphdef",
+        "platform": interface.platform,
         # An input of one value per row says [-1, 1], as Triton does (and perf_analyzer needs); it takes [N] too.
         "inputs": [_tensor(spec, spec.shape or (1,)) for spec in interface.inputs],
         "outputs": [_tensor(spec, spec.shape) for spec in interface.outputs],

@@ -34,6 +34,7 @@ class LoadedGraph:
     outputs: tuple[TensorSpec, ...]  # what they get
     signature_key: str | None  # the serving signature's key, where the tensors come from one
     device: str  # where the session runs, as the log names it: "CPU", "GPU 0 (<name>)"
+    platform: str = "tensorflow_graphdef"  # Triton's name of the format: tensorflow_savedmodel, else graphdef
 
 
 def load_graph(settings: Settings) -> LoadedGraph:
@@ -62,7 +63,8 @@ def load_graph(settings: Settings) -> LoadedGraph:
     except BaseException:
         session.close()
         raise
-    return LoadedGraph(session, feeds, fetches, call, inputs, outputs, served.key, placement.description)
+    platform = "tensorflow_savedmodel" if found.format == "saved_model" else "tensorflow_graphdef"
+    return LoadedGraph(session, feeds, fetches, call, inputs, outputs, served.key, placement.description, platform)
 
 
 def session_callable(session: tf.Session, feeds: tuple[tf.Tensor, ...], fetches: tuple[tf.Tensor, ...]) -> Callable:

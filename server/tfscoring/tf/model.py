@@ -32,6 +32,7 @@ class GraphModel:
         self.outputs = graph.outputs  # what they get, in the order of its fetches
         self.signature_key = graph.signature_key
         self.device = graph.device
+        self.platform = graph.platform
         self.failure: str | None = None  # why the device can no longer run the session, once it cannot
         self.on_failure: Callable[[str], None] = lambda reason: None
         self._call_started: float | None = None  # when the running session call began
