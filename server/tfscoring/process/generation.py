@@ -77,11 +77,22 @@ class OutputTail:
 
 
 class Generation:
-    """An azmlinfsrv started on `socket_path` with `env` (MODEL_VERSION pinned to `version` where versioned)."""
+    """An azmlinfsrv started on `socket_path` with `env`; where the model folder is versioned, on `version`'s
+    folder itself (MODEL_VERSION pinned to it too)."""
 
-    def __init__(self, number: int, version: str | None, run_dir: Path, configured: int, hang_s: float, busy_s: float):
+    def __init__(
+        self,
+        number: int,
+        version: str | None,
+        run_dir: Path,
+        configured: int,
+        hang_s: float,
+        busy_s: float,
+        folder: Path | None = None,
+    ):
         self.number = number
         self.version = version
+        self.folder = folder  # the version's folder, where the model folder holds versions
         suffix = f"-{number}" if number else ""  # the first generation's names are those of a server without swaps
         self.socket_path = run_dir / f"gunicorn{suffix}.sock"
         self.state_dir = run_dir / f"workers{suffix}"
@@ -116,6 +127,11 @@ class Generation:
         env = {**env, "WORKER_STATE_DIR": str(self.state_dir), "LISTEN_FDS": "1"}
         if self.version is not None:
             env["MODEL_VERSION"] = self.version  # every worker of this generation, replacements too, loads this one
+        if self.folder is not None:
+            # The version's own folder as the model directory: azmlinfsrv reads <name>/<version>/ as one registered
+            # model, where the versioned folder above it would read as a folder of models (and log a traceback).
+            server_argv = with_model_dir(server_argv, self.folder)
+            env["AZUREML_MODEL_DIR"] = str(self.folder)
         output = None
         if piped:
             # A pipe of our own, not asyncio's: asyncio would not see azmlinfsrv exit while its workers hold it.
@@ -188,6 +204,20 @@ class Generation:
         if self._own_path:  # a swap that failed: its socket never took the front door's path
             with contextlib.suppress(FileNotFoundError):
                 self.socket_path.unlink()
+
+
+def with_model_dir(server_argv: list[str], folder: Path) -> list[str]:
+    """azmlinfsrv's arguments with every --model_dir given as `folder`."""
+    argv, replace_next = [], False
+    for arg in server_argv:
+        if replace_next:
+            arg, replace_next = str(folder), False
+        elif arg == "--model_dir":
+            replace_next = True
+        elif arg.startswith("--model_dir="):
+            arg = f"--model_dir={folder}"
+        argv.append(arg)
+    return argv
 
 
 async def stop_child(process: asyncio.subprocess.Process, signum: int) -> None:

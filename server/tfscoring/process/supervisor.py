@@ -137,22 +137,23 @@ class Supervisor:
 
     def _generation(self, version: str | None) -> Generation:
         number = len(self._generations) and self._generations[-1].number + 1
+        folder = None if version is None else versions.served_folder(self._model_root, version).path
         generation = Generation(number, version, self._run_dir, int(self._env["WORKER_COUNT"]),
-                                self._settings.worker_hang_s, self._settings.busy_limit_s)  # fmt: skip
+                                self._settings.worker_hang_s, self._settings.busy_limit_s, folder)  # fmt: skip
         self._generations.append(generation)
         return generation
 
     def _first_version(self) -> str | None:
         """The version the first generation serves, pinned in its workers' MODEL_VERSION so that a worker gunicorn
-        replaces later loads the same one; None where the model folder holds no versions (or MODEL_VERSION pins
-        one already).  Where it holds versions and none is pinned, the watch starts."""
+        replaces later loads the same one: None where the model folder holds no versions; MODEL_VERSION's where it
+        pins one (StartupError: not there), and no watch; else the highest, and the watch starts."""
         root, pinned = self._model_root, self._settings.model_version
         found = versions.versions(root) if root is not None else []
         if not found:
             return None
         if pinned is not None:
             log.info("MODEL_VERSION=%s pins the version served of %s: no swaps", pinned, root)
-            return None
+            return versions.served_folder(root, pinned).version  # StartupError: not there
         version = str(found[-1])
         poll = self._settings.model_poll_s
         self._watch = VersionWatch(root, version, poll)
