@@ -252,6 +252,14 @@ def test_a_jpeg_declaring_too_many_pixels_is_413_before_the_graph(jpeg_model):
     assert answer.json()["error"].startswith("image is 5000x5000 = 25000000 pixels for input 'image_bytes' (N)")
 
 
+def test_b64_jpeg_bombs_in_json_are_413_before_the_graph(jpeg_model):
+    _, server = jpeg_model
+    answer = send(server, {"instances": [b64(image(8, 8))] + [b64(jpeg_declaring(8000, 8000))] * 100})
+    assert answer.status_code == 413, answer.text
+    assert answer.json()["error"].startswith("value 1 of the input 'image_bytes' is an image: image is 8000x8000")
+    assert send(server, {"instances": [b64(image(8, 8))]}).status_code == 200  # and the worker serves on
+
+
 def test_a_body_that_is_no_image_is_400(jpeg_model):
     _, server = jpeg_model
     answer = post(server.score_url, b"GIF89a....", "image/jpeg")

@@ -23,6 +23,7 @@ from tfscoring.protocols.codec import (
     no_reserve,
     only_input,
 )
+from tfscoring.protocols.image import embedded
 from tfscoring.protocols.limits import Limits
 
 
@@ -37,7 +38,10 @@ class ArrayBodyCodec(Codec):
     def decode(self, body: bytes, interface: Interface, limits: Limits, reserve: Reserve = no_reserve) -> Decoded:
         spec = only_input(interface, f"an {self.content_type} body")
         reserve(BINARY_WEIGHT * len(body))  # its array, and one conversion
-        return Decoded((self.read(body, spec, limits),), self)
+        array = self.read(body, spec, limits)
+        # A string input's one row (an octet-stream body): an image it is, checked as an image body (413, 400).
+        graph_bytes = embedded.in_graph_bytes((array,), interface, limits) if spec.strings else 0
+        return Decoded((array,), self, graph_bytes=graph_bytes)
 
     @abstractmethod
     def read(self, body: bytes, spec: TensorSpec, limits: Limits) -> np.ndarray:

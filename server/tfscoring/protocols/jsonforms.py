@@ -20,6 +20,7 @@ from tfscoring.errors import BadRequest
 from tfscoring.interface import Batch, Interface, TensorSpec
 from tfscoring.protocols import decode, jsonbounds
 from tfscoring.protocols.codec import Answer, Codec, Decoded, Reserve, example, no_reserve
+from tfscoring.protocols.image import embedded
 from tfscoring.protocols.limits import Limits
 from tfscoring.protocols.tensors import TensorReader
 
@@ -141,6 +142,8 @@ def decode_json(
         raise
     if any(a.dtype.kind == "f" and a.size and float(np.abs(a).max()) >= 2.0**63 for a in decoded.arrays):
         jsonbounds.check_wide_integers(body)  # such a value may have been an integer literal, rounded by the parser
+    if embedded.has_strings(interface):  # an image a byte string holds: checked as an image body (413, 400)
+        decoded.graph_bytes = embedded.in_graph_bytes(decoded.arrays, interface, limits)
     return decoded
 
 
