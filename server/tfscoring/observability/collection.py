@@ -18,6 +18,7 @@ error; the package's own error lines are counted, not written (one line says the
 
 from __future__ import annotations
 
+import base64
 import logging
 import random
 import threading
@@ -31,6 +32,7 @@ from tfscoring import log
 from tfscoring.interface import Batch, Interface, TensorSpec
 from tfscoring.observability.metrics import Metrics
 
+_STRING_OBJECT = 2 * 49  # a bytes and a str object besides their characters (CPython, 64-bit)
 _FRAME_COST = 8  # bytes of DataFrame and JSON per byte of float32 array, measured: a sample is held as that much
 _MAX_COLUMNS = 1024  # a row of more values is one column of lists, not a column per value
 # How often the thread looks whether the package's queue has emptied: collection takes at most some 100 requests a
@@ -157,6 +159,8 @@ def _frame(specs: tuple[TensorSpec, ...], arrays: Batch):
 
     columns = {}
     for spec, array in zip(specs, arrays, strict=True):
+        if array.dtype == object:  # byte strings: as text (the collector sends JSON), base64 where not UTF-8
+            array = np.vectorize(_as_text, otypes=[object])(array) if array.size else array
         flat = array.reshape(len(array), -1)
         if array.ndim == 1:
             columns[spec.name] = array
@@ -195,9 +199,19 @@ def _count_the_packages_errors(metrics: Metrics) -> None:
         logger.propagate = False
 
 
+def _as_text(value: bytes) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return base64.b64encode(value).decode("ascii")
+
+
 def _held_bytes(array: np.ndarray) -> int:
     """The memory keeping `array` alive holds: a view (a request's slice of a batch's outputs, rows read from
-    the body's bytes) keeps all of what it views."""
+    the body's bytes) keeps all of what it views; an array of byte strings, its strings too (as text, up to 4/3
+    of them in base64, with a Python object each)."""
+    if array.dtype == object:
+        return array.nbytes + sum(len(value) * 4 // 3 + _STRING_OBJECT for value in array.flat)
     while isinstance(array.base, np.ndarray):
         array = array.base
     if array.base is None:
