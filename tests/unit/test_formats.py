@@ -145,6 +145,25 @@ def test_a_frozen_graphs_tensors_may_be_named_with_the_import_prefix(built):
         model.close()
 
 
+def test_a_frozen_graph_saved_again_after_an_import_takes_its_names_without_the_prefix(built, tmp_path):
+    # Imported with import_graph_def's default scope, then written out: every node is import/..., and users copy
+    # the names they gave the graph (input/x) from the code that built it.
+    folder = tmp_path / "reimported"
+    folder.mkdir()
+    graph_def = tf.compat.v1.GraphDef()
+    graph_def.ParseFromString((built / "frozen_graph" / "graph.pb").read_bytes())
+    with tf.Graph().as_default() as graph:
+        tf.compat.v1.import_graph_def(graph_def)  # name="import"
+        (folder / "graph.pb").write_bytes(graph.as_graph_def().SerializeToString())
+    reference = formats.reference(built, "frozen_graph")
+    model = load(folder, input_tensor="input/x:0", output_tensor="head/label:0")
+    try:
+        assert (model.inputs[0].tensor, model.outputs[0].tensor) == ("import/input/x:0", "import/head/label:0")
+        assert model.predict((reference["x"],))[0].tolist() == reference["label"].tolist()
+    finally:
+        model.close()
+
+
 def test_a_saved_models_weights_are_restored_by_its_loader(built):
     # The weights are not zeros or the initializers': the answers are the exported variables'.
     reference = formats.reference(built, "tf2_saved_model")

@@ -1,92 +1,79 @@
-"""Which version of a model folder is served (versions.py), when serve.py looks for a new one (versionwatch.py),
-and the folder each generation's azmlinfsrv is given (generation.py)."""
+"""Which version serve.py swaps onto and when it looks (process/versionwatch.py), and the line it logs for a new
+version's azmlinfsrv that exits (process/generation.py's OutputTail).  The swaps themselves, on real servers:
+tests/http/test_versions.py."""
 
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
-import pytest
-
-from tfscoring.errors import StartupError
-from tfscoring.process.generation import with_model_dir
+from tfscoring.process.generation import OutputTail
 from tfscoring.process.versionwatch import VersionWatch
-from tfscoring.versions import ServedFolder, served_folder, versions
 
 
-def folder_of(root: Path, *names: str) -> Path:
+def folders(root, *names: str) -> None:
     for name in names:
-        (root / name).mkdir(parents=True)
-    return root
+        (root / name).mkdir()
 
 
-def test_a_folder_of_integer_subfolders_serves_the_highest(tmp_path):
-    root = folder_of(tmp_path / "mnist", "1", "2", "10", "latest", ".3.partial")
-    (root / "11").write_text("a file, not a version")
-    assert versions(root) == [1, 2, 10]
-    assert served_folder(root, None) == ServedFolder(root / "10", "mnist", "10")
-
-
-def test_model_version_pins_one_and_an_absent_one_is_a_startup_error(tmp_path):
-    root = folder_of(tmp_path / "mnist", "1", "2")
-    assert served_folder(root, "1") == ServedFolder(root / "1", "mnist", "1")
-    with pytest.raises(StartupError, match=r"MODEL_VERSION=7 is not a version under .*mnist \(versions: 1, 2\)"):
-        served_folder(root, "7")
-
-
-def test_a_version_folder_with_leading_zeros_is_loaded_as_it_is_named(tmp_path):
-    root = folder_of(tmp_path / "mnist", "007")
-    assert served_folder(root, None) == ServedFolder(root / "007", "mnist", "7")
-
-
-def test_a_folder_without_versions_is_served_itself_named_by_the_registered_layout(tmp_path):
-    folder = folder_of(tmp_path / "mnist" / "3", "model", "variables")
-    assert served_folder(folder, None) == ServedFolder(folder, "mnist", "3")
-    assert served_folder(folder, "v7", "digits") == ServedFolder(folder, "digits", "v7")  # labels only
-
-
-def test_a_version_folder_linked_in_counts(tmp_path):
-    target = folder_of(tmp_path, "elsewhere") / "elsewhere"
-    root = folder_of(tmp_path / "mnist", "1")
-    (root / "2").symlink_to(target, target_is_directory=True)
-    (root / "3").symlink_to(tmp_path / "gone", target_is_directory=True)  # a dangling link is no version
-    assert served_folder(root, None).path == root / "2"
-
-
-def test_the_watch_swaps_onto_a_newer_version_and_not_onto_one_that_failed_until_sighup(tmp_path):
-    root = folder_of(tmp_path / "mnist", "1")
-    watch = VersionWatch(root, "1", poll_s=0)
-    assert watch.due() is None
-    (root / "2").mkdir()
+def test_the_highest_version_is_due_unless_it_is_served(tmp_path):
+    folders(tmp_path, "1", "2", "model", ".3.partial")  # neither a plain folder nor a staging one is a version
+    watch = VersionWatch(tmp_path, "1", poll_s=60)
     assert watch.due() == "2"
-    watch.failed("2")
+    watch.serving = "2"
     assert watch.due() is None
-    (root / "3").mkdir()
-    assert watch.due() == "3"  # a newer one is tried
+
+
+def test_a_version_whose_swap_failed_waits_for_a_newer_one(tmp_path):
+    folders(tmp_path, "1", "2")
+    watch = VersionWatch(tmp_path, "1", poll_s=60)
+    watch.failed("2")
+    assert watch.due() is None  # not retried on every poll
+    folders(tmp_path, "10")  # numerically newer, whatever the names sort as
+    assert watch.due() == "10"
+
+
+def test_sighup_looks_at_once_and_tries_a_failed_version_again(tmp_path):
+    folders(tmp_path, "1", "2")
+    watch = VersionWatch(tmp_path, "1", poll_s=0)  # polling off: only SIGHUP looks
 
     async def look() -> str:
         watch.ask()
-        return await watch.next_look()
+        return await asyncio.wait_for(watch.next_look(), 5)
 
-    watch.failed("3")
+    watch.failed("2")
     assert asyncio.run(look()) == "SIGHUP"
-    assert watch.due() == "3"  # SIGHUP tries a failed version again
+    assert watch.due() == "2"
 
 
-def test_the_watch_rolls_back_when_the_served_version_folder_goes(tmp_path):
-    root = folder_of(tmp_path / "mnist", "1", "2")
-    watch = VersionWatch(root, "2", poll_s=0)
-    (root / "2").rmdir()
+def test_a_poll_looks_after_model_poll_s(tmp_path):
+    watch = VersionWatch(tmp_path, "1", poll_s=0.01)
+    assert asyncio.run(asyncio.wait_for(watch.next_look(), 5)) == "poll"
+
+
+def test_the_served_folder_removed_rolls_back_to_the_highest_left(tmp_path):
+    folders(tmp_path, "1", "2")
+    watch = VersionWatch(tmp_path, "2", poll_s=60)
+    (tmp_path / "2").rmdir()
     assert watch.due() == "1"
 
 
-@pytest.mark.parametrize(
-    ("argv", "expected"),
-    [
-        (["azmlinfsrv", "--model_dir", "/m", "--port", "1"], ["azmlinfsrv", "--model_dir", "/m/2", "--port", "1"]),
-        (["azmlinfsrv", "--model_dir=/m", "--port", "1"], ["azmlinfsrv", "--model_dir=/m/2", "--port", "1"]),
-        (["azmlinfsrv", "--port", "1"], ["azmlinfsrv", "--port", "1"]),  # AZUREML_MODEL_DIR, set beside it
-    ],
-)
-def test_each_generation_is_given_its_versions_folder(argv, expected):
-    assert with_model_dir(argv, Path("/m/2")) == expected
+def test_no_version_left_swaps_nothing(tmp_path):
+    assert VersionWatch(tmp_path / "gone", "1", poll_s=60).due() is None
+
+
+def test_the_line_that_says_why_is_score_pys_own_else_the_last_error():
+    tail = OutputTail()
+    tail.add(b"2026 E [7] azmlinfsrv.tfscoring - start-up failed: model/x.meta is not a meta graph\n[ERROR] Worker ")
+    tail.add(b"(pid:7) exited with code 3\nReason: Worker failed to boot.\n")
+    assert tail.why() == "start-up failed: model/x.meta is not a meta graph"
+    other = OutputTail()
+    other.add(b"starting\nSegmentation fault ERROR in worker\nbye\n")
+    assert other.why() == "Segmentation fault ERROR in worker"
+    assert OutputTail().why() == ""
+
+
+def test_the_tail_keeps_bounded_lines():
+    tail = OutputTail()
+    tail.add(b"x" * 100_000)  # a line without its end yet: kept cut short
+    tail.add(b"\n" + b"line\n" * 1000)
+    assert len(tail.lines) <= 64 and all(len(line) <= 1000 for line in tail.lines)

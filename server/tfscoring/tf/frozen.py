@@ -61,10 +61,13 @@ def _read(path: Path) -> graph_pb2.GraphDef:
 
 
 def _unscoped(name: str, nodes: set[str]) -> str:
-    """The tensor name as the graph has it: `import/x:0` is read as `x:0` where the graph has x and no import/x."""
+    """The tensor name as the graph has it: `import/x:0` is read as `x:0` where the graph has x and no import/x, and
+    `x:0` as `import/x:0` where the graph has import/x and no x (a graph saved again after an import_graph_def)."""
     op = name.rsplit(":", 1)[0]
     if name.startswith(IMPORT_SCOPE) and op not in nodes and op[len(IMPORT_SCOPE) :] in nodes:
         return name[len(IMPORT_SCOPE) :]
+    if op not in nodes and IMPORT_SCOPE + op in nodes:
+        return IMPORT_SCOPE + name
     return name
 
 
