@@ -45,7 +45,7 @@ def served_folder(root: Path, pinned: str | None, name: str | None = None) -> Se
     versioned (StartupError: the pinned version is absent); `root` itself where it is not."""
     root = Path(os.path.abspath(root))  # not resolve(): a symlink's own name counts
     found = versions(root)
-    if not found:
+    if not found or _is_itself(root, pinned, found):
         return ServedFolder(root, name or root.parent.name or "model", pinned or root.name or "1")
     if pinned is None:
         chosen = str(found[-1])
@@ -59,3 +59,10 @@ def served_folder(root: Path, pinned: str | None, name: str | None = None) -> Se
     if not folder.is_dir():  # 007/ and 7/ both read as 7: load the folder that is there
         folder = next(p for p in root.iterdir() if p.name.isdigit() and int(p.name) == int(chosen))
     return ServedFolder(folder, name or root.name or "model", chosen)
+
+
+def _is_itself(root: Path, pinned: str | None, found: list[int]) -> bool:
+    """MODEL_VERSION names the folder itself, not one inside it: a version folder whose model has integer-named
+    folders of its own (an Estimator's export, `2/1700000000/saved_model.pb`), as serve.py starts each version."""
+    numbers = [name for name in (root.name, pinned or "") if name.isascii() and name.isdigit()]
+    return len(numbers) == 2 and int(numbers[0]) == int(numbers[1]) and int(numbers[1]) not in found

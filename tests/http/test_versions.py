@@ -261,3 +261,23 @@ def test_sigterm_during_a_swap_stops_both_generations(versions, tmp_path):
 
 
 DRAIN_WAIT_S = 120  # nginx, then both generations, each drained within 35 s
+
+
+def test_a_served_version_whose_folder_went_is_replaced_by_the_highest_left_when_its_workers_die(versions, tmp_path):
+    # Polling off: the folder's removal is not seen by a look.  A worker dies; gunicorn's replacement cannot load the
+    # version, exits 3 and gunicorn halts: serve.py starts version 1 in its place instead of stopping.
+    versions.add("2", SEED_2)
+    server = start(versions, tmp_path, MODEL_POLL_S="0")
+    try:
+        halted = server.gunicorn_pid()
+        (versions.root / "2").rename(tmp_path / "version-2-moved-away")
+        for pid in worker_pids(halted):
+            os.kill(pid, signal.SIGKILL)
+        server.wait_for_log("starting version 1 of", timeout=SETTLE_S + 30)
+        with Load(server, versions) as load:
+            load.wait_for_version("1", time.monotonic(), SWAP_S)
+        assert server.process.poll() is None and server.probe("ready") == 200
+        assert halted not in masters(server)
+        assert "stopping the server" not in server.log()
+    finally:
+        server.stop()

@@ -43,6 +43,13 @@ def test_a_folder_without_versions_is_served_itself_named_by_the_registered_layo
     assert served_folder(folder, "v7", "digits") == ServedFolder(folder, "digits", "v7")  # labels only
 
 
+def test_a_version_folder_whose_model_has_integer_folders_is_served_itself_when_pinned(tmp_path):
+    # An Estimator's export inside version 2: serve.py starts version 2's workers on <root>/2 with MODEL_VERSION=2.
+    version = folder_of(tmp_path / "mnist", "2/1700000000") / "2"
+    assert served_folder(version, "2") == ServedFolder(version, "mnist", "2")
+    assert served_folder(version, None) == ServedFolder(version / "1700000000", "2", "1700000000")  # unpinned
+
+
 def test_a_version_folder_linked_in_counts(tmp_path):
     target = folder_of(tmp_path, "elsewhere") / "elsewhere"
     root = folder_of(tmp_path / "mnist", "1")

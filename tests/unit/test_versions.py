@@ -77,3 +77,15 @@ def test_the_tail_keeps_bounded_lines():
     tail.add(b"x" * 100_000)  # a line without its end yet: kept cut short
     tail.add(b"\n" + b"line\n" * 1000)
     assert len(tail.lines) <= 64 and all(len(line) <= 1000 for line in tail.lines)
+
+
+def test_a_failed_version_is_tried_again_once_its_folder_changes(tmp_path):
+    # A poll that found a copy still under way failed it; the copy completing changes the folder.
+    folders(tmp_path, "1", "2")
+    (tmp_path / "2" / "saved_model.pb").write_bytes(b"half")
+    watch = VersionWatch(tmp_path, "1", poll_s=60)
+    watch.failed("2")
+    assert watch.due() is None
+    (tmp_path / "2" / "saved_model.pb").write_bytes(b"half and the rest")
+    (tmp_path / "2" / "variables").mkdir()
+    assert watch.due() == "2"

@@ -67,6 +67,7 @@ class Supervisor:
         self._watch: VersionWatch | None = None
         self._stop = asyncio.Event()
         self._switched = asyncio.Event()  # a swap has made another generation the serving one
+        self._swapping = asyncio.Lock()  # one swap or recovery at a time
 
     def run(self) -> int:
         try:
@@ -114,7 +115,7 @@ class Supervisor:
 
     async def _until_stopped(self, nginx: asyncio.subprocess.Process) -> int:
         """Wait for SIGTERM (0) or a child that exits on its own (its code, or 1): nginx, or the serving
-        azmlinfsrv, whichever generation serves by then."""
+        azmlinfsrv, whichever generation serves by then, unless a version can be started in its place (_recover)."""
         stop = asyncio.create_task(self._stop.wait())
         nginx_exited = asyncio.create_task(nginx.wait())
         while True:
@@ -129,6 +130,16 @@ class Supervisor:
                 return 0
             exited = {nginx_exited: "nginx", serving.exited: "azmlinfsrv"}
             task = next((task for task in exited if task in done), None)
+            if task is serving.exited and serving is self._serving and self._watch is not None:
+                recovery = asyncio.create_task(self._recover(serving))
+                await asyncio.wait([recovery, stop], return_when="FIRST_COMPLETED")
+                if not recovery.done():  # SIGTERM meanwhile: the generation it started is stopped with the others
+                    recovery.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await recovery
+                    continue
+                if recovery.result():
+                    continue
             if task is nginx_exited or (task is serving.exited and serving is self._serving):
                 self._serving.health.stopping = True
                 log.critical("%s exited with %s; stopping the server", exited[task], task.result())
@@ -190,33 +201,72 @@ class Supervisor:
     async def _swap(self, version: str, cause: str) -> None:
         """Start `version` beside the serving generation; once all its workers serve, send every new connection to
         it and drain the old one.  If it fails to start, it is stopped and the old one serves on."""
-        old, loop = self._serving, asyncio.get_running_loop()
-        found = loop.time()
-        log.info("version %s found under %s (%s): starting its workers beside version %s's", version,
-                 self._watch.root, cause, old.version)  # fmt: skip
+        async with self._swapping:
+            old, loop = self._serving, asyncio.get_running_loop()
+            found = loop.time()
+            log.info("version %s found under %s (%s): starting its workers beside version %s's", version,
+                     self._watch.root, cause, old.version)  # fmt: skip
+            new, why = await self._start_version(version)
+            if new is None:
+                log.error("version %s under %s is not served: %s; version %s serves on (tried again when a newer "
+                          "version appears or its folder changes, or on SIGHUP)", version, self._watch.root, why,
+                          old.version)  # fmt: skip
+                self._watch.failed(version)
+                return
+            self._switch_to(new)
+            log.info("version %s serves (its workers ready %.1f s after it was found); version %s drains", version,
+                     loop.time() - found, old.version)  # fmt: skip
+            await old.stop()
+            self._generations.remove(old)
+            log.info("version %s stopped (gunicorn %d)", old.version, old.pid)
+
+    async def _recover(self, dead: Generation) -> bool:
+        """The serving azmlinfsrv exited on its own (gunicorn halts when a worker it replaces cannot start: the
+        version's folder removed, say): start the highest version there is in its place.  Nothing serves until it
+        is ready (nginx answers 502 meanwhile); False where no version can be served, and the server stops."""
+        async with self._swapping:
+            if self._serving is not dead:  # a swap put another in its place meanwhile
+                return True
+            found = versions.versions(self._watch.root)
+            if not found:
+                log.critical("azmlinfsrv of version %s exited with %s, and %s holds no version to serve in its place",
+                             dead.version, dead.exited.result(), self._watch.root)  # fmt: skip
+                return False
+            version = str(found[-1])
+            log.critical("azmlinfsrv of version %s exited with %s; starting version %s of %s in its place (nothing is "
+                         "served until it is ready)", dead.version, dead.exited.result(), version,
+                         self._watch.root)  # fmt: skip
+            new, why = await self._start_version(version)
+            if new is None:
+                log.critical("version %s under %s cannot be served either: %s", version, self._watch.root, why)
+                return False
+            self._switch_to(new)
+            await dead.stop()  # what is left of it: its process group, its folders
+            self._generations.remove(dead)
+            log.info("version %s serves again", version)
+            return True
+
+    async def _start_version(self, version: str) -> tuple[Generation | None, str]:
+        """A new generation on `version`, once every one of its workers serves; (None, why) where it did not start,
+        its processes stopped."""
         new = self._generation(version)
         listener = new.bind()
         frontdoor.give_to_workers(self._run_dir, [new.socket_path])  # as root, nginx's workers connect as nobody
         await new.start(listener, self._server_argv, self._env, piped=True)
         why = await new.ready(self._settings.model_load_timeout_s)
-        if why is not None:
-            log.error("version %s under %s is not served: %s; version %s serves on (tried again when a newer "
-                      "version appears, or on SIGHUP)", version, self._watch.root, why, old.version)  # fmt: skip
-            self._watch.failed(version)
-            await new.stop()
-            self._generations.remove(new)
-            return
+        if why is None:
+            return new, ""
+        await new.stop()
+        self._generations.remove(new)
+        return None, why
+
+    def _switch_to(self, new: Generation) -> None:
         # A rename is atomic: every connection nginx opens from here on reaches the new workers.  Requests the old
         # ones hold are answered by them; one nginx sends on a kept-alive connection to an old worker that closes
         # first is sent again (proxy_next_upstream), on a new connection: to the new workers.
         new.take_path(self._run_dir / SOCKET)
-        self._serving, self._watch.serving = new, version
+        self._serving, self._watch.serving = new, new.version
         self._switched.set()
-        log.info("version %s serves (its workers ready %.1f s after it was found); version %s drains", version,
-                 loop.time() - found, old.version)  # fmt: skip
-        await old.stop()
-        self._generations.remove(old)
-        log.info("version %s stopped (gunicorn %d)", old.version, old.pid)
 
     async def _answer_probes(self, path: Path) -> asyncio.Server:
         """Answer the probes nginx passes on, on a Unix socket at `path`: no bound on connections of their own

@@ -2,9 +2,10 @@
 
 The highest `<version>/` subfolder is the one to serve (versions.py).  It is looked for every MODEL_POLL_S and at
 once on SIGHUP to serve.py; looks that come while a swap runs are coalesced into one after it.  A version whose
-swap failed (its workers did not load or warm) is not tried again until a newer one appears or SIGHUP asks for
-it.  The highest going down (the served version's folder removed) swaps back to the new highest: a rollback.  A
-pinned MODEL_VERSION, or a folder that holds no versions at start, is not watched.
+swap failed (its workers did not load or warm) is not tried again until its folder changes (a copy that was not
+complete when a look found it), a newer one appears or SIGHUP asks for it.  The highest going down (the served
+version's folder removed) swaps back to the new highest: a rollback.  A pinned MODEL_VERSION, or a folder that
+holds no versions at start, is not watched.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ from pathlib import Path
 
 from tfscoring import versions
 
+MAX_ENTRIES = 10_000  # files of a version folder looked at to see it change (a SavedModel has a handful)
+
 
 class VersionWatch:
     def __init__(self, root: Path, serving: str, poll_s: float):
         self.root = root
         self.serving = serving  # the version the front door sends requests to
         self._poll_s = poll_s
-        self._failed: set[str] = set()
+        self._failed: dict[str, tuple] = {}  # version -> its folder's fingerprint when it failed
         self._asked = asyncio.Event()  # SIGHUP
 
     def due(self) -> str | None:
@@ -31,10 +34,16 @@ class VersionWatch:
         if not found:
             return None
         highest = str(found[-1])
-        return None if highest == self.serving or highest in self._failed else highest
+        if highest == self.serving:
+            return None
+        if highest in self._failed:
+            if self._failed[highest] == fingerprint(self.root / highest):
+                return None
+            del self._failed[highest]  # changed since it failed: tried again
+        return highest
 
     def failed(self, version: str) -> None:
-        self._failed.add(version)
+        self._failed[version] = fingerprint(self.root / version)
 
     def ask(self) -> None:
         """SIGHUP: look at once, and try again a version that failed."""
@@ -49,3 +58,18 @@ class VersionWatch:
             self._failed.clear()
             return "SIGHUP"
         return "poll"
+
+
+def fingerprint(folder: Path, most: int = MAX_ENTRIES) -> tuple:
+    """What a version folder holds, as names, sizes and modification times of its files (the first `most`, links
+    followed): a copy still under way changes it."""
+    entries = []
+    for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        entries.append((str(path.relative_to(folder)), stat.st_size, stat.st_mtime_ns))
+        if len(entries) >= most:
+            break
+    return tuple(entries)
