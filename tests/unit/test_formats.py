@@ -313,3 +313,18 @@ def test_a_forced_format_that_is_not_there_says_so(built):
         f"{built}/tf2_saved_model holds a SavedModel (saved_model.pb) and MODEL_FORMAT=checkpoint: set "
         "MODEL_FORMAT=saved_model (or auto) to serve it"
     )
+
+
+def test_an_object_detection_export_folder_names_its_frozen_graph_and_the_setting_that_serves_it(built, tmp_path):
+    # The Object Detection API's export: model.ckpt.*, frozen_inference_graph.pb and saved_model/ side by side.
+    folder = Path(shutil.copytree(built / "checkpoint" / "model", tmp_path / "export"))
+    shutil.copy(built / "frozen_graph" / "graph.pb", folder / "frozen_inference_graph.pb")
+    shutil.copytree(built / "tf1_saved_model", folder / "saved_model")
+    message = refusal(folder)
+    assert message.startswith(
+        f"2 models under {folder} (net.meta (checkpoint), saved_model/saved_model.pb (SavedModel))"
+    )
+    assert message.endswith(
+        "; frozen_inference_graph.pb, beside a meta-graph, is served as a frozen graph only with "
+        "MODEL_FORMAT=frozen_graph"
+    )

@@ -82,6 +82,7 @@ def find(settings: Settings) -> Found:
         raise StartupError(
             f"{len(candidates)} models under {root} ({shown}); set MODEL_FORMAT (checkpoint, saved_model, "
             "frozen_graph) to pick one by its format, or MODEL_FOLDER and MODEL_FILE_PREFIX by its path"
+            + _dumps_said(files, root)
         )
     if not candidates:
         _refuse_keras(files, root)
@@ -94,6 +95,15 @@ def find(settings: Settings) -> Found:
 
 
 _NAMES = {"checkpoint": "checkpoint", "saved_model": "SavedModel", "frozen_graph": "frozen graph"}
+
+
+def _dumps_said(files: _Files, root: Path) -> str:
+    """What a message adds for a .pb beside a meta-graph, which auto detection takes for a dump of its graph: an
+    Object Detection API export's frozen_inference_graph.pb is one such, served with MODEL_FORMAT=frozen_graph."""
+    if not files.graph_dumps:
+        return ""
+    shown = ", ".join(str(p.relative_to(root)) for p in files.graph_dumps[:SHOWN])
+    return f"; {shown}, beside a meta-graph, is served as a frozen graph only with MODEL_FORMAT=frozen_graph"
 
 
 def _checkpoint(prefix: Path) -> Found:
