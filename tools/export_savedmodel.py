@@ -84,6 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ExportError as err:
         print(f"export failed: {err}", file=sys.stderr)
         return FAILED
+    except Exception as err:  # TensorFlow, protobuf and the file system raise many types: still one line, not 1
+        print(f"export failed: {type(err).__name__}: {_first_line(err)}", file=sys.stderr)
+        return FAILED
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -305,7 +308,7 @@ def export(graph, out: Path) -> None:
             [SERVE_TAG],
             signature_def_map={SERVING_DEFAULT: signature},
             main_op=_tables_initializer(),
-            saver=_variables_saver(),
+            saver=_variables_saver(graph.session),
             clear_devices=True,  # run wherever the export is loaded, not where this session ran
             strip_default_attrs=True,  # loadable by older TensorFlow (TF Serving) that lacks newer ops' defaults
         )
@@ -316,14 +319,19 @@ def export(graph, out: Path) -> None:
 VARIABLE_OPS = ("VariableV2", "Variable", "VarHandleOp")
 
 
-def _variables_saver():
-    """A saver of every variable of the graph, where the graph's variables collection misses some (a TF2
-    SavedModel's variables, loaded into a TF1 graph, are in no collection: the builder's own saver, made from the
-    collection, would save none of them); None where the collection has them all, for the builder's own."""
+def _variables_saver(session):
+    """A saver of every variable of the graph that holds a value, where the graph's variables collection misses
+    some (a TF2 SavedModel's variables, loaded into a TF1 graph, are in no collection: the builder's own saver, made
+    from the collection, would save none of them); None where the collection has them all, for the builder's own.
+
+    A variable op whose variable the session does not hold is left out: Keras 3's model.export() leaves in its graph
+    the handles of the layers' variables as they were first traced (scores/bias), which nothing restores or reads;
+    the loader restores the variables the signature reads under other handles (scores/bias_1).  Such a handle has no
+    value to save, and anything that read it would fail in the served model as in the export."""
     import tensorflow.compat.v1 as tf
 
     graph = tf.get_default_graph()
-    held = [op for op in graph.get_operations() if op.type in VARIABLE_OPS]
+    held = _with_values(session, [op for op in graph.get_operations() if op.type in VARIABLE_OPS])
     collected = {v.op.name for v in tf.global_variables() + tf.get_collection(tf.GraphKeys.SAVEABLE_OBJECTS)}
     if {op.name for op in held} <= collected:
         return None
@@ -336,6 +344,22 @@ def _variables_saver():
         )
 
     return tf.train.Saver(var_list={op.name: saved(op) for op in held}, sharded=True, allow_empty=True)
+
+
+def _with_values(session, variables: list) -> list:
+    """The variable ops whose variable the session holds (a resource variable created, a reference variable
+    initialized), asked in one session call."""
+    import tensorflow.compat.v1 as tf
+
+    if not variables:
+        return []
+    asked = [
+        tf.raw_ops.VarIsInitializedOp(resource=op.outputs[0], name=f"{op.name}/export_has_value")
+        if op.type == "VarHandleOp"
+        else tf.raw_ops.IsVariableInitialized(ref=op.outputs[0], name=f"{op.name}/export_has_value")
+        for op in variables
+    ]
+    return [op for op, has in zip(variables, session.run(asked), strict=True) if has]
 
 
 def _tables_initializer():
@@ -487,8 +511,10 @@ def _index(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def _first_line(err: BaseException) -> str:
-    from tfscoring.tf.messages import first_line
-
+    try:
+        from tfscoring.tf.messages import first_line
+    except ImportError:  # main's last resort must not fail in turn where the server's package is missing
+        return (str(err).strip().splitlines() or [type(err).__name__])[0]
     return first_line(err)
 
 
