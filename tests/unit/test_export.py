@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
-from tests import graphs
+from tests import formats, graphs
 from tools import export_savedmodel
 from tools.export_savedmodel import DIFFERENT, FAILED, SAME, Tolerance, compare
 
@@ -139,6 +139,45 @@ def test_a_tf2_savedmodels_variables_and_table_go_into_the_export(env, tmp_path,
     assert status == SAME, err
     assert out.count("v float32 (256,): max |diff| 0 (bit-exact)") == 2
     assert out.count("y float32 (256, 2): max |diff| 0 (bit-exact)") == 2
+
+
+def test_a_keras_3_export_is_exported_with_the_variables_its_signature_reads(env, tmp_path, capsys):
+    """Keras 3's model.export() leaves in its graph handles of the layer's variables that nothing restores (scores/bias)
+    beside those the loader restores and the signature reads (scores/bias_1): the export saves the variables that
+    hold values, and answers as the served model does, bit for bit, and as Keras did."""
+    built = formats.build(tmp_path / "built", ["keras_export"])
+    reference = formats.reference(built, "keras_export")
+    np.save(tmp_path / "x.npy", reference["x"])
+    export = tmp_path / "export"
+    status, out, err = run(
+        capsys, "--model-dir", built / "keras_export", "--out", export, "--inputs", tmp_path / "x.npy"
+    )
+
+    assert status == SAME, err
+    assert out.count("output_0 float32 (16, 3): max |diff| 0 (bit-exact)") == 2  # TF1 and TF2
+    saved = [
+        v1.train.load_variable(str(export / "variables" / "variables"), name)
+        for name, _ in v1.train.list_variables(str(export / "variables" / "variables"))
+    ]
+    kernel, bias = formats.weights()
+    assert any(np.array_equal(value, kernel) for value in saved)
+    assert any(np.array_equal(value, bias) for value in saved)
+    inputs = [export_savedmodel.Input("x", np.dtype(np.float32), (4,))]
+    answers = export_savedmodel.run_tf1(export, inputs, ["output_0"], (reference["x"],))
+    assert np.allclose(answers["output_0"], reference["output_0"], rtol=1e-6, atol=1e-6)
+
+
+def test_an_unforeseen_failure_is_one_line_and_exit_status_2(env, tmp_path, capsys):
+    """Exit status 1 says the export answers differently; any other failure, here TensorFlow's own error where the
+    export's folder cannot be made (its parent is a file), is one line and 2, no traceback."""
+    graphs.save(tmp_path / "top" / "1", graphs.top_two)
+    (tmp_path / "file").write_text("x")
+    status, _, err = run(capsys, "--model-dir", tmp_path / "top" / "1", "--out", tmp_path / "file" / "export")
+
+    assert status == FAILED
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("export failed: ") and "Error: " in err, err
+    assert "Traceback" not in err and "DIFFERENT" not in err
 
 
 def test_an_export_that_answers_differently_fails_naming_the_output_and_the_largest_difference(
