@@ -15,8 +15,9 @@ graph and session (tf.compat.v1.saved_model.load) and through TF2's
 `tf.saved_model.load(...).signatures["serving_default"]` in a process of its own (load_graph turns eager execution
 off for its process; TF2 needs it on).  Integer, boolean and byte-string outputs must be equal; float outputs within
 |export - served| <= atol + rtol * |served|.  A difference is one line per output (the largest difference and where)
-and exit status 1; an export that cannot be made or loaded, exit status 2.  With --onnx, the export is also converted
-by tf2onnx (requirements/onnx.txt) and compared through onnxruntime.  docs/export.md says more.
+and exit status 1; an export that cannot be made or loaded, or any failure not foreseen, one line and exit status
+2.  With --onnx, the export is also converted by tf2onnx (requirements/onnx.txt) and compared through onnxruntime.
+docs/export.md says more.
 """
 
 from __future__ import annotations
