@@ -12,6 +12,7 @@ other, for the server.
 from __future__ import annotations
 
 import ast
+import base64
 import codecs
 import io
 import json
@@ -384,3 +385,44 @@ requests_to_send = st.one_of(
     _with_type(raw_bodies().map(_body), raw.CONTENT_TYPE),
     _with_type(npy_bodies().map(_body), npy.CONTENT_TYPE),
 )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Byte strings (a model of one string input): values that start like images, or not, in every form carrying bytes
+
+# Each signature protocols/image/embedded.py takes for an image, and near misses: values are these and random bytes.
+IMAGE_SIGNATURES = (
+    *(b"\xff\xd8\xff", b"\xff\xd8\xff\xc0\x00\x11\x08", b"\x89PNG\r\n\x1a\n", b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR"),
+    *(b"GIF89a", b"GIF87a", b"GIF8", b"GIF", b"BM", b"BM\x00\x00\x00\x00\x00\x00\x00\x00\x36\x00\x00\x00\x28\x00"),
+    *(b"RIFF\x00\x00\x00\x00WEBPVP8X", b"RIFF\xff\xff\xff\x00WEBPVP8L", b"\xff\x0a", b"\x00\x00\x00\x0cJXL \r\n\x87\n"),
+    b"",
+)
+
+
+@st.composite
+def byte_string_values(draw) -> bytes:
+    """An image's signature (or a near miss, or nothing), then random bytes: a header that may declare anything."""
+    return draw(st.sampled_from(IMAGE_SIGNATURES)) + draw(st.binary(max_size=80))
+
+
+@st.composite
+def byte_string_requests(draw) -> tuple[bytes, str, str | None, dict[str, str]]:
+    """(body, Content-Type, Open Inference Protocol path or None, headers) for a model whose one input, named
+    "image_bytes", takes one byte string a row: TF Serving's rows and columns ({"b64": ...} or text), the Open
+    Inference Protocol's BYTES in JSON and as a binary tensor (lengths that may lie), an octet-stream body."""
+    values = draw(st.lists(byte_string_values(), min_size=1, max_size=MAX_ROWS + 1))
+    as_json = [{"b64": base64.b64encode(v).decode()} if draw(st.booleans()) else v.decode("latin-1") for v in values]
+    form = draw(st.sampled_from(["rows", "columns", "oip_json", "oip_binary", "octet-stream"]))
+    if form == "rows":
+        return json.dumps({"instances": as_json}).encode(), "application/json", None, {}
+    if form == "columns":
+        return json.dumps({"inputs": {"image_bytes": as_json}}).encode(), "application/json", None, {}
+    tensor = {"name": "image_bytes", "datatype": "BYTES", "shape": [len(values)]}
+    if form == "oip_json":
+        return json.dumps({"inputs": [{**tensor, "data": as_json}]}).encode(), "application/json", "infer", {}
+    if form == "oip_binary":
+        lengths = [len(v) + draw(st.sampled_from([0, 0, 0, 1, -1])) for v in values]
+        blob = b"".join(struct.pack("<I", max(n, 0)) + v for n, v in zip(lengths, values, strict=True))
+        header = json.dumps({"inputs": [{**tensor, "parameters": {"binary_data_size": len(blob)}}]}).encode()
+        return header + blob, "application/octet-stream", "infer", {"Inference-Header-Content-Length": str(len(header))}
+    return values[0], "application/octet-stream", None, {}

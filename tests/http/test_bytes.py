@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 import requests
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests import graphs
-from tests.support import FrontDoorProcess, MiB, post
+from tests.support import FrontDoorProcess, MiB, free_port, post, wait_for
 from tfscoring.config import Settings
 from tfscoring.tf.model import GraphModel
 
@@ -34,10 +35,10 @@ ENV = {
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
 
-def serve(tmp_path_factory, name: str, build):
+def serve(tmp_path_factory, name: str, build, **env: str):
     model_dir = tmp_path_factory.mktemp(f"{name}-models") / name / "1"
     graphs.save(model_dir, build)
-    return model_dir, FrontDoorProcess(model_dir, tmp_path_factory.mktemp(name), ENV)
+    return model_dir, FrontDoorProcess(model_dir, tmp_path_factory.mktemp(name), {**ENV, **env})
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +50,26 @@ def strings_model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def jpeg_model(tmp_path_factory):
-    model_dir, server = serve(tmp_path_factory, "jpeg", graphs.jpeg_bytes)
+    port = free_port()
+    model_dir, server = serve(tmp_path_factory, "jpeg", graphs.jpeg_bytes, METRICS_PORT=str(port))
+    server.metrics_url = f"http://127.0.0.1:{port}/metrics"
     with server:
+        wait_for(lambda: session_calls(server) is not None, 120, "the worker serving its metrics")
         yield model_dir, server
+
+
+def session_calls(server) -> float | None:
+    """The worker's session calls so far (tfscoring_session_seconds' count), None while no metrics are served."""
+    try:
+        text = requests.get(server.metrics_url, timeout=10).text
+    except requests.ConnectionError:
+        return None
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "tfscoring_session_seconds_count"
+    )
 
 
 def tensorflow(model_dir, *rows: bytes) -> dict[str, np.ndarray]:
@@ -254,10 +272,47 @@ def test_a_jpeg_declaring_too_many_pixels_is_413_before_the_graph(jpeg_model):
 
 def test_b64_jpeg_bombs_in_json_are_413_before_the_graph(jpeg_model):
     _, server = jpeg_model
-    answer = send(server, {"instances": [b64(image(8, 8))] + [b64(jpeg_declaring(8000, 8000))] * 100})
+    before = session_calls(server)
+    answer = send(server, {"instances": [b64(image(8, 8))] + [b64(jpeg_declaring(20000, 20000))] * 100})
     assert answer.status_code == 413, answer.text
-    assert answer.json()["error"].startswith("value 1 of the input 'image_bytes' is an image: image is 8000x8000")
+    assert answer.json()["error"] == (
+        "value 1 of the input 'image_bytes' is an image: image is 20000x20000 = 400000000 pixels for input "
+        "'image_bytes' (N); the limit is 16777216 pixels (width x height)"
+    )
+    assert session_calls(server) == before  # refused before any session call
     assert send(server, {"instances": [b64(image(8, 8))]}).status_code == 200  # and the worker serves on
+    wait_for(lambda: session_calls(server) == before + 1, 10, "the scored request's session call counted")
+
+
+def test_bombs_in_open_inference_protocol_bytes_json_and_binary_are_413_before_the_graph(jpeg_model):
+    _, server = jpeg_model
+    bomb = jpeg_declaring(20000, 20000)
+    before = session_calls(server)
+    tensor = {"name": "image_bytes", "datatype": "BYTES", "shape": [2]}
+    as_json = send(server, {"inputs": [{**tensor, "data": [b64(image(8, 8)), b64(bomb)]}]}, "/v2/models/jpeg/infer")
+    assert as_json.status_code == 413, as_json.text
+    assert as_json.json()["error"].startswith("value 1 of the input 'image_bytes' is an image: image is 20000x20000")
+    blob = b"".join(struct.pack("<I", len(v)) + v for v in (image(8, 8), bomb))
+    header = json.dumps({"inputs": [{**tensor, "parameters": {"binary_data_size": len(blob)}}]}).encode()
+    as_binary = post(
+        server.url + "/v2/models/jpeg/infer",
+        header + blob,
+        "application/octet-stream",
+        headers={HEADER_LENGTH: str(len(header))},
+    )
+    assert as_binary.status_code == 413, as_binary.text
+    assert as_binary.json()["error"] == as_json.json()["error"]
+    assert session_calls(server) == before
+
+
+def test_a_small_b64_jpeg_in_tf_serving_columns_scores_as_tensorflow(jpeg_model):
+    model_dir, server = jpeg_model
+    photo = image(24, 36)
+    want = tensorflow(model_dir, photo)
+    answer = send(server, {"inputs": {"image_bytes": [b64(photo)]}})
+    assert answer.status_code == 200, answer.text
+    assert np.allclose(answer.json()["outputs"]["mean"], want["mean"], rtol=1e-5)
+    assert answer.json()["outputs"]["size"] == want["size"].tolist() == [[24, 36]]
 
 
 def test_a_body_that_is_no_image_is_400(jpeg_model):

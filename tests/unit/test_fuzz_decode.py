@@ -34,6 +34,7 @@ from tests.strategies import (
     NASTY_HEADERS,
     WIDTH,
     WIDTHS,
+    byte_string_requests,
     duplicate_key_bodies,
     fuzz,
     json_bodies,
@@ -44,6 +45,7 @@ from tests.strategies import (
     valid_bodies,
 )
 from tests.support import json_rows, rows_interface
+from tests.unit.protocols import tables
 from tfscoring.errors import BadRequest, PayloadTooLarge
 from tfscoring.protocols import howto, npy, raw
 from tfscoring.protocols.codec import no_reserve
@@ -237,3 +239,33 @@ def test_npy_headers_that_upset_numpys_parser_are_a_bad_request(header):
     body = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode("latin-1")
     with pytest.raises(BadRequest, match=r"body is not a \.npy array"):
         npy_rows(body, WIDTH, MAX_ROWS)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Byte strings (a model of one string input): values that start like images, in every form that carries bytes
+
+STRING_MODEL = tables.interface(tables.spec("image_bytes", "BYTES", ()), tables.spec("mean", "FP32", ()))
+
+
+@fuzz(300)
+@given(case=byte_string_requests())
+def test_byte_strings_give_their_bytes_or_a_client_error(case):
+    """Whatever the values (image headers declaring anything, cut, lying lengths): the rows' bytes as sent, or a
+    400/413 with a message; the image checks of protocols/image/embedded.py never raise anything else."""
+    body, content_type, route, headers = case
+    got = tables.receive(
+        body,
+        STRING_MODEL,
+        content_type=content_type,
+        path=tables.OIP_PATH if route else None,
+        headers=headers,
+        max_rows=MAX_ROWS,
+    )
+    if isinstance(got, tables.Refused):
+        event(f"refused: {got.error.__name__}")
+        assert got.error in (BadRequest, PayloadTooLarge) and got.message, got
+        return
+    event("decoded")
+    (array,) = got.arrays
+    assert array.dtype == object and 1 <= len(array) <= MAX_ROWS
+    assert all(type(value) is bytes for value in array.flat)

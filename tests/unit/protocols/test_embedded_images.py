@@ -24,7 +24,7 @@ from tests.unit.protocols.tables import (
     too_large,
 )
 from tfscoring.protocols import registry
-from tfscoring.protocols.image import cost
+from tfscoring.protocols.image import cost, embedded
 from tfscoring.protocols.limits import Limits
 
 IMAGES = interface(spec("image_bytes", "BYTES", ()), spec("mean", "FP32", ()))
@@ -136,3 +136,104 @@ def test_what_the_graph_decodes_is_reserved_and_values_that_are_no_images_pass()
     text = ["BMW X5 2019, 45,000 km, one owner, full history", "GIF is a format", "hello", ""]
     assert graph_bytes({"instances": text}) == 0
     assert graph_bytes(b"BM" + b"\x20" * 40, "application/octet-stream") == 0  # text after "BM": no DIB header
+
+
+def jxl_bits(fields: list[tuple[int, int]]) -> bytes:
+    """Bits written least significant first, as JPEG XL's headers are: (value, width) each."""
+    number, width = 0, 0
+    for value, bits in fields:
+        number, width = number | value << width, width + bits
+    return number.to_bytes(-(-width // 8), "little")
+
+
+def jxl_declaring(height: int, width: int, container: bool = False) -> bytes:
+    """A JPEG XL codestream's signature and SizeHeader (not small; 30-bit sides, ratio 0: the width given), and
+    bytes after it: a bomb's header; in the container (ftyp, then a jxlc box) where `container`."""
+    stream = b"\xff\x0a" + jxl_bits([(0, 1), (3, 2), (height - 1, 30), (0, 3), (3, 2), (width - 1, 30)]) + bytes(32)
+    if not container:
+        return stream
+    ftyp = struct.pack(">I4s", 20, b"ftyp") + b"jxl \x00\x00\x00\x00jxl "
+    return b"\x00\x00\x00\x0cJXL \r\n\x87\n" + ftyp + struct.pack(">I4s", 8 + len(stream), b"jxlc") + stream
+
+
+def animated_webp(side: int, frames: int, alpha: bool) -> bytes:
+    images = [Image.fromarray(np.full((8, 8, 4 if alpha else 3), 40 * k, np.uint8)) for k in range(frames)]
+    buffer = io.BytesIO()
+    images[0].save(buffer, "WEBP", save_all=True, append_images=images[1:], lossless=True)
+    body = bytearray(buffer.getvalue())
+    body[20] = body[20] | 0x10 if alpha else body[20] & ~0x10  # VP8X's alpha flag, as the frames are
+    body[24:30] = (side - 1).to_bytes(3, "little") * 2  # the canvas
+    return bytes(body)
+
+
+def test_a_jpeg_xl_bomb_is_413_bare_or_in_its_container():
+    expected = too_large(
+        f"value 1 of the input 'image_bytes' is a 20000x20000 JPEG XL image of 400000000 pixels in all (frames "
+        f"included); the limit is {LIMIT} pixels"
+    )
+    for container in (False, True):
+        body = {"instances": [b64(picture(8, 8)), b64(jxl_declaring(20000, 20000, container))]}
+        assert_outcome(decode("tfserving_rows", body, IMAGES), expected)
+
+
+def test_a_jpeg_xl_is_reserved_at_its_decoders_bytes_a_pixel_and_one_without_a_codestream_is_400():
+    assert graph_bytes({"instances": [b64(jxl_declaring(30, 40))]}) == 30 * 40 * embedded.JXL_BYTES_PER_PIXEL + (
+        cost.CODEC_BYTES
+    )
+    no_codestream = b"\x00\x00\x00\x0cJXL \r\n\x87\n" + struct.pack(">I4s", 12, b"Exif") + b"\x00" * 4
+    assert_outcome(
+        decode("tfserving_rows", {"instances": [b64(no_codestream)]}, IMAGES),
+        bad_request(
+            "value 0 of the input 'image_bytes' is an image: it is not a valid JPEG XL image: its container holds no "
+            "codestream"
+        ),
+    )
+    assert_outcome(
+        decode("tfserving_rows", {"instances": [b64(b"\xff\x0a\x06")]}, IMAGES),
+        bad_request("value 0 of the input 'image_bytes' is an image: it is not a valid JPEG XL image: it ends inside "
+                    "its size header"),
+    )  # fmt: skip
+
+
+def test_an_animated_webp_counts_every_frame_and_one_without_alpha_is_400():
+    assert graph_bytes({"instances": [b64(animated_webp(8, 3, alpha=True))]}) == 4 * 8 * 8 * 3 + cost.CODEC_BYTES
+    side = 2048  # 5 frames of 2048 x 2048: over the 4096 x 4096 limit, each frame under it
+    assert_outcome(
+        decode("tfserving_rows", {"instances": [b64(animated_webp(side, 5, alpha=True))]}, IMAGES),
+        too_large(f"value 0 of the input 'image_bytes' is a {side}x{side} WebP image of {5 * side * side} pixels in "
+                  f"all (frames included); the limit is {LIMIT} pixels"),
+    )  # fmt: skip
+    assert_outcome(
+        decode("tfserving_rows", {"instances": [b64(animated_webp(8, 3, alpha=False))]}, IMAGES),
+        bad_request(
+            "value 0 of the input 'image_bytes' is an animated WebP without alpha, which TensorFlow 2.21's WebP "
+            "decoder cannot take (it corrupts the process's memory): send its frames as separate images, or the "
+            "animation with alpha"
+        ),
+    )
+
+
+def test_a_gif_of_any_gif8_version_is_checked_and_a_walk_past_its_bound_counts_what_the_rest_can_hold():
+    odd_version = bytearray(gif_declaring(5000, 5000))
+    odd_version[4:6] = b"7b"  # "GIF87b": tf.io.decode_image takes "GIF8" for a GIF, giflib any version
+    assert decode("tfserving_rows", {"instances": [b64(bytes(odd_version))]}, IMAGES) == too_large(
+        f"value 0 of the input 'image_bytes' is a 5000x5000 GIF image of 25000000 pixels in all (frames included); "
+        f"the limit is {LIMIT} pixels"
+    )
+    # 1 MB of one-byte sub-blocks in one frame of 64 x 64: no walk of a value goes a step a byte.
+    tiny_blocks = (
+        b"GIF89a" + struct.pack("<HHBBB", 64, 64, 0, 0, 0) + b"\x2c" + bytes(9) + b"\x02" + b"\x01\x00" * (1 << 19)
+    )
+    bound = 1 + (len(tiny_blocks) - 13 - 10 - 1 - 2 * (64 + len(tiny_blocks) // 64)) // 12
+    assert decode("tfserving_rows", {"instances": [b64(tiny_blocks)]}, IMAGES) == too_large(
+        f"value 0 of the input 'image_bytes' is a 64x64 GIF image of {64 * 64 * bound} pixels in all (frames "
+        f"included); the limit is {LIMIT} pixels"
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"\x01\x00\x00\x00binary", "ünïcode text".encode(), b"\x89PN", b"RIFF", b"GIF", b"\xff\x0a"[:1], b"BM", b""],
+)
+def test_values_that_are_no_images_reserve_nothing(value):
+    assert graph_bytes({"instances": [b64(value)]}) == 0

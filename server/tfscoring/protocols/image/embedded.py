@@ -2,26 +2,46 @@
 (tf.io.decode_image, decode_jpeg, decode_png, decode_gif, decode_bmp), checked as an image body is before the graph
 sees it: `in_graph_bytes`.
 
-A value is taken for an image by its signature: JPEG, PNG and WebP are read by header.inspect (a 413 over the
-pixel limit, a 400 for a header no encoder writes), GIF and BMP by their own headers here (their frames and sides
-against the same limit).  What the graph's decodes take is reserved with the rest of the request: 4 bytes a pixel
-of every frame (TensorFlow's outputs, up to RGBA), and one decoder's state.  A value with no image signature is
-passed as it is: text, an id, a serialized proto.  JPEG's and PNG's signatures are no UTF-8 text, and BMP's "BM" is
-taken for one only with a DIB header size a BMP writer uses, so text that starts with "BM" is no image.
+A value is taken for an image by the signature tf.io.decode_image sniffs: JPEG, PNG and WebP are read by
+header.inspect (a 413 over the pixel limit, a 400 for a header no encoder writes), GIF, BMP and JPEG XL by their own
+headers here (their frames and sides against the same limit).  What the graph's decodes take is reserved with the
+rest of the request: 4 bytes a pixel of every frame TensorFlow decodes (its outputs, up to RGBA; JPEG XL's decoder
+more), and one decoder's state.  A value with no image signature is passed as it is: text, an id, a serialized
+proto.  JPEG's, PNG's and JPEG XL's signatures are no UTF-8 text, and BMP's "BM" is taken for one only with a DIB
+header size a BMP writer uses, so text that starts with "BM" is no image.
+
+Frames, as TensorFlow 2.21 decodes them: every frame of a GIF and of an animated WebP (each at the canvas size), the
+first of an APNG and of a JPEG XL.  An animated WebP without alpha is refused (400): TensorFlow 2.21's decode_webp
+and decode_image write its RGBA frames into a 3-channel buffer and corrupt the worker's heap (the process aborts).
+
+Bounded work a value: the headers only (JPEG's scans counted in C; PNG's and WebP's chunks capped by header.py),
+and a GIF's blocks walked at most 64 + 1 per 64 bytes of it; past that its remaining frames are bounded from its
+remaining bytes (a frame takes 12 bytes at least) instead of counted.
 """
 
 from __future__ import annotations
 
 import struct
 
-from tfscoring.errors import PayloadTooLarge, ScoringError
+from tfscoring.errors import BadRequest, PayloadTooLarge, ScoringError
 from tfscoring.interface import Batch, Interface, TensorSpec
 from tfscoring.protocols.image import cost, header
 from tfscoring.protocols.limits import Limits
 
 BYTES_PER_PIXEL = 4  # TensorFlow decodes into up to 4 channels of uint8
+# JPEG XL: libjxl decodes into planes of float32 (3 of them, and alpha) before TensorFlow's uint8 output; an
+# allowance, not measured (no JPEG XL encoder is installed beside this TensorFlow).
+JXL_BYTES_PER_PIXEL = 4 * 4 + 4
 _INSPECTED = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
-_GIF = (b"GIF87a", b"GIF89a")
+_GIF = b"GIF8"  # what tf.io.decode_image takes for a GIF (GIF87a and GIF89a)
+_GIF_MIN_FRAME = 12  # an image descriptor (10 bytes), its LZW code size and its terminator
+_GIF_STEPS_BASE, _GIF_BYTES_PER_STEP = 64, 64
+_WEBP_ALPHA = 0x10  # VP8X's flag: the image has alpha
+_JXL_CODESTREAM = b"\xff\x0a"
+_JXL_CONTAINER = b"\x00\x00\x00\x0cJXL \r\n\x87\n"
+_JXL_MAX_BOXES = 64  # ftyp, jxll, Exif, xml, jumb, jbrd... before the codestream: a few in real files
+_JXL_RATIOS = {1: (1, 1), 2: (12, 10), 3: (4, 3), 4: (3, 2), 5: (16, 9), 6: (5, 4), 7: (2, 1)}
+_JXL_SIZE_BITS = (9, 13, 18, 30)
 # The DIB header sizes BMP writers use (BITMAPCOREHEADER to BITMAPV5HEADER); TensorFlow's decoder reads the sides
 # that follow the header size whatever it says.
 _BMP_HEADERS = {12, 16, 40, 52, 56, 64, 108, 124}
@@ -30,15 +50,24 @@ _BMP_HEADERS = {12, 16, 40, 52, 56, 64, 108, 124}
 def in_graph_bytes(arrays: Batch, interface: Interface, limits: Limits) -> int:
     """What the graph takes to decode the images among the string inputs' values (0 where there are none); a 413
     for one over the pixel limit, a 400 for a JPEG, PNG or WebP whose header is not one."""
-    pixels, images = 0, 0
+    decoded, images = 0, 0
     for spec, array in zip(interface.inputs, arrays, strict=True):
         if not spec.strings:
             continue
         for k, value in enumerate(array.flat):
-            found = _pixels(value, spec, limits.max_pixels, f"value {k} of the input {spec.name!r}")
+            found = _decoded_bytes(value, spec, limits.max_pixels, f"value {k} of the input {spec.name!r}")
             if found is not None:
-                pixels, images = pixels + found, images + 1
-    return pixels * BYTES_PER_PIXEL + (cost.CODEC_BYTES if images else 0)
+                decoded, images = decoded + found, images + 1
+    return decoded + (cost.CODEC_BYTES if images else 0)
+
+
+def _decoded_bytes(value: bytes, spec: TensorSpec, max_pixels: int, where: str) -> int | None:
+    """What the graph's decode of `value` takes, its pixels checked against `max_pixels`; None: it is no image."""
+    if value.startswith(_JXL_CODESTREAM) or value.startswith(_JXL_CONTAINER):
+        width, height = _jxl_size(value, where)
+        return _check(width * height, width, height, max_pixels, where, "JPEG XL") * JXL_BYTES_PER_PIXEL
+    pixels = _pixels(value, spec, max_pixels, where)
+    return None if pixels is None else pixels * BYTES_PER_PIXEL
 
 
 def _pixels(value: bytes, spec: TensorSpec, max_pixels: int, where: str) -> int | None:
@@ -48,7 +77,14 @@ def _pixels(value: bytes, spec: TensorSpec, max_pixels: int, where: str) -> int 
             read = header.inspect(value, spec, max_pixels)
         except ScoringError as err:  # its message speaks of a body: this is one value of a request
             raise type(err)(f"{where} is an image: {err.message.replace('body is', 'it is', 1)}") from None
-        return read.width * read.height
+        if read.format == "WEBP" and read.kind == "animated":
+            if not value[20] & _WEBP_ALPHA:
+                raise BadRequest(
+                    f"{where} is an animated WebP without alpha, which TensorFlow 2.21's WebP decoder cannot take (it "
+                    "corrupts the process's memory): send its frames as separate images, or the animation with alpha"
+                )
+            return _check(read.width * read.height * read.frames, read.width, read.height, max_pixels, where, "WebP")
+        return read.width * read.height  # an APNG's first frame only: TensorFlow's PNG decoder reads no more
     if value.startswith(_GIF) and len(value) >= 13:
         width, height = struct.unpack_from("<HH", value, 6)
         return _check(width * height * max(_gif_frames(value), 1), width, height, max_pixels, where, "GIF")
@@ -73,8 +109,10 @@ def _check(pixels: int, width: int, height: int, max_pixels: int, where: str, ki
 
 def _gif_frames(value: bytes) -> int:
     """The image descriptors of a GIF, walked block by block to its trailer or its end (a cut file counts the frames
-    it holds: TensorFlow decodes no more)."""
+    it holds: TensorFlow decodes no more); past _GIF_STEPS_BASE + 1 step per _GIF_BYTES_PER_STEP bytes (encoders write
+    image data in sub-blocks of 255 bytes), the frames its remaining bytes can hold are counted instead."""
     frames, pos, end = 0, 13, len(value)
+    steps = _GIF_STEPS_BASE + end // _GIF_BYTES_PER_STEP
     flags = value[10]
     if flags & 0x80:  # the global colour table
         pos += 3 << ((flags & 7) + 1)
@@ -83,7 +121,7 @@ def _gif_frames(value: bytes) -> int:
         if block == 0x3B:  # trailer
             break
         if block == 0x21:  # an extension: its label, then sub-blocks
-            pos = _skip_sub_blocks(value, pos + 2)
+            pos, steps = _skip_sub_blocks(value, pos + 2, steps)
         elif block == 0x2C:  # an image: its descriptor, a local colour table, the LZW code size, sub-blocks
             frames += 1
             if pos + 10 > end:
@@ -92,17 +130,80 @@ def _gif_frames(value: bytes) -> int:
             pos += 10
             if local & 0x80:
                 pos += 3 << ((local & 7) + 1)
-            pos = _skip_sub_blocks(value, pos + 1)
+            pos, steps = _skip_sub_blocks(value, pos + 1, steps)
         else:
             break  # not a GIF block: TensorFlow's decoder stops there too
+        if steps <= 0:  # walked as far as a value's header check goes: the frames the rest can hold
+            return frames + max(end - pos, 0) // _GIF_MIN_FRAME
     return frames
 
 
-def _skip_sub_blocks(value: bytes, pos: int) -> int:
+def _skip_sub_blocks(value: bytes, pos: int, steps: int) -> tuple[int, int]:
     end = len(value)
-    while pos < end and value[pos]:
+    while pos < end and value[pos] and steps > 0:
         pos += value[pos] + 1
-    return pos + 1
+        steps -= 1
+    return (pos + 1 if steps > 0 else pos), steps  # past the terminator, or where the walk stopped
+
+
+def _jxl_size(value: bytes, where: str) -> tuple[int, int]:
+    """A JPEG XL's width and height from its codestream's SizeHeader (bare, or in the container's first jxlc or
+    jxlp box); a 400 where there is none."""
+    start = _jxl_codestream_at(value) if value.startswith(_JXL_CONTAINER) else 0
+    if start is None or not value.startswith(_JXL_CODESTREAM, start):
+        raise BadRequest(f"{where} is an image: it is not a valid JPEG XL image: its container holds no codestream")
+    bits = _Bits(value[start + 2 : start + 12])  # a SizeHeader takes 68 bits at most
+    try:
+        small = bits.read(1)
+        height = (bits.read(5) + 1) * 8 if small else bits.read(_JXL_SIZE_BITS[bits.read(2)]) + 1
+        ratio = bits.read(3)
+        if ratio:
+            numerator, denominator = _JXL_RATIOS[ratio]
+            width = height * numerator // denominator
+        else:
+            width = (bits.read(5) + 1) * 8 if small else bits.read(_JXL_SIZE_BITS[bits.read(2)]) + 1
+    except EOFError:
+        raise BadRequest(
+            f"{where} is an image: it is not a valid JPEG XL image: it ends inside its size header"
+        ) from None
+    return width, height
+
+
+def _jxl_codestream_at(value: bytes) -> int | None:
+    """Where the codestream starts in a JPEG XL container: the data of its first jxlc box, or of its first jxlp box
+    (after that box's 4-byte index); None where no such box comes within _JXL_MAX_BOXES."""
+    pos = len(_JXL_CONTAINER)
+    for _ in range(_JXL_MAX_BOXES):
+        if pos + 8 > len(value):
+            return None
+        size, kind = struct.unpack_from(">I4s", value, pos)
+        data = pos + 8
+        if size == 1:  # a 64-bit size follows the type
+            if pos + 16 > len(value):
+                return None
+            size, data = struct.unpack_from(">Q", value, pos + 8)[0], pos + 16
+        if kind == b"jxlc":
+            return data
+        if kind == b"jxlp":
+            return data + 4
+        if size == 0 or size < data - pos:  # to the end of the file, or a size no box has
+            return None
+        pos += size
+    return None
+
+
+class _Bits:
+    """Bits read least significant first, as JPEG XL's headers are written."""
+
+    def __init__(self, data: bytes):
+        self.value, self.left = int.from_bytes(data, "little"), 8 * len(data)
+
+    def read(self, count: int) -> int:
+        if count > self.left:
+            raise EOFError
+        got = self.value & ((1 << count) - 1)
+        self.value, self.left = self.value >> count, self.left - count
+        return got
 
 
 def has_strings(interface: Interface) -> bool:
