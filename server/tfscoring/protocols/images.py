@@ -23,7 +23,7 @@ import numpy as np
 from tfscoring.interface import Batch, Interface, TensorSpec
 from tfscoring.protocols import howto, strings
 from tfscoring.protocols.codec import Answer, Body, Codec, Decoded, Reserve, Schema, no_reserve, only_input
-from tfscoring.protocols.image import header, pixels
+from tfscoring.protocols.image import embedded, header, pixels
 from tfscoring.protocols.image.layout import takes_images
 from tfscoring.protocols.limits import MAX_PIXELS, Limits
 
@@ -43,7 +43,9 @@ class ImageCodec(Codec):
         reserve(read.decoded_bytes)
         if spec.strings:  # the graph decodes the image itself: its bytes are the row, once its header passed
             row = strings.one_row(body, spec, f"an {self.content_type} body")
-            return Decoded((row,), self, graph_bytes=read.decoded_bytes)
+            # and once TensorFlow's own decoder can take it (an animated WebP without alpha, 400), all its frames
+            in_graph = embedded.in_graph_bytes((row,), interface, limits)
+            return Decoded((row,), self, graph_bytes=max(read.decoded_bytes, in_graph))
         return Decoded((pixels.decode(read, spec, limits.image_scale),), self)
 
     def encode(self, decoded: Decoded, outputs: Batch, interface: Interface) -> Answer:

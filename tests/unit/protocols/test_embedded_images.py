@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from tests.unit.protocols.tables import (
+    Decoded,
     assert_outcome,
     bad_request,
     binary_body,
@@ -211,6 +212,13 @@ def test_an_animated_webp_counts_every_frame_and_one_without_alpha_is_400():
             "animation with alpha"
         ),
     )
+    # As the body itself (a model of one string input), too.
+    assert decode("image", animated_webp(8, 3, alpha=False), IMAGES) == bad_request(
+        "value 0 of the input 'image_bytes' is an animated WebP without alpha, which TensorFlow 2.21's WebP decoder "
+        "cannot take (it corrupts the process's memory): send its frames as separate images, or the animation with "
+        "alpha"
+    )
+    assert isinstance(decode("image", animated_webp(8, 3, alpha=True), IMAGES), Decoded)
 
 
 def test_a_gif_of_any_gif8_version_is_checked_and_a_walk_past_its_bound_counts_what_the_rest_can_hold():
