@@ -50,9 +50,15 @@ def jpeg_declaring(height: int, width: int) -> bytes:
     return bytes(body)
 
 
-def gif_declaring(height: int, width: int) -> bytes:
-    body = bytearray(picture(8, 8, "GIF"))
-    body[6:10] = struct.pack("<HH", width, height)  # the logical screen
+def gif_declaring(height: int, width: int, screen: tuple[int, int] = (8, 8), frames: int = 1) -> bytes:
+    """A small GIF whose frames' descriptors declare another size (TensorFlow decodes each at its frames' largest
+    size, whatever the logical screen says), and whose logical screen says `screen` (width, height)."""
+    body = bytearray(picture(8, 8, "GIF", frames=frames))
+    body[6:10] = struct.pack("<HH", *screen)
+    at = body.find(b"\x2c\x00\x00\x00\x00")  # an image descriptor: the separator, left and top at 0
+    while at != -1:
+        body[at + 5 : at + 9] = struct.pack("<HH", width, height)
+        at = body.find(b"\x2c\x00\x00\x00\x00", at + 9)
     return bytes(body)
 
 
@@ -114,12 +120,23 @@ def test_gif_frames_and_bmp_sides_count_against_the_limit():
                   f"included); the limit is {LIMIT} pixels"),
     )  # fmt: skip
     side = 2048  # 4 frames of 2048 x 2048 are one 4096 x 4096 image's pixels: the limit; 5 are over it
-    frames = bytearray(picture(8, 8, "GIF", frames=5))
-    frames[6:10] = struct.pack("<HH", side, side)
-    assert decode("tfserving_rows", {"instances": [b64(bytes(frames))]}, IMAGES) == too_large(
+    frames = gif_declaring(side, side, frames=5)
+    assert decode("tfserving_rows", {"instances": [b64(frames)]}, IMAGES) == too_large(
         f"value 0 of the input 'image_bytes' is a {side}x{side} GIF image of {5 * side * side} pixels in all (frames "
         f"included); the limit is {LIMIT} pixels"
     )
+
+
+def test_a_gifs_frames_count_at_their_own_size_not_the_logical_screens():
+    # TensorFlow decodes a 1 x 1 screen holding an 8000 x 8000 frame to (1, 8000, 8000, 3), and a 10 x 10 frame on a
+    # 5000 x 5000 screen to (1, 10, 10, 3).
+    bomb = gif_declaring(8000, 8000, screen=(1, 1))
+    assert decode("tfserving_rows", {"instances": [b64(bomb)]}, IMAGES) == too_large(
+        f"value 0 of the input 'image_bytes' is a 8000x8000 GIF image of 64000000 pixels in all (frames included); "
+        f"the limit is {LIMIT} pixels"
+    )
+    small = gif_declaring(10, 10, screen=(5000, 5000))
+    assert graph_bytes({"instances": [b64(small)]}) == 4 * 10 * 10 + cost.CODEC_BYTES
 
 
 def test_a_value_with_an_image_signature_and_no_image_header_is_400():
@@ -221,22 +238,25 @@ def test_an_animated_webp_counts_every_frame_and_one_without_alpha_is_400():
     assert isinstance(decode("image", animated_webp(8, 3, alpha=True), IMAGES), Decoded)
 
 
-def test_a_gif_of_any_gif8_version_is_checked_and_a_walk_past_its_bound_counts_what_the_rest_can_hold():
+def test_a_gif_of_any_gif8_version_is_checked_and_one_of_more_blocks_than_its_walk_is_400():
     odd_version = bytearray(gif_declaring(5000, 5000))
     odd_version[4:6] = b"7b"  # "GIF87b": tf.io.decode_image takes "GIF8" for a GIF, giflib any version
     assert decode("tfserving_rows", {"instances": [b64(bytes(odd_version))]}, IMAGES) == too_large(
         f"value 0 of the input 'image_bytes' is a 5000x5000 GIF image of 25000000 pixels in all (frames included); "
         f"the limit is {LIMIT} pixels"
     )
-    # 1 MB of one-byte sub-blocks in one frame of 64 x 64: no walk of a value goes a step a byte.
+    # 1 MB of one-byte sub-blocks in one frame of 64 x 64: no walk of a value goes a block a byte, and frames not
+    # walked could declare any size.
     tiny_blocks = (
         b"GIF89a" + struct.pack("<HHBBB", 64, 64, 0, 0, 0) + b"\x2c" + bytes(9) + b"\x02" + b"\x01\x00" * (1 << 19)
     )
-    bound = 1 + (len(tiny_blocks) - 13 - 10 - 1 - 2 * (64 + len(tiny_blocks) // 64)) // 12
-    assert decode("tfserving_rows", {"instances": [b64(tiny_blocks)]}, IMAGES) == too_large(
-        f"value 0 of the input 'image_bytes' is a 64x64 GIF image of {64 * 64 * bound} pixels in all (frames "
-        f"included); the limit is {LIMIT} pixels"
+    assert decode("tfserving_rows", {"instances": [b64(tiny_blocks)]}, IMAGES) == bad_request(
+        "value 0 of the input 'image_bytes' is a GIF of more blocks than 256 and one per 16 bytes of it, which its "
+        "check walks: send fewer frames, or its frames as separate images"
     )
+    # Extensions without sub-blocks are blocks too.
+    empty_extensions = b"GIF89a" + struct.pack("<HHBBB", 64, 64, 0, 0, 0) + b"\x21\xfe\x00" * 400_000 + b";"
+    assert decode("tfserving_rows", {"instances": [b64(empty_extensions)]}, IMAGES).__class__.__name__ == "Refused"
 
 
 @pytest.mark.parametrize(

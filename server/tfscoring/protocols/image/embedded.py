@@ -10,13 +10,14 @@ more), and one decoder's state.  A value with no image signature is passed as it
 proto.  JPEG's, PNG's and JPEG XL's signatures are no UTF-8 text, and BMP's "BM" is taken for one only with a DIB
 header size a BMP writer uses, so text that starts with "BM" is no image.
 
-Frames, as TensorFlow 2.21 decodes them: every frame of a GIF and of an animated WebP (each at the canvas size), the
-first of an APNG and of a JPEG XL.  An animated WebP without alpha is refused (400): TensorFlow 2.21's decode_webp
-and decode_image write its RGBA frames into a 3-channel buffer and corrupt the worker's heap (the process aborts).
+Frames, as TensorFlow 2.21 decodes them: every frame of a GIF (each at the largest frame's size), of an animated
+WebP (each at the canvas size), the first of an APNG and of a JPEG XL.  An animated WebP without alpha is refused
+(400): TensorFlow 2.21's decode_webp and decode_image write its RGBA frames into a 3-channel buffer and corrupt the
+worker's heap (the process aborts).
 
 Bounded work a value: the headers only (JPEG's scans counted in C; PNG's and WebP's chunks capped by header.py),
-and a GIF's blocks walked at most 64 + 1 per 64 bytes of it; past that its remaining frames are bounded from its
-remaining bytes (a frame takes 12 bytes at least) instead of counted.
+and a GIF's blocks walked at most 256 + 1 per 16 bytes of it; a GIF of more blocks is refused (400), as frames not
+walked could declare any size.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ BYTES_PER_PIXEL = 4  # TensorFlow decodes into up to 4 channels of uint8
 JXL_BYTES_PER_PIXEL = 4 * 4 + 4
 _INSPECTED = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
 _GIF = b"GIF8"  # what tf.io.decode_image takes for a GIF (GIF87a and GIF89a)
-_GIF_MIN_FRAME = 12  # an image descriptor (10 bytes), its LZW code size and its terminator
-_GIF_STEPS_BASE, _GIF_BYTES_PER_STEP = 64, 64
+
+_GIF_STEPS_BASE, _GIF_BYTES_PER_STEP = 256, 16
 _WEBP_ALPHA = 0x10  # VP8X's flag: the image has alpha
 _JXL_CODESTREAM = b"\xff\x0a"
 _JXL_CONTAINER = b"\x00\x00\x00\x0cJXL \r\n\x87\n"
@@ -86,8 +87,8 @@ def _pixels(value: bytes, spec: TensorSpec, max_pixels: int, where: str) -> int 
             return _check(read.width * read.height * read.frames, read.width, read.height, max_pixels, where, "WebP")
         return read.width * read.height  # an APNG's first frame only: TensorFlow's PNG decoder reads no more
     if value.startswith(_GIF) and len(value) >= 13:
-        width, height = struct.unpack_from("<HH", value, 6)
-        return _check(width * height * max(_gif_frames(value), 1), width, height, max_pixels, where, "GIF")
+        frames, width, height = _gif_frames(value, where)
+        return _check(width * height * frames, width, height, max_pixels, where, "GIF")
     if value[:2] == b"BM" and len(value) >= 26 and struct.unpack_from("<I", value, 14)[0] in _BMP_HEADERS:
         if struct.unpack_from("<I", value, 14)[0] == 12:
             width, height = struct.unpack_from("<hh", value, 18)
@@ -107,25 +108,29 @@ def _check(pixels: int, width: int, height: int, max_pixels: int, where: str, ki
     return pixels
 
 
-def _gif_frames(value: bytes) -> int:
-    """The image descriptors of a GIF, walked block by block to its trailer or its end (a cut file counts the frames
-    it holds: TensorFlow decodes no more); past _GIF_STEPS_BASE + 1 step per _GIF_BYTES_PER_STEP bytes (encoders write
-    image data in sub-blocks of 255 bytes), the frames its remaining bytes can hold are counted instead."""
-    frames, pos, end = 0, 13, len(value)
+def _gif_frames(value: bytes, where: str) -> tuple[int, int, int]:
+    """The frames of a GIF and the largest frame's width and height (TensorFlow's output is that size, whatever the
+    logical screen says), walked block by block to its trailer or its end (a cut file: the frames it holds, as
+    TensorFlow decodes no more).  At most _GIF_STEPS_BASE + 1 block per _GIF_BYTES_PER_STEP bytes are walked: a GIF
+    of more is refused (400), since frames not walked could declare any size."""
+    frames, width, height, pos, end = 0, 0, 0, 13, len(value)
     steps = _GIF_STEPS_BASE + end // _GIF_BYTES_PER_STEP
     flags = value[10]
     if flags & 0x80:  # the global colour table
         pos += 3 << ((flags & 7) + 1)
     while pos < end:
+        steps -= 1
         block = value[pos]
         if block == 0x3B:  # trailer
             break
         if block == 0x21:  # an extension: its label, then sub-blocks
             pos, steps = _skip_sub_blocks(value, pos + 2, steps)
         elif block == 0x2C:  # an image: its descriptor, a local colour table, the LZW code size, sub-blocks
-            frames += 1
             if pos + 10 > end:
                 break
+            frames += 1
+            frame_width, frame_height = struct.unpack_from("<HH", value, pos + 5)
+            width, height = max(width, frame_width), max(height, frame_height)
             local = value[pos + 9]
             pos += 10
             if local & 0x80:
@@ -133,9 +138,12 @@ def _gif_frames(value: bytes) -> int:
             pos, steps = _skip_sub_blocks(value, pos + 1, steps)
         else:
             break  # not a GIF block: TensorFlow's decoder stops there too
-        if steps <= 0:  # walked as far as a value's header check goes: the frames the rest can hold
-            return frames + max(end - pos, 0) // _GIF_MIN_FRAME
-    return frames
+        if steps <= 0:
+            raise BadRequest(
+                f"{where} is a GIF of more blocks than {_GIF_STEPS_BASE} and one per {_GIF_BYTES_PER_STEP} bytes of "
+                "it, which its check walks: send fewer frames, or its frames as separate images"
+            )
+    return frames, width, height
 
 
 def _skip_sub_blocks(value: bytes, pos: int, steps: int) -> tuple[int, int]:
@@ -143,7 +151,7 @@ def _skip_sub_blocks(value: bytes, pos: int, steps: int) -> tuple[int, int]:
     while pos < end and value[pos] and steps > 0:
         pos += value[pos] + 1
         steps -= 1
-    return (pos + 1 if steps > 0 else pos), steps  # past the terminator, or where the walk stopped
+    return pos + 1, steps  # past the terminator
 
 
 def _jxl_size(value: bytes, where: str) -> tuple[int, int]:
