@@ -281,3 +281,19 @@ def test_a_served_version_whose_folder_went_is_replaced_by_the_highest_left_when
         assert "stopping the server" not in server.log()
     finally:
         server.stop()
+
+
+def test_a_killed_master_is_replaced_by_the_version_it_served_not_one_that_failed(versions, tmp_path):
+    server = start(versions, tmp_path, MODEL_POLL_S="1")
+    try:
+        versions.add_broken("2")
+        server.wait_for_log("version 2 under", timeout=SWAP_S)  # failed, version 1 serves on
+        killed = server.gunicorn_pid()
+        os.kill(killed, signal.SIGKILL)
+        server.wait_for_log("starting version 1 of", timeout=SETTLE_S + 30)
+        with Load(server, versions) as load:
+            load.wait_for_version("1", time.monotonic(), SWAP_S)
+        assert server.process.poll() is None and server.probe("ready") == 200
+        assert "starting version 2 of" not in server.log()
+    finally:
+        server.stop()

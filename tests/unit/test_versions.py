@@ -89,3 +89,14 @@ def test_a_failed_version_is_tried_again_once_its_folder_changes(tmp_path):
     (tmp_path / "2" / "saved_model.pb").write_bytes(b"half and the rest")
     (tmp_path / "2" / "variables").mkdir()
     assert watch.due() == "2"
+
+
+def test_a_version_that_changed_while_it_loaded_is_tried_again(tmp_path):
+    # A look found a copy still under way; the copy completed while its load was failing.
+    folders(tmp_path, "1", "2")
+    (tmp_path / "2" / "saved_model.pb").write_bytes(b"half")
+    watch = VersionWatch(tmp_path, "1", poll_s=60)
+    before = watch.fingerprint("2")  # when its load began
+    (tmp_path / "2" / "saved_model.pb").write_bytes(b"half and the rest")
+    watch.failed("2", before)
+    assert watch.due() == "2"

@@ -68,6 +68,7 @@ class Supervisor:
         self._stop = asyncio.Event()
         self._switched = asyncio.Event()  # a swap has made another generation the serving one
         self._swapping = asyncio.Lock()  # one swap or recovery at a time
+        self._recovering = False  # a version is loading in place of a serving generation that died
 
     def run(self) -> int:
         try:
@@ -202,6 +203,9 @@ class Supervisor:
         """Start `version` beside the serving generation; once all its workers serve, send every new connection to
         it and drain the old one.  If it fails to start, it is stopped and the old one serves on."""
         async with self._swapping:
+            if version == self._watch.serving:  # a recovery started it meanwhile
+                return
+            before = self._watch.fingerprint(version)  # as it was when its load began: a copy may finish meanwhile
             old, loop = self._serving, asyncio.get_running_loop()
             found = loop.time()
             log.info("version %s found under %s (%s): starting its workers beside version %s's", version,
@@ -211,7 +215,7 @@ class Supervisor:
                 log.error("version %s under %s is not served: %s; version %s serves on (tried again when a newer "
                           "version appears or its folder changes, or on SIGHUP)", version, self._watch.root, why,
                           old.version)  # fmt: skip
-                self._watch.failed(version)
+                self._watch.failed(version, before)
                 return
             self._switch_to(new)
             log.info("version %s serves (its workers ready %.1f s after it was found); version %s drains", version,
@@ -227,24 +231,41 @@ class Supervisor:
         async with self._swapping:
             if self._serving is not dead:  # a swap put another in its place meanwhile
                 return True
-            found = versions.versions(self._watch.root)
-            if not found:
-                log.critical("azmlinfsrv of version %s exited with %s, and %s holds no version to serve in its place",
-                             dead.version, dead.exited.result(), self._watch.root)  # fmt: skip
+            if not dead.health.started:  # it never served (a broken first version): nothing to recover
                 return False
-            version = str(found[-1])
-            log.critical("azmlinfsrv of version %s exited with %s; starting version %s of %s in its place (nothing is "
-                         "served until it is ready)", dead.version, dead.exited.result(), version,
+            try:
+                return await self._start_in_place_of(dead)
+            except Exception:  # a bug, or the folder changing under it: the server stops in order, not with a trace
+                log.exception("starting a version in place of version %s failed", dead.version)
+                return False
+            finally:
+                self._recovering = False
+
+    async def _start_in_place_of(self, dead: Generation) -> bool:
+        """The versions there are, highest first, but those that failed (the dead one's own included, where its
+        folder is still there), until one serves."""
+        found = [str(v) for v in reversed(versions.versions(self._watch.root))]
+        candidates = [v for v in found if v not in self._watch.failed_versions] or found
+        if not candidates:
+            log.critical("azmlinfsrv of version %s exited with %s, and %s holds no version to serve in its place",
+                         dead.version, dead.exited.result(), self._watch.root)  # fmt: skip
+            return False
+        self._recovering = True  # the probes judge the version loading in its place
+        for version in candidates:
+            log.critical("azmlinfsrv of version %s exited with %s; starting version %s of %s in its place (nothing "
+                         "is served until it is ready)", dead.version, dead.exited.result(), version,
                          self._watch.root)  # fmt: skip
             new, why = await self._start_version(version)
             if new is None:
                 log.critical("version %s under %s cannot be served either: %s", version, self._watch.root, why)
-                return False
+                self._watch.failed(version)
+                continue
             self._switch_to(new)
             await dead.stop()  # what is left of it: its process group, its folders
             self._generations.remove(dead)
             log.info("version %s serves again", version)
             return True
+        return False
 
     async def _start_version(self, version: str) -> tuple[Generation | None, str]:
         """A new generation on `version`, once every one of its workers serves; (None, why) where it did not start,
@@ -284,6 +305,9 @@ class Supervisor:
 
     def _probe_answer(self, request: Request) -> Answer:
         """The serving generation's health: a new version's workers are judged once requests reach them."""
+        loading = self._generations[-1]
+        if self._recovering and loading is not self._serving:  # the serving one died: the one loading in its place
+            return _probe_answer(loading.health, request)
         return _probe_answer(self._serving.health, request)
 
 

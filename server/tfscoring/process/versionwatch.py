@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from pathlib import Path
 
 from tfscoring import versions
+from tfscoring.errors import StartupError
 
 MAX_ENTRIES = 10_000  # files of a version folder looked at to see it change (a SavedModel has a handful)
 
@@ -37,13 +39,26 @@ class VersionWatch:
         if highest == self.serving:
             return None
         if highest in self._failed:
-            if self._failed[highest] == fingerprint(self.root / highest):
+            if self._failed[highest] == self.fingerprint(highest):
                 return None
             del self._failed[highest]  # changed since it failed: tried again
         return highest
 
-    def failed(self, version: str) -> None:
-        self._failed[version] = fingerprint(self.root / version)
+    def failed(self, version: str, before: tuple | None = None) -> None:
+        """`version` did not load: not tried again until its folder differs from `before` (what it held when its
+        load began; default: now)."""
+        self._failed[version] = self.fingerprint(version) if before is None else before
+
+    @property
+    def failed_versions(self) -> set[str]:
+        return set(self._failed)
+
+    def fingerprint(self, version: str) -> tuple:
+        """What the version's folder holds (empty where it is gone)."""
+        try:
+            return fingerprint(versions.served_folder(self.root, version).path)
+        except (StartupError, StopIteration, OSError):  # the version's folder went meanwhile
+            return ()
 
     def ask(self) -> None:
         """SIGHUP: look at once, and try again a version that failed."""
@@ -64,12 +79,15 @@ def fingerprint(folder: Path, most: int = MAX_ENTRIES) -> tuple:
     """What a version folder holds, as names, sizes and modification times of its files (the first `most`, links
     followed): a copy still under way changes it."""
     entries = []
-    for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
-        try:
-            stat = path.stat()
-        except OSError:
-            continue
-        entries.append((str(path.relative_to(folder)), stat.st_size, stat.st_mtime_ns))
-        if len(entries) >= most:
-            break
+    for parent, subfolders, names in os.walk(folder, followlinks=True):
+        subfolders.sort()
+        for name in sorted(names):
+            path = os.path.join(parent, name)
+            try:
+                stat = os.stat(path)
+            except OSError:
+                continue
+            entries.append((os.path.relpath(path, folder), stat.st_size, stat.st_mtime_ns))
+            if len(entries) >= most:
+                return tuple(entries)
     return tuple(entries)
