@@ -10,17 +10,16 @@ or 413 with their reason, never a 500."""
 from __future__ import annotations
 
 import base64
-import io
 import json
 import struct
 
 import numpy as np
 import pytest
 import requests
-from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests import graphs
+from tests.pictures import jpeg_declaring, picture
 from tests.support import FrontDoorProcess, MiB, free_port, post, wait_for
 from tfscoring.config import Settings
 from tfscoring.tf.model import GraphModel
@@ -89,21 +88,6 @@ def b64(data: bytes) -> dict:
 
 def send(server, document: dict, path: str = "/score"):
     return post(server.url + path, json.dumps(document).encode())
-
-
-def image(height: int, width: int, kind: str = "JPEG") -> bytes:
-    pixels = (np.arange(height * width) * 7 % 256).astype(np.uint8).reshape(height, width)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, kind)
-    return buffer.getvalue()
-
-
-def jpeg_declaring(height: int, width: int) -> bytes:
-    """A small JPEG whose frame header (SOF0) declares another size: a decompression bomb's header."""
-    body = bytearray(image(8, 8))
-    at = body.index(b"\xff\xc0") + 5  # marker, length (2), precision (1): then height and width
-    body[at : at + 4] = struct.pack(">HH", height, width)
-    return bytes(body)
 
 
 ROWS = [b"\xff\x00\xfe binary", "héllo".encode(), b"", b"x" * 1000]
@@ -244,7 +228,7 @@ def test_the_howto_form_names_the_forms_that_carry_bytes(strings_model):
 
 def test_jpeg_body_is_decoded_in_the_graph_as_tensorflow_does(jpeg_model):
     model_dir, server = jpeg_model
-    photo = image(40, 30)
+    photo = picture(40, 30)
     want = tensorflow(model_dir, photo)
     answer = post(server.score_url, photo, "image/jpeg")
     assert answer.status_code == 200, answer.text
@@ -254,7 +238,7 @@ def test_jpeg_body_is_decoded_in_the_graph_as_tensorflow_does(jpeg_model):
 
 def test_b64_jpeg_and_png_rows_as_tensorflow(jpeg_model):
     model_dir, server = jpeg_model
-    rows = [image(40, 30), image(20, 50, "PNG")]
+    rows = [picture(40, 30), picture(20, 50, "PNG")]
     want = tensorflow(model_dir, *rows)
     answer = send(server, {"instances": [b64(r) for r in rows]})
     assert answer.status_code == 200, answer.text
@@ -273,14 +257,14 @@ def test_a_jpeg_declaring_too_many_pixels_is_413_before_the_graph(jpeg_model):
 def test_b64_jpeg_bombs_in_json_are_413_before_the_graph(jpeg_model):
     _, server = jpeg_model
     before = session_calls(server)
-    answer = send(server, {"instances": [b64(image(8, 8))] + [b64(jpeg_declaring(20000, 20000))] * 100})
+    answer = send(server, {"instances": [b64(picture(8, 8))] + [b64(jpeg_declaring(20000, 20000))] * 100})
     assert answer.status_code == 413, answer.text
     assert answer.json()["error"] == (
         "value 1 of the input 'image_bytes' is an image: image is 20000x20000 = 400000000 pixels for input "
         "'image_bytes' (N); the limit is 16777216 pixels (width x height)"
     )
     assert session_calls(server) == before  # refused before any session call
-    assert send(server, {"instances": [b64(image(8, 8))]}).status_code == 200  # and the worker serves on
+    assert send(server, {"instances": [b64(picture(8, 8))]}).status_code == 200  # and the worker serves on
     wait_for(lambda: session_calls(server) == before + 1, 10, "the scored request's session call counted")
 
 
@@ -289,10 +273,10 @@ def test_bombs_in_open_inference_protocol_bytes_json_and_binary_are_413_before_t
     bomb = jpeg_declaring(20000, 20000)
     before = session_calls(server)
     tensor = {"name": "image_bytes", "datatype": "BYTES", "shape": [2]}
-    as_json = send(server, {"inputs": [{**tensor, "data": [b64(image(8, 8)), b64(bomb)]}]}, "/v2/models/jpeg/infer")
+    as_json = send(server, {"inputs": [{**tensor, "data": [b64(picture(8, 8)), b64(bomb)]}]}, "/v2/models/jpeg/infer")
     assert as_json.status_code == 413, as_json.text
     assert as_json.json()["error"].startswith("value 1 of the input 'image_bytes' is an image: image is 20000x20000")
-    blob = b"".join(struct.pack("<I", len(v)) + v for v in (image(8, 8), bomb))
+    blob = b"".join(struct.pack("<I", len(v)) + v for v in (picture(8, 8), bomb))
     header = json.dumps({"inputs": [{**tensor, "parameters": {"binary_data_size": len(blob)}}]}).encode()
     as_binary = post(
         server.url + "/v2/models/jpeg/infer",
@@ -307,7 +291,7 @@ def test_bombs_in_open_inference_protocol_bytes_json_and_binary_are_413_before_t
 
 def test_a_small_b64_jpeg_in_tf_serving_columns_scores_as_tensorflow(jpeg_model):
     model_dir, server = jpeg_model
-    photo = image(24, 36)
+    photo = picture(24, 36)
     want = tensorflow(model_dir, photo)
     answer = send(server, {"inputs": {"image_bytes": [b64(photo)]}})
     assert answer.status_code == 200, answer.text

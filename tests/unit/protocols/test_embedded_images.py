@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.pictures import jpeg_declaring, picture
 from tests.unit.protocols.tables import (
     Decoded,
     assert_outcome,
@@ -34,20 +35,6 @@ LIMIT = Limits().max_pixels
 
 def b64(data: bytes) -> dict:
     return {"b64": base64.b64encode(data).decode()}
-
-
-def picture(height: int, width: int, kind: str = "JPEG", frames: int = 1) -> bytes:
-    images = [Image.fromarray(np.full((height, width), 40 * k, np.uint8)) for k in range(frames)]
-    buffer = io.BytesIO()
-    images[0].save(buffer, kind, **({"save_all": True, "append_images": images[1:]} if frames > 1 else {}))
-    return buffer.getvalue()
-
-
-def jpeg_declaring(height: int, width: int) -> bytes:
-    body = bytearray(picture(8, 8))
-    at = body.index(b"\xff\xc0") + 5  # marker, length (2), precision (1): then height and width
-    body[at : at + 4] = struct.pack(">HH", height, width)
-    return bytes(body)
 
 
 def gif_declaring(height: int, width: int, screen: tuple[int, int] = (8, 8), frames: int = 1) -> bytes:

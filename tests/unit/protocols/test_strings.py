@@ -5,13 +5,12 @@ binary tensors, an image or application/octet-stream body as one row; the forms 
 from __future__ import annotations
 
 import base64
-import io
 import struct
 
 import numpy as np
 import pytest
-from PIL import Image
 
+from tests.pictures import jpeg_declaring, picture
 from tests.unit.protocols.tables import (
     OIP_PATH,
     Decoded,
@@ -172,23 +171,10 @@ def test_binary_tensors_are_length_prefixed_each_length_checked(blob, shape, exp
     assert_outcome(decode("oip_binary", body, STRINGS, headers=headers), expected)
 
 
-def jpeg(height: int, width: int) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(np.zeros((height, width), np.uint8)).save(buffer, "JPEG")
-    return buffer.getvalue()
-
-
-def declaring(height: int, width: int) -> bytes:
-    body = bytearray(jpeg(8, 8))
-    at = body.index(b"\xff\xc0") + 5
-    body[at : at + 4] = struct.pack(">HH", height, width)
-    return bytes(body)
-
-
 def test_an_image_body_is_one_row_once_its_header_passed():
-    photo = jpeg(20, 10)
+    photo = picture(20, 10)
     assert_outcome(receive(photo, STRINGS, content_type="image/jpeg"), strings(photo))
-    assert receive(declaring(5000, 5000), STRINGS, content_type="image/png") == too_large(
+    assert receive(jpeg_declaring(5000, 5000), STRINGS, content_type="image/png") == too_large(
         "image is 5000x5000 = 25000000 pixels for input 'raw' (N); the limit is 16777216 pixels (width x height)"
     )
     assert receive(b"GIF89a", STRINGS, content_type="image/webp") == bad_request(
