@@ -44,7 +44,7 @@ class ImageCodec(Codec):
         if spec.strings:  # the graph decodes the image itself: its bytes are the row, once its header passed
             row = strings.one_row(body, spec, f"an {self.content_type} body")
             # and once TensorFlow's own decoder can take it (an animated WebP without alpha, 400), all its frames
-            in_graph = embedded.in_graph_bytes((row,), interface, limits)
+            in_graph = embedded.inspected_bytes(read, body, limits.max_pixels, f"value 0 of the input {spec.name!r}")
             return Decoded((row,), self, graph_bytes=max(read.decoded_bytes, in_graph))
         return Decoded((pixels.decode(read, spec, limits.image_scale),), self)
 

@@ -78,14 +78,7 @@ def _pixels(value: bytes, spec: TensorSpec, max_pixels: int, where: str) -> int 
             read = header.inspect(value, spec, max_pixels)
         except ScoringError as err:  # its message speaks of a body: this is one value of a request
             raise type(err)(f"{where} is an image: {err.message.replace('body is', 'it is', 1)}") from None
-        if read.format == "WEBP" and read.kind == "animated":
-            if not value[20] & _WEBP_ALPHA:
-                raise BadRequest(
-                    f"{where} is an animated WebP without alpha, which TensorFlow 2.21's WebP decoder cannot take (it "
-                    "corrupts the process's memory): send its frames as separate images, or the animation with alpha"
-                )
-            return _check(read.width * read.height * read.frames, read.width, read.height, max_pixels, where, "WebP")
-        return read.width * read.height  # an APNG's first frame only: TensorFlow's PNG decoder reads no more
+        return _inspected_pixels(read, value, max_pixels, where)
     if value.startswith(_GIF) and len(value) >= 13:
         frames, width, height = _gif_frames(value, where)
         return _check(width * height * frames, width, height, max_pixels, where, "GIF")
@@ -97,6 +90,23 @@ def _pixels(value: bytes, spec: TensorSpec, max_pixels: int, where: str) -> int 
         width, height = abs(width), abs(height)  # a negative height is a top-down BMP
         return _check(width * height, width, height, max_pixels, where, "BMP")
     return None
+
+
+def inspected_bytes(read: header.ImageHeader, value: bytes, max_pixels: int, where: str) -> int:
+    """What the graph's decode of a JPEG, PNG or WebP takes, from the header `inspect` read of it (an image body the
+    image codec inspected already): its frames checked against `max_pixels`, an animated WebP without alpha refused."""
+    return _inspected_pixels(read, value, max_pixels, where) * BYTES_PER_PIXEL + cost.CODEC_BYTES
+
+
+def _inspected_pixels(read: header.ImageHeader, value: bytes, max_pixels: int, where: str) -> int:
+    if read.format == "WEBP" and read.kind == "animated":
+        if not value[20] & _WEBP_ALPHA:
+            raise BadRequest(
+                f"{where} is an animated WebP without alpha, which TensorFlow 2.21's WebP decoder cannot take (it "
+                "corrupts the process's memory): send its frames as separate images, or the animation with alpha"
+            )
+        return _check(read.width * read.height * read.frames, read.width, read.height, max_pixels, where, "WebP")
+    return read.width * read.height  # an APNG's first frame only: TensorFlow's PNG decoder reads no more
 
 
 def _check(pixels: int, width: int, height: int, max_pixels: int, where: str, kind: str) -> int:
