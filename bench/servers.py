@@ -18,7 +18,7 @@ import numpy as np
 import requests
 
 from tfscoring.config import ServerSettings, Settings
-from tfscoring.process.supervisor import child_pids
+from tfscoring.process.generation import child_pids
 
 REPO = Path(__file__).resolve().parents[1]
 SCORE_PY = REPO / "server" / "score.py"

@@ -35,12 +35,10 @@ from pathlib import Path
 from tfscoring import log, versions
 from tfscoring.config import ServerSettings
 from tfscoring.process import frontdoor, rundir
-from tfscoring.process.generation import Generation, child_pids, copy_lines, die_with_parent, stop_child
+from tfscoring.process.generation import Generation, copy_lines, die_with_parent, stop_child
 from tfscoring.process.health import PodHealth
 from tfscoring.process.versionwatch import VersionWatch
 from tfscoring.responder import REASONS, Answer, Request, Responder
-
-__all__ = ["Supervisor", "child_pids", "main"]
 
 PROBE_DEADLINE_S = 5.0  # for one probe's connection; nginx gives up on a probe after 5 s (proxy_read_timeout)
 # About what nginx passes on (large_client_header_buffers 4 16k, client headers included); a longer head is a 431.

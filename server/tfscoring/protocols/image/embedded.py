@@ -35,7 +35,6 @@ BYTES_PER_PIXEL = 4  # TensorFlow decodes into up to 4 channels of uint8
 JXL_BYTES_PER_PIXEL = 4 * 4 + 4
 _INSPECTED = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
 _GIF = b"GIF8"  # what tf.io.decode_image takes for a GIF (GIF87a and GIF89a)
-
 _GIF_STEPS_BASE, _GIF_BYTES_PER_STEP = 256, 16
 _WEBP_ALPHA = 0x10  # VP8X's flag: the image has alpha
 _JXL_CODESTREAM = b"\xff\x0a"
